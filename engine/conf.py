@@ -1,0 +1,222 @@
+"""Job configuration: typed, validated at load, merged from base + job + environment files.
+
+A job's conf is ``conf/base.yaml`` overlaid by the job's file (``--conf``) and optionally an
+environment file (``--env`` → ``conf/env/<name>.yaml``), then by ``--set key.path=value``
+overrides. Unknown keys are rejected with the file and key path in the message, so a typo
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from engine.errors import ConfError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BASE_CONF = REPO_ROOT / "conf" / "base.yaml"
+
+
+@dataclass(frozen=True)
+class SparkConf:
+    master: str = "local[*]"
+    app_name: str = "lakescore"
+    driver_memory: str = "4g"
+    shuffle_partitions: int = 8
+    show_progress: bool = True
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DaskConf:
+    scheduler: str | None = None
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    memory_limit: str = "4GiB"
+    show_progress: bool = True
+
+
+@dataclass(frozen=True)
+class H2OConf:
+    url: str | None = None
+    max_mem: str = "4g"
+    nthreads: int = -1
+    port: int = 54321
+
+
+@dataclass(frozen=True)
+class TablesConf:
+    """Logical table name → path, relative to ``lakehouse`` unless absolute or a URI."""
+
+    events: str = "tables/events"
+    labels: str = "tables/labels"
+    to_score: str = "tables/to_score"
+    training_set: str = "tables/training_set"
+    scoring_set: str = "tables/scoring_set"
+    scores: str = "tables/scores"
+
+
+@dataclass(frozen=True)
+class ValidationConf:
+    suite: str = "expectations/customer_features.json"
+    policy: Literal["fail", "warn"] = "fail"
+
+
+@dataclass(frozen=True)
+class TrainConf:
+    algorithm: Literal["h2o_gbm", "mllib_gbt"] = "h2o_gbm"
+    label: str = "churned"
+    valid_from: str = "2025-10-01"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScoreConf:
+    model: str = "latest"
+    as_of: str | None = None
+
+
+@dataclass(frozen=True)
+class DemoConf:
+    customers: int = 10000
+    start: str = "2025-01-01"
+    days: int = 365
+    mean_events_per_customer: float = 200.0
+    label_every_days: int = 30
+    churn_horizon_days: int = 30
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class Conf:
+    lakehouse: str = "./lakehouse"
+    engine: Literal["spark", "dask"] = "spark"
+    features: str = "conf/features/customer.yaml"
+    spark: SparkConf = field(default_factory=SparkConf)
+    dask: DaskConf = field(default_factory=DaskConf)
+    h2o: H2OConf = field(default_factory=H2OConf)
+    tables: TablesConf = field(default_factory=TablesConf)
+    validation: ValidationConf = field(default_factory=ValidationConf)
+    train: TrainConf = field(default_factory=TrainConf)
+    score: ScoreConf = field(default_factory=ScoreConf)
+    demo: DemoConf = field(default_factory=DemoConf)
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+    def resolve(self, relative: str) -> str:
+        """A path from conf: URIs and absolute paths as they are, others under the repo root."""
+        if "://" in relative or Path(relative).is_absolute():
+            return relative
+        return str((REPO_ROOT / relative).resolve())
+
+    def lakehouse_path(self, *parts: str) -> str:
+        root = self.resolve(self.lakehouse)
+        return "/".join([root.rstrip("/"), *parts])
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfError(f"conf file {path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfError(f"conf file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfError(f"conf file {path} must hold a mapping at the top, not {type(data).__name__}")
+    return data
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against a type hint; build nested dataclasses; reject unknown keys."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfError(f"{where}: expected a mapping, got {value!r}")
+        hints = typing.get_type_hints(hint)
+        names = {f.name for f in dataclasses.fields(hint)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise ConfError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: "
+                            f"{', '.join(sorted(names))}")
+        return hint(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in value.items()})
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfError(f"{where}: {value!r} is not one of {typing.get_args(hint)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfError as exc:
+                errors.append(str(exc))
+        raise ConfError("; ".join(errors))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if hint is str and hasattr(value, "isoformat"):  # YAML turns 2025-10-01 into a date
+        return value.isoformat()
+    if isinstance(hint, type) and not isinstance(value, hint):
+        raise ConfError(f"{where}: expected {hint.__name__}, got {value!r}")
+    if hint is int and isinstance(value, bool):
+        raise ConfError(f"{where}: expected int, got {value!r}")
+    return value
+
+
+def _parse_override(item: str) -> dict[str, Any]:
+    if "=" not in item:
+        raise ConfError(f"--set {item!r}: expected key.path=value")
+    key, raw = item.split("=", 1)
+    value = yaml.safe_load(raw) if raw else ""
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value  # type: ignore[return-value]
+
+
+def load_conf(job_file: str | Path | None = None, env: str | None = None,
+              overrides: list[str] | tuple[str, ...] = ()) -> Conf:
+    """Load base + job + env conf and ``key.path=value`` overrides into a validated ``Conf``."""
+    sources: list[tuple[str, dict[str, Any]]] = [(str(BASE_CONF), _read_yaml(BASE_CONF))]
+    if job_file is not None:
+        path = Path(job_file)
+        if not path.is_absolute() and not path.exists():
+            path = REPO_ROOT / path
+        sources.append((str(path), _read_yaml(path)))
+    if env is not None:
+        path = REPO_ROOT / "conf" / "env" / f"{env}.yaml"
+        sources.append((str(path), _read_yaml(path)))
+    for item in overrides:
+        sources.append((f"--set {item}", _parse_override(item)))
+    merged: dict[str, Any] = {}
+    for where, data in sources:
+        # Validate each source alone too, so the message names the file that has the bad key.
+        _coerce(_merge(merged, data), Conf, where)
+        merged = _merge(merged, data)
+    return _coerce(merged, Conf, "conf")

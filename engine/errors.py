@@ -1,0 +1,71 @@
+"""The whole public exception surface of lakescore.
+
+Every error a user can meet is one of these types; each message says what failed, where
+(definition, table, column, file, key) and what to do about it. Jobs map them to exit codes,
+so a scheduler can tell bad data from a bad configuration from a crash.
+"""
+
+from __future__ import annotations
+
+
+class LakescoreError(Exception):
+    """Base of every lakescore error. ``exit_code`` is what a job exits with."""
+
+    exit_code = 1
+
+
+class ConfError(LakescoreError):
+    """A configuration file or key is missing, unknown or of the wrong type."""
+
+    exit_code = 2
+
+
+class DefinitionError(LakescoreError):
+    """A feature, suite or model definition is invalid; raised before any job is submitted."""
+
+    exit_code = 2
+
+
+class SchemaMismatch(LakescoreError):
+    """A batch's columns or types do not match the table (or definition) it meets."""
+
+    exit_code = 3
+
+
+class ValidationFailed(LakescoreError):
+    """A data-quality gate failed; nothing downstream was written."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class CommitConflict(LakescoreError):
+    """A concurrent writer changed the same data first; the table is unchanged by this job."""
+
+    exit_code = 5
+
+
+class NotSupportedByBackend(LakescoreError):
+    """The chosen engine cannot do what was asked (e.g. Spark MLlib on Dask)."""
+
+    exit_code = 2
+
+    def __init__(self, backend: str, feature: str) -> None:
+        super().__init__(f"{feature} is not supported by the {backend!r} backend")
+        self.backend = backend
+        self.feature = feature
+
+
+class ModelMismatch(LakescoreError):
+    """A model does not fit the data it is asked to score (feature hash or columns differ)."""
+
+    exit_code = 6
+
+
+class EnvironmentProblem(LakescoreError):
+    """The machine lacks something the job needs (Java version, the scoring jar, a jar path)."""
+
+    exit_code = 7

@@ -1,0 +1,28 @@
+"""Where the MOJO scoring jars are, as built by ``make setup`` (``scripts/build_scorer.sh``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.errors import EnvironmentProblem
+
+JAR_DIR = Path(__file__).resolve().parents[2] / "build" / "jars"
+GENMODEL_JAR = JAR_DIR / "h2o-genmodel.jar"
+SCORER_JAR = JAR_DIR / "lakescore-scorer.jar"
+
+
+def scorer_jars(required: bool = True) -> list[Path]:
+    """The jars that MOJO scoring needs on a JVM's classpath (ours and H2O's genmodel).
+
+    With ``required=False`` an unbuilt jar yields an empty list, so a session that never scores
+    a MOJO still starts; scoring itself asks with ``required=True`` and gets a clear error.
+    """
+    jars = [SCORER_JAR, GENMODEL_JAR]
+    missing = [str(j) for j in jars if not j.exists()]
+    if missing:
+        if not required:
+            return []
+        raise EnvironmentProblem(
+            f"MOJO scoring jar(s) missing: {', '.join(missing)}; run `make setup` "
+            "(it extracts h2o-genmodel.jar from the h2o wheel and compiles java/ with javac)")
+    return jars

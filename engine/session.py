@@ -1,0 +1,133 @@
+"""The one place that starts a SparkSession, a Dask client and an H2O connection from conf.
+
+Everything that runs a JVM or a cluster is started here, so tests and jobs get the same
+settings: UTC session time zone, loopback binding, the venv's Python on Spark's workers and the
+MOJO scoring jar on Spark's classpath when it has been built.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from engine.conf import DaskConf, H2OConf, SparkConf
+from engine.errors import EnvironmentProblem
+
+if TYPE_CHECKING:
+    from dask.distributed import Client
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+DELTA_JARS_ENV = "LAKESCORE_DELTA_JARS"
+
+
+def prepare_process_env() -> None:
+    """Make Spark's Python workers use this interpreter and bind everything to loopback."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+def spark_session(conf: SparkConf) -> SparkSession:
+    """Return the process's SparkSession, creating it from ``conf`` if none is running.
+
+    Under ``spark-submit`` the master and jars come from the command line; options already set
+    there win over conf. Delta's SQL extension is enabled only when its classes are on the
+    classpath (``LAKESCORE_DELTA_JARS`` or ``--jars``); otherwise storage uses deltalake.
+    """
+    prepare_process_env()
+    from pyspark.sql import SparkSession
+
+    from engine.scoring.jars import scorer_jars
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    jars = [str(p) for p in scorer_jars(required=False)]
+    delta_jars = [j for j in os.environ.get(DELTA_JARS_ENV, "").split(",") if j]
+    jars += delta_jars
+    builder = (
+        SparkSession.builder.appName(conf.app_name)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(conf.shuffle_partitions))
+        .config("spark.ui.showConsoleProgress", str(conf.show_progress).lower())
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+    )
+    if "spark.master" not in os.environ.get("PYSPARK_SUBMIT_ARGS", "") and not _under_submit():
+        builder = builder.master(conf.master).config("spark.driver.memory", conf.driver_memory)
+    if jars:
+        existing = os.environ.get("LAKESCORE_SUBMIT_JARS", "")
+        builder = builder.config("spark.jars", ",".join([*filter(None, existing.split(",")), *jars]))
+    if delta_jars:
+        builder = builder.config("spark.sql.extensions", DELTA_EXTENSION).config(
+            "spark.sql.catalog.spark_catalog", DELTA_CATALOG)
+    for key, value in conf.options.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def _under_submit() -> bool:
+    """True when the driver was launched by spark-submit (which already fixed the master)."""
+    return "SPARK_SUBMIT_OPTS" in os.environ or os.environ.get("LAKESCORE_UNDER_SUBMIT") == "1"
+
+
+def delta_enabled(spark: SparkSession) -> bool:
+    """Whether Delta's Spark extension is loaded, i.e. ``format("delta")`` can be used."""
+    extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    if DELTA_EXTENSION not in extensions:
+        return False
+    try:
+        spark._jvm.java.lang.Class.forName(DELTA_EXTENSION)  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001 - py4j wraps ClassNotFoundException
+        return False
+    return True
+
+
+def dask_client(conf: DaskConf) -> Client:
+    """A client to ``conf.scheduler`` or, when none is given, to a new local cluster.
+
+    Workers are processes (not threads) so that each one can host its own JVM for MOJO scoring
+    and a worker that dies does not take the client with it.
+    """
+    prepare_process_env()
+    from dask.distributed import Client, LocalCluster
+
+    if conf.scheduler:
+        try:
+            return Client(conf.scheduler, timeout="30s")
+        except OSError as exc:
+            raise EnvironmentProblem(
+                f"cannot reach the Dask scheduler at {conf.scheduler}: {exc}; check "
+                "dask.scheduler in conf or --scheduler") from exc
+    cluster = LocalCluster(n_workers=conf.n_workers, threads_per_worker=conf.threads_per_worker,
+                           processes=True, memory_limit=conf.memory_limit,
+                           host="127.0.0.1", dashboard_address=None)
+    return Client(cluster)
+
+
+def h2o_connection(conf: H2OConf) -> None:
+    """Connect the ``h2o`` module to ``conf.url``, or start a local H2O bound to 127.0.0.1."""
+    import h2o
+
+    if h2o.connection() is not None and h2o.cluster() is not None:
+        try:
+            if h2o.cluster().is_running():
+                return
+        except Exception:  # noqa: BLE001 - a stale connection is replaced below
+            pass
+    if conf.url:
+        h2o.connect(url=conf.url, verbose=False)
+        return
+    h2o.init(ip="127.0.0.1", port=conf.port, max_mem_size=conf.max_mem, nthreads=conf.nthreads,
+             bind_to_localhost=True, verbose=False)
+    h2o.no_progress()

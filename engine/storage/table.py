@@ -1,0 +1,71 @@
+"""Plain types that describe a Delta table and one write to it, shared by every engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class WriteMode(str, Enum):
+    """How a batch meets the rows already in the table."""
+
+    APPEND = "append"
+    OVERWRITE = "overwrite"
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A Delta table by location. ``name`` is the logical name used in messages and lineage."""
+
+    name: str
+    path: str
+    storage_options: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    partition_by: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.path})"
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """Who writes a batch and why; goes into the Delta commit's metadata.
+
+    ``app_id`` and ``batch`` form Delta's application transaction (``txn``): a batch whose
+    number is not newer than the one already committed for ``app_id`` is skipped, so that a
+    rerun of the same run never writes the same rows twice.
+    """
+
+    job: str
+    run_id: str
+    engine: str
+    app_id: str | None = None
+    batch: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def commit_metadata(self) -> dict[str, Any]:
+        """The flat JSON object stored in the commit's ``commitInfo``."""
+        meta = {"lakescore.job": self.job, "lakescore.run_id": self.run_id,
+                "lakescore.engine": self.engine}
+        meta.update({f"lakescore.{k}": v for k, v in self.metadata.items()})
+        return meta
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """A lazily evaluated frame (Spark or Dask) and the table version it reads."""
+
+    frame: Any
+    version: int
+    table: TableRef
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did. ``skipped`` means the same (app_id, batch) was already committed."""
+
+    table: TableRef
+    version: int
+    rows: int
+    files: int
+    skipped: bool = False
