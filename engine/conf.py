@@ -64,7 +64,11 @@ class TablesConf:
 
 @dataclass(frozen=True)
 class ValidationConf:
-    suite: str = "expectations/customer_features.json"
+    """Suites (paths under the repo or absolute) run over the training and the scoring set."""
+
+    training_suites: list[str] = field(default_factory=lambda: [
+        "expectations/customer_features.json", "expectations/training_labels.json"])
+    scoring_suites: list[str] = field(default_factory=lambda: ["expectations/customer_features.json"])
     policy: Literal["fail", "warn"] = "fail"
 
 
@@ -171,6 +175,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             except ConfError as exc:
                 errors.append(str(exc))
         raise ConfError("; ".join(errors))
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfError(f"{where}: expected a mapping, got {value!r}")
@@ -216,7 +225,10 @@ def load_conf(job_file: str | Path | None = None, env: str | None = None,
         sources.append((f"--set {item}", _parse_override(item)))
     merged: dict[str, Any] = {}
     for where, data in sources:
-        # Validate each source alone too, so the message names the file that has the bad key.
-        _coerce(_merge(merged, data), Conf, where)
+        # Validate after each source, so the message names the file that brought the bad key.
         merged = _merge(merged, data)
+        try:
+            _coerce(merged, Conf, "conf")
+        except ConfError as exc:
+            raise ConfError(f"{where}: {exc}") from None
     return _coerce(merged, Conf, "conf")

@@ -61,11 +61,12 @@ def spark_session(conf: SparkConf) -> SparkSession:
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
     )
-    if "spark.master" not in os.environ.get("PYSPARK_SUBMIT_ARGS", "") and not _under_submit():
+    if not under_spark_submit():
+        # Under spark-submit the driver JVM already runs: master, memory and jars come from
+        # its command line (spark-submit.sh passes the scoring jars with --jars).
         builder = builder.master(conf.master).config("spark.driver.memory", conf.driver_memory)
-    if jars:
-        existing = os.environ.get("LAKESCORE_SUBMIT_JARS", "")
-        builder = builder.config("spark.jars", ",".join([*filter(None, existing.split(",")), *jars]))
+        if jars:
+            builder = builder.config("spark.jars", ",".join(jars))
     if delta_jars:
         builder = builder.config("spark.sql.extensions", DELTA_EXTENSION).config(
             "spark.sql.catalog.spark_catalog", DELTA_CATALOG)
@@ -76,9 +77,9 @@ def spark_session(conf: SparkConf) -> SparkSession:
     return spark
 
 
-def _under_submit() -> bool:
-    """True when the driver was launched by spark-submit (which already fixed the master)."""
-    return "SPARK_SUBMIT_OPTS" in os.environ or os.environ.get("LAKESCORE_UNDER_SUBMIT") == "1"
+def under_spark_submit() -> bool:
+    """True when spark-submit launched this Python driver (it hands over its JVM gateway)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
 def delta_enabled(spark: SparkSession) -> bool:

@@ -1,0 +1,29 @@
+# lakescore: `make demo` runs the whole pipeline on Spark and Dask; `make test` runs the tests.
+# Both set everything up first (Java 17, .venv, the scoring jar), skipping what is done.
+SHELL := /bin/bash
+PY := .venv/bin/python
+ENV := source build/env.sh && export SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$(CURDIR)/$(PY) PYSPARK_DRIVER_PYTHON=$(CURDIR)/$(PY)
+CONF ?= conf/demo.yaml
+
+.PHONY: setup demo test test-fast lock clean clean-lakehouse
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@$(ENV) && $(PY) -m jobs.pipeline --conf $(CONF)
+
+test: setup
+	@$(ENV) && $(PY) -m pytest -q
+
+test-fast: setup
+	@$(ENV) && $(PY) -m pytest -q -m "not slow"
+
+lock:
+	@$(PY) -m pip freeze --exclude-editable | grep -v '^lakescore' > constraints.txt
+
+clean-lakehouse:
+	rm -rf lakehouse
+
+clean: clean-lakehouse
+	rm -rf build .venv .pytest_cache

@@ -1,0 +1,54 @@
+"""Conf loading: defaults, merging order, and errors that name the file and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.conf import Conf, load_conf
+from engine.errors import ConfError
+
+
+def test_base_conf_loads_with_the_dataclass_defaults():
+    conf = load_conf()
+    assert conf.engine == "spark"
+    assert conf.train.valid_from == "2025-10-01"
+    assert conf.validation.training_suites[0].endswith("customer_features.json")
+
+
+def test_job_file_then_overrides_win_in_that_order(tmp_path):
+    job = tmp_path / "job.yaml"
+    job.write_text("engine: dask\nspark:\n  shuffle_partitions: 3\n")
+    conf = load_conf(job, overrides=["spark.shuffle_partitions=5", "demo.seed=11"])
+    assert conf.engine == "dask"
+    assert conf.spark.shuffle_partitions == 5
+    assert conf.spark.master == "local[*]"  # untouched keys keep the base value
+    assert conf.demo.seed == 11
+
+
+def test_unknown_key_is_rejected_naming_the_file_and_key(tmp_path):
+    job = tmp_path / "typo.yaml"
+    job.write_text("spark:\n  shufle_partitions: 3\n")
+    with pytest.raises(ConfError, match=r"typo\.yaml.*conf\.spark.*shufle_partitions") as err:
+        load_conf(job)
+    assert "shuffle_partitions" in str(err.value)  # the known keys are listed
+
+
+def test_wrong_type_is_rejected_with_the_key_path():
+    with pytest.raises(ConfError, match=r"conf\.dask\.n_workers: expected int"):
+        load_conf(overrides=["dask.n_workers=two"])
+
+
+def test_unknown_engine_value_is_rejected():
+    with pytest.raises(ConfError, match="flink"):
+        load_conf(overrides=["engine=flink"])
+
+
+def test_missing_conf_file_is_a_conf_error():
+    with pytest.raises(ConfError, match="does not exist"):
+        load_conf("conf/nope.yaml")
+
+
+def test_relative_paths_resolve_under_the_repo_and_uris_stay():
+    conf = Conf(lakehouse="s3://bucket/lake")
+    assert conf.lakehouse_path("tables", "x") == "s3://bucket/lake/tables/x"
+    assert Conf().resolve("conf/base.yaml").endswith("/conf/base.yaml")
