@@ -1,0 +1,100 @@
+"""The one small interface every engine implements, and the registry that picks one by name.
+
+The engine is chosen once, at the edge (``--engine`` or ``engine:`` in conf), by ``open_backend``;
+nothing above this module asks "is this Spark?". Capabilities that only some engines have are
+small mixins (``CanTrainMllib``), checked once with ``require``, which fails with a
+``NotSupportedByBackend`` naming the engine and the capability.
+
+Backends are registered lazily by import path, so importing ``engine`` never imports Spark,
+Dask or H2O.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+from engine.errors import ConfError, NotSupportedByBackend
+
+if TYPE_CHECKING:
+    from engine.conf import Conf
+    from engine.features.definitions import FeatureSet
+    from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteMode, WriteResult
+    from engine.validation.suite import Suite, ValidationReport
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the pipeline needs from an engine. Frames are the engine's own lazy frames."""
+
+    name: str
+
+    def read(self, table: TableRef, version: int | None = None,
+             columns: Sequence[str] | None = None) -> ReadResult:
+        """Read a Delta table (latest or ``version``); the result says which version was read."""
+
+    def write(self, frame: Any, table: TableRef, mode: WriteMode, commit: CommitInfo) -> WriteResult:
+        """Write a frame as one Delta commit; skipped when ``commit``'s batch is already in."""
+
+    def training_set(self, definition: FeatureSet, events: Any, spine: Any) -> Any:
+        """Every spine row with its features as of the row's time (point-in-time correct)."""
+
+    def validate(self, frame: Any, suite: Suite, table: str) -> ValidationReport:
+        """Run a Great Expectations suite over the whole frame."""
+
+    def score_mojo(self, frame: Any, mojo_path: str, keep: Sequence[str],
+                   constants: Mapping[str, str]) -> Any:
+        """``keep`` columns, a ``score`` column from the MOJO, and one column per constant."""
+
+    def count(self, frame: Any) -> int:
+        """Row count (runs a job)."""
+
+    def close(self) -> None:
+        """Release what the backend started (never a session it was handed)."""
+
+
+class CanTrainMllib:
+    """Mixin: the backend can train and score Spark MLlib pipelines."""
+
+    def train_mllib(self, frame: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def score_mllib(self, frame: Any, model_path: str, keep: Sequence[str],
+                    constants: Mapping[str, str]) -> Any:
+        raise NotImplementedError
+
+
+C = TypeVar("C")
+
+
+def require(backend: Backend, capability: type[C], feature: str) -> C:
+    """Return ``backend`` as ``capability`` or fail naming the backend and the feature."""
+    if not isinstance(backend, capability):
+        raise NotSupportedByBackend(backend.name, feature)
+    return backend  # type: ignore[return-value]
+
+
+_REGISTRY: dict[str, str] = {
+    "spark": "engine.backends.spark:SparkBackend",
+    "dask": "engine.backends.dask:DaskBackend",
+}
+
+
+def register_backend(name: str, import_path: str) -> None:
+    """Register a backend class by ``module:Class`` path, imported only when first opened."""
+    _REGISTRY[name] = import_path
+
+
+def backend_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def open_backend(name: str, conf: Conf) -> Backend:
+    """Start the named engine from conf (``Class.from_conf``)."""
+    try:
+        module_name, class_name = _REGISTRY[name].split(":")
+    except KeyError:
+        raise ConfError(f"unknown engine {name!r}; choose one of {', '.join(backend_names())}") from None
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls.from_conf(conf)

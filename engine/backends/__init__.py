@@ -1,0 +1,1 @@
+"""Engine implementations of ``engine.backend.Backend``; each composes the concern modules."""

@@ -1,0 +1,63 @@
+"""Dask: storage through partition-written Parquet + one deltalake commit from the client,
+features per entity-hash partition with numpy, Great Expectations per partition combined exactly,
+MOJOs scored per partition through JPype (one JVM per worker process)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from engine.conf import Conf
+from engine.session import dask_client
+
+if TYPE_CHECKING:
+    from dask.distributed import Client
+
+
+@dataclass
+class DaskBackend:
+    client: Client
+    owns_client: bool = False
+    show_progress: bool = True
+    name: str = field(default="dask")
+
+    @classmethod
+    def from_conf(cls, conf: Conf) -> DaskBackend:
+        return cls(dask_client(conf.dask), owns_client=True, show_progress=conf.dask.show_progress)
+
+    def read(self, table, version=None, columns=None):
+        from engine.storage.dask import read_dask
+
+        return read_dask(table, version=version, columns=columns)
+
+    def write(self, frame, table, mode, commit):
+        from engine.storage.dask import write_dask
+
+        return write_dask(frame, table, mode, commit)
+
+    def training_set(self, definition, events, spine):
+        from engine.features.dask import training_set_dask
+
+        return training_set_dask(definition, events, spine)
+
+    def validate(self, frame, suite, table):
+        from engine.validation.dask import validate_dask
+
+        return validate_dask(frame, suite, table)
+
+    def score_mojo(self, frame: Any, mojo_path: str, keep: Sequence[str],
+                   constants: Mapping[str, str]) -> Any:
+        from engine.scoring.dask import score_mojo_dask
+
+        return score_mojo_dask(frame, mojo_path, keep).assign(**dict(constants))
+
+    def count(self, frame) -> int:
+        return int(frame.shape[0].compute())
+
+    def close(self) -> None:
+        if self.owns_client:
+            cluster = self.client.cluster
+            self.client.close()
+            if cluster is not None:
+                cluster.close()

@@ -1,0 +1,73 @@
+"""Spark: storage through mapInArrow + one deltalake commit (or native delta-spark), features as
+window functions, Great Expectations' Spark engine, MOJOs in the executors' JVMs, MLlib natively."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine.backend import CanTrainMllib
+from engine.conf import Conf
+from engine.session import spark_session
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+def _with_constants(frame: DataFrame, constants: Mapping[str, str]) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    return frame.withColumns({name: F.lit(value) for name, value in constants.items()})
+
+
+@dataclass
+class SparkBackend(CanTrainMllib):
+    spark: SparkSession
+    name: str = "spark"
+
+    @classmethod
+    def from_conf(cls, conf: Conf) -> SparkBackend:
+        return cls(spark_session(conf.spark))
+
+    def read(self, table, version=None, columns=None):
+        from engine.storage.spark import read_spark
+
+        return read_spark(self.spark, table, version=version, columns=columns)
+
+    def write(self, frame, table, mode, commit):
+        from engine.storage.spark import write_spark
+
+        return write_spark(frame, table, mode, commit)
+
+    def training_set(self, definition, events, spine):
+        from engine.features.spark import training_set_spark
+
+        return training_set_spark(definition, events, spine)
+
+    def validate(self, frame, suite, table):
+        from engine.validation.spark import validate_spark
+
+        return validate_spark(frame, suite, table)
+
+    def score_mojo(self, frame: Any, mojo_path: str, keep: Sequence[str],
+                   constants: Mapping[str, str]) -> Any:
+        from engine.scoring.spark import score_mojo_spark
+
+        return _with_constants(score_mojo_spark(frame, mojo_path, keep), constants)
+
+    def train_mllib(self, frame, **kwargs):
+        from engine.training.mllib_trainer import train_mllib_gbt
+
+        return train_mllib_gbt(frame, **kwargs)
+
+    def score_mllib(self, frame, model_path, keep, constants):
+        from engine.training.mllib_trainer import score_mllib
+
+        return _with_constants(score_mllib(frame, model_path, keep), constants)
+
+    def count(self, frame) -> int:
+        return frame.count()
+
+    def close(self) -> None:
+        """The session is shared by the process (and by tests); it stops at exit."""

@@ -1,0 +1,77 @@
+"""What every job shares: its arguments, conf loading, logging, the run summary and exit codes.
+
+A job is ``run_job(name, body)``: ``body(conf, ctx, args)`` does the work; this module turns
+lakescore errors into a one-paragraph message and the error's exit code (2 conf/definition,
+3 schema, 4 validation, 5 conflict, 6 model mismatch, 7 environment), prints the summary either
+way, and saves it under the run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from engine.conf import Conf, load_conf
+from engine.errors import LakescoreError
+
+log = logging.getLogger("lakescore")
+
+
+def job_parser(description: str, engines: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--conf", help="job conf YAML, merged over conf/base.yaml")
+    parser.add_argument("--env", help="environment conf: conf/env/<ENV>.yaml, merged last")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one conf key, e.g. --set spark.master=local[2] (repeatable)")
+    parser.add_argument("--run-id", help="reuse a run id: a rerun of a finished run writes nothing twice")
+    if engines:
+        parser.add_argument("--engine", choices=["spark", "dask"], help="overrides `engine:` in conf")
+        parser.add_argument("--scheduler", help="Dask scheduler address (overrides dask.scheduler)")
+    parser.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def load_job_conf(args: argparse.Namespace) -> Conf:
+    overrides = list(args.overrides)
+    if getattr(args, "engine", None):
+        overrides.append(f"engine={args.engine}")
+    if getattr(args, "scheduler", None):
+        overrides.append(f"dask.scheduler={args.scheduler}")
+    return load_conf(args.conf, env=args.env, overrides=overrides)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("py4j", "distributed", "h2o", "great_expectations"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_job(name: str, parser: argparse.ArgumentParser,
+            body: Callable[[Conf, Any, argparse.Namespace], None],
+            argv: list[str] | None = None) -> int:
+    """Parse, load conf, run ``body``, print the summary; return the exit code."""
+    from engine.pipeline import RunContext
+
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    ctx = None
+    try:
+        conf = load_job_conf(args)
+        ctx = RunContext.start(conf, args.run_id)
+        log.info("%s: run %s, engine %s, lakehouse %s", name, ctx.run_id, conf.engine,
+                 conf.resolve(conf.lakehouse))
+        body(conf, ctx, args)
+        code = 0
+    except LakescoreError as exc:
+        print(f"lakescore {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    if ctx is not None:
+        print(ctx.summary.render())
+        print(f"summary saved to {ctx.summary.save()}")
+    if code:
+        print(f"lakescore {name}: failed with exit code {code}", file=sys.stderr)
+    return code

@@ -1,0 +1,28 @@
+"""Compute the features of the rows to score, validate them, score them into the scores table."""
+
+from __future__ import annotations
+
+import sys
+
+from engine.cli import job_parser, run_job
+from engine.pipeline import build_features, resolve_model, score_rows, validate_table
+from jobs._backend import backend_for
+
+
+def body(conf, ctx, args) -> None:
+    model = resolve_model(ctx, args.model)
+    with backend_for(conf) as backend:
+        build_features(backend, ctx, "to_score", "scoring_set", "score features")
+        validate_table(backend, ctx, "scoring_set", conf.validation.scoring_suites,
+                       stage="validate scoring set")
+        score_rows(backend, ctx, model)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = job_parser(__doc__)
+    parser.add_argument("--model", help="model id or 'latest' (overrides score.model)")
+    return run_job("score", parser, body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
