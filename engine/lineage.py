@@ -34,13 +34,15 @@ class Lineage:
 
 def read_lineage(path: str, version: int | None = None,
                  storage_options: dict[str, str] | None = None) -> dict[str, Any]:
-    """The lakescore metadata of the commit that produced ``version`` (default: latest)."""
+    """The lakescore metadata of the commit that produced ``version`` (default: latest), with
+    ``_version`` set to that version; empty when the commit was not made by lakescore."""
     from deltalake import DeltaTable
 
     table = DeltaTable(path, storage_options=storage_options or None)
     wanted = table.version() if version is None else version
     for entry in table.history():
         if entry.get("version") == wanted:
-            return {k.removeprefix("lakescore."): v for k, v in entry.items()
-                    if k.startswith("lakescore.")}
+            found = {k.removeprefix("lakescore."): v for k, v in entry.items()
+                     if k.startswith("lakescore.")}
+            return {**found, "_version": wanted} if found else {}
     return {}

@@ -107,11 +107,35 @@ def build_features(backend: Backend, ctx: RunContext, spine_table: str, output_t
         out = ctx.table(output_table)
         lineage = Lineage(inputs={events.table.name: events.version, spine.table.name: spine.version},
                           feature_set=definition.name, feature_hash=definition_hash(definition))
-        result = backend.write(frame, out, WriteMode.OVERWRITE,
-                               ctx.commit(stage, backend.name, out, lineage))
-        record.rows_out = result.rows
+        current = current_version_made_from(out, lineage)
+        if current is not None:
+            # The table already holds these features of these input versions: rewriting it would
+            # only bump its version and make downstream (scores) see "new" input.
+            result = WriteResult(table=out, version=current, rows=0, files=0, skipped=True)
+            record.note = f"up to date at v{current}"
+        else:
+            result = backend.write(frame, out, WriteMode.OVERWRITE,
+                                   ctx.commit(stage, backend.name, out, lineage))
+            record.rows_out = result.rows
         _record_write(record, result)
         return result
+
+
+def current_version_made_from(table: TableRef, lineage: Lineage) -> int | None:
+    """The table's latest version if its commit was made from exactly ``lineage``'s inputs and
+    feature code, else None. Only the latest commit counts: an older identical commit that was
+    since overwritten does not make the table current."""
+    from engine.lineage import read_lineage
+
+    try:
+        latest = read_lineage(table.path, storage_options=table.storage_options)
+    except Exception:  # noqa: BLE001 - no table yet (deltalake raises TableNotFoundError)
+        return None
+    expected = {k: str(v) for k, v in lineage.to_metadata().items()}
+    recorded = {k: str(latest.get(k)) for k in expected}
+    if latest and recorded == expected:
+        return int(latest["_version"])
+    return None
 
 
 def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list[str],

@@ -1,0 +1,187 @@
+"""The whole pipeline end to end, as a user runs it: the jobs as processes on a small demo.
+
+One module-scoped run of ``python -m jobs.pipeline`` (Spark then Dask, real H2O, real Delta,
+real Great Expectations) into a temporary lakehouse; the tests read what it wrote with
+``deltalake`` and run the other entry points (spark-submit, single jobs, the notebook) against it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from deltalake import DeltaTable
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+# Ports apart from the test session's own H2O, so both can run at once.
+JOB_H2O_PORT = "54371"
+
+
+def run(args: list[str], lakehouse: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
+               PYSPARK_DRIVER_PYTHON=sys.executable)
+    cmd = [*args, "--conf", "conf/test.yaml", "--set", f"lakehouse={lakehouse}",
+           "--set", f"h2o.port={JOB_H2O_PORT}", "--set", "spark.show_progress=false",
+           "--set", "dask.show_progress=false", *extra]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def job(name: str) -> list[str]:
+    return [sys.executable, "-m", f"jobs.{name}"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    lakehouse = tmp_path_factory.mktemp("lakehouse")
+    result = run(job("pipeline"), lakehouse)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
+    return lakehouse, result
+
+
+def table(lakehouse: Path, name: str) -> DeltaTable:
+    return DeltaTable(str(lakehouse / "tables" / name))
+
+
+def test_pipeline_exits_zero_and_prints_the_run_summary(demo_run):
+    _, result = demo_run
+    out = result.stdout
+    for stage in ("generate", "features", "validate", "train", "score features", "score"):
+        assert f"\n{stage} " in out, out
+    assert "scores spark vs dask" in out
+    assert "summary saved to" in out
+
+
+def test_feature_tables_have_one_row_per_label_on_both_engines(demo_run):
+    lakehouse, _ = demo_run
+    labels = table(lakehouse, "labels").to_pandas()
+    for engine in ("spark", "dask"):
+        training = table(lakehouse, f"training_set_{engine}").to_pandas()
+        assert len(training) == len(labels)
+        assert {"amount_count_7d", "amount_sum_30d", "amount_mean_90d", "churned"} <= set(training.columns)
+
+
+def test_scores_table_has_one_row_per_customer_to_score(demo_run):
+    lakehouse, _ = demo_run
+    to_score = table(lakehouse, "to_score").to_pandas()
+    for engine in ("spark", "dask"):
+        scores = table(lakehouse, f"scores_{engine}").to_pandas()
+        assert len(scores) == len(to_score)
+        assert scores["score"].between(0, 1).all()
+        assert scores["model_id"].nunique() == 1 and scores["run_id"].nunique() == 1
+
+
+def test_spark_and_dask_scores_agree_for_the_same_rows_and_model(demo_run):
+    lakehouse, _ = demo_run
+    keys = ["customer_id", "as_of", "model_id"]
+    spark = table(lakehouse, "scores_spark").to_pandas()
+    dask = table(lakehouse, "scores_dask").to_pandas()
+    both = spark.merge(dask, on=keys, suffixes=("_spark", "_dask"), validate="one_to_one")
+    assert len(both) == len(spark) == len(dask)
+    assert (both["score_spark"] - both["score_dask"]).abs().max() <= 1e-9
+
+
+def test_spark_and_dask_training_sets_are_equal(demo_run):
+    lakehouse, _ = demo_run
+    spark = table(lakehouse, "training_set_spark").to_pandas()
+    dask = table(lakehouse, "training_set_dask").to_pandas()
+    keys = ["customer_id", "as_of"]
+    spark = spark.sort_values(keys).reset_index(drop=True)
+    dask = dask.sort_values(keys).reset_index(drop=True)[spark.columns]
+    pd.testing.assert_frame_equal(spark, dask, check_dtype=False, rtol=1e-12)
+
+
+def test_commits_record_lineage(demo_run):
+    lakehouse, _ = demo_run
+    scores = table(lakehouse, "scores_spark").history(1)[0]
+    assert scores["lakescore.job"] == "score"
+    assert scores["lakescore.model_id"]
+    assert "scoring_set_spark" in json.loads(scores["lakescore.inputs"])
+    training = table(lakehouse, "training_set_spark").history(1)[0]
+    assert set(json.loads(training["lakescore.inputs"])) == {"events", "labels"}
+    assert len(training["lakescore.feature_hash"]) >= 12
+
+
+def test_model_is_registered_with_metrics_and_mojo(demo_run):
+    lakehouse, _ = demo_run
+    metas = [json.loads(p.read_text()) for p in (lakehouse / "models").glob("*/meta.json")]
+    assert len(metas) == 1
+    meta = metas[0]
+    assert meta["metrics"]["auc"] > 0.7
+    assert "logloss" in meta["metrics"]
+    model_dir = lakehouse / "models" / meta["model_id"]
+    assert any(p.suffix in (".mojo", ".zip") for p in model_dir.rglob("*"))
+
+
+def test_validation_results_are_kept_under_the_run(demo_run):
+    lakehouse, _ = demo_run
+    results = list((lakehouse / "runs").glob("*/validation/*/*.json"))
+    assert {p.parent.name for p in results} == {"spark", "dask"}
+
+
+def test_rerunning_the_score_job_writes_no_duplicate_rows(demo_run):
+    lakehouse, _ = demo_run
+    first = run(job("score"), lakehouse, "--engine", "dask")
+    assert first.returncode == 0, first.stderr[-4000:]
+    to_score = table(lakehouse, "to_score").to_pandas()
+    assert len(table(lakehouse, "scores").to_pandas()) == len(to_score)
+    version = table(lakehouse, "scores").version()
+    again = run(job("score"), lakehouse, "--engine", "dask")
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert "already committed" in again.stdout
+    assert table(lakehouse, "scores").version() == version
+    assert len(table(lakehouse, "scores").to_pandas()) == len(to_score)
+
+
+def test_spark_submit_runs_a_job(demo_run):
+    lakehouse, _ = demo_run
+    result = run([str(REPO / "spark-submit.sh"), "--master", "local[2]", "jobs/features.py"], lakehouse)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "features  spark" in result.stdout
+    assert len(table(lakehouse, "training_set").to_pandas()) == len(table(lakehouse, "labels").to_pandas())
+
+
+def test_notebook_executes_against_the_demo_outputs(demo_run):
+    import nbformat
+    from nbclient import NotebookClient
+
+    lakehouse, _ = demo_run
+    notebook = nbformat.read(REPO / "notebooks" / "explore_demo.ipynb", as_version=4)
+    os.environ["LAKESCORE_LAKEHOUSE"] = str(lakehouse)
+    try:
+        NotebookClient(notebook, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    finally:
+        del os.environ["LAKESCORE_LAKEHOUSE"]
+    assert (lakehouse / "score_distribution.png").exists()
+    outputs = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert "rows scored on both engines; max abs difference" in outputs
+
+
+def test_bad_feature_values_stop_the_pipeline_before_training(tmp_path):
+    """Negative amounts make negative feature sums, which the suite rejects: the run exits 4,
+    names the expectation, and trains and scores nothing."""
+    lakehouse = tmp_path / "lake"
+    result = run(job("generate"), lakehouse)
+    assert result.returncode == 0, result.stderr[-4000:]
+    events_path = lakehouse / "tables" / "events"
+    events = DeltaTable(str(events_path)).to_pyarrow_table()
+    frame = events.to_pandas()
+    frame.loc[frame.index[:25], "amount"] = -frame.loc[frame.index[:25], "amount"]
+    from deltalake import write_deltalake
+    import pyarrow as pa
+
+    write_deltalake(str(events_path), pa.Table.from_pandas(frame, schema=events.schema, preserve_index=False),
+                    mode="overwrite")
+    result = run(job("pipeline"), lakehouse, "--engines", "dask", "--skip-generate")
+    assert result.returncode == 4, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "expect_column_values_to_be_between" in result.stderr
+    assert "amount_sum_" in result.stderr
+    assert not (lakehouse / "models").exists() or not list((lakehouse / "models").glob("*/meta.json"))
+    assert not (lakehouse / "tables" / "scores").exists()
