@@ -44,7 +44,9 @@ if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ constraints.txt -
   [ -x .venv/bin/python ] || { step "creating .venv with $PY"; "$PY" -m venv .venv; }
   step "installing pinned dependencies into .venv (about 2 minutes on a fresh machine)"
   .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
-  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+  # The repo itself on the venv's path (what an editable install does, without a build step).
+  site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  echo "$PWD" > "$site/lakescore.pth"
   touch "$stamp"
 else
   step ".venv up to date"

@@ -1,32 +1,61 @@
 """MOJO scoring equals H2O's own predictions, on Spark (Java UDF) and Dask (JPype), for every
-supported model type; bad input is refused before any job runs."""
+supported model type, with missing values and levels the model never saw; bad input is refused
+before any job runs."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-import pytest
+import os
 
-from engine.errors import ModelMismatch
-from engine.scoring.jars import scorer_jars
-from engine.scoring.mojo import read_mojo_info
+os.environ.setdefault("LAKESCORE_TEST_H2O_PORT", "54341")
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import zipfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from engine.errors import DefinitionError, EnvironmentProblem, ModelMismatch  # noqa: E402
+from engine.scoring.jars import scorer_jars  # noqa: E402
+from engine.scoring.mojo import read_mojo_info  # noqa: E402
 
 TOLERANCE = 1e-9
+REPO = Path(__file__).resolve().parents[1]
+FEATURES = ["x1", "x2", "x3", "segment", "region"]
 
 
-def make_frame(n: int, seed: int, unseen_level: bool) -> pd.DataFrame:
+@pytest.fixture(scope="module", autouse=True)
+def built_jars():
+    """The scorer jar as `make setup` builds it (a no-op when up to date)."""
+    done = subprocess.run(["bash", str(REPO / "scripts" / "build_scorer.sh"), sys.executable],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return scorer_jars()
+
+
+def make_frame(n: int, seed: int, scoring: bool) -> pd.DataFrame:
+    """Numbers with NaN, two string categoricals (one of integer codes) with nulls.
+
+    At scoring time both categoricals also hold levels never seen in training.
+    """
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({
         "x1": rng.normal(size=n),
         "x2": rng.exponential(size=n) * 100,
         "x3": rng.integers(0, 50, size=n).astype("float64"),
-        "segment": rng.choice(["a", "b", "c", "d"], size=n),
+        "segment": rng.choice(["a", "b", "c", "d"], size=n).astype(object),
+        "region": rng.integers(0, 6, size=n).astype(str).astype(object),
     })
     frame.loc[rng.random(n) < 0.05, "x1"] = np.nan
     frame.loc[rng.random(n) < 0.03, "segment"] = None
-    if unseen_level:
+    if scoring:
         frame.loc[frame.index[::17], "segment"] = "never-seen"
-    logit = 0.8 * frame["x1"].fillna(0) - 0.01 * frame["x2"] + (frame["segment"] == "b") * 1.2
+        frame.loc[frame.index[::23], "region"] = "9"
+        frame.loc[frame.index[5::29], "region"] = None
+    logit = (0.8 * frame["x1"].fillna(0) - 0.01 * frame["x2"] + (frame["segment"] == "b") * 1.2
+             + (frame["region"] == "2") * 0.7)
     frame["y_bin"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     frame["y_reg"] = logit + rng.normal(scale=0.3, size=n)
     frame.insert(0, "row_id", np.arange(n, dtype="int64"))
@@ -37,7 +66,9 @@ MODELS = {
     "gbm_binomial": ("H2OGradientBoostingEstimator", "y_bin", dict(ntrees=20, max_depth=5, seed=1)),
     "gbm_regression": ("H2OGradientBoostingEstimator", "y_reg", dict(ntrees=20, max_depth=5, seed=1)),
     "glm_binomial": ("H2OGeneralizedLinearEstimator", "y_bin", dict(family="binomial", seed=1)),
+    "glm_regression": ("H2OGeneralizedLinearEstimator", "y_reg", dict(family="gaussian", seed=1)),
     "drf_binomial": ("H2ORandomForestEstimator", "y_bin", dict(ntrees=15, max_depth=8, seed=1)),
+    "drf_regression": ("H2ORandomForestEstimator", "y_reg", dict(ntrees=15, max_depth=8, seed=1)),
 }
 
 
@@ -47,11 +78,8 @@ def trained(h2o_cluster, tmp_path_factory):
     import h2o
     from h2o import estimators
 
-    scorer_jars()  # the tests need `make setup`'s jar
-    train = make_frame(3000, seed=1, unseen_level=False)
-    score = make_frame(2000, seed=2, unseen_level=True)
-    features = ["x1", "x2", "x3", "segment"]
-    out = {}
+    train = make_frame(3000, seed=1, scoring=False)
+    score = make_frame(2000, seed=2, scoring=True)
     directory = tmp_path_factory.mktemp("mojos")
     # Through Parquet, as lakescore's trainer hands data to H2O: nulls arrive as NA (H2OFrame's
     # pandas upload does not turn None into NA).
@@ -60,10 +88,12 @@ def trained(h2o_cluster, tmp_path_factory):
     train_hf = h2o.import_file(str(directory / "train.parquet"))
     train_hf["y_bin"] = train_hf["y_bin"].asfactor()
     score_hf = h2o.import_file(str(directory / "score.parquet"))
-    assert train_hf["segment"].isfactor()[0] and score_hf["segment"].isna().sum() > 0
+    assert train_hf["segment"].isfactor()[0] and train_hf["region"].isfactor()[0]
+    assert score_hf["segment"].isna().sum() > 0 and score_hf["region"].isna().sum() > 0
+    out = {}
     for name, (cls, label, params) in MODELS.items():
         model = getattr(estimators, cls)(**params)
-        model.train(x=features, y=label, training_frame=train_hf)
+        model.train(x=FEATURES, y=label, training_frame=train_hf)
         mojo = model.download_mojo(str(directory / f"{name}.zip"))
         predicted = model.predict(score_hf).as_data_frame(use_multi_thread=False)
         expected = predicted["p1"] if label == "y_bin" else predicted["predict"]
@@ -71,41 +101,182 @@ def trained(h2o_cluster, tmp_path_factory):
     return score, out
 
 
-def score_with(engine_name, frame, mojo, spark=None):
+def score_with(engine_name, frame, mojo, request, keep=("row_id",), npartitions=3):
+    """Scores sorted by row_id, from the engine's scorer over ``frame``."""
     if engine_name == "spark":
         from engine.scoring.spark import score_mojo_spark
 
-        scored = score_mojo_spark(spark.createDataFrame(frame), mojo, ["row_id"]).toPandas()
+        spark = request.getfixturevalue("spark")
+        scored = score_mojo_spark(spark.createDataFrame(frame), mojo, list(keep)).toPandas()
     else:
         import dask.dataframe as dd
 
         from engine.scoring.dask import score_mojo_dask
 
-        scored = score_mojo_dask(dd.from_pandas(frame, npartitions=3), mojo, ["row_id"]).compute()
+        scored = score_mojo_dask(dd.from_pandas(frame, npartitions=npartitions), mojo, list(keep)).compute()
     return scored.sort_values("row_id")["score"].to_numpy()
 
 
 @pytest.mark.parametrize("model_name", list(MODELS))
-def test_scores_equal_h2o_predict(engine_name, model_name, trained, request):
+def test_scores_equal_h2o_predict_with_missing_values_and_unseen_levels(engine_name, model_name,
+                                                                        trained, request):
     frame, models = trained
     mojo, expected = models[model_name]
-    spark = request.getfixturevalue("spark") if engine_name == "spark" else None
-    scores = score_with(engine_name, frame, mojo, spark)
+    scores = score_with(engine_name, frame, mojo, request)
     assert len(scores) == len(expected)
-    assert np.nanmax(np.abs(scores - expected)) <= TOLERANCE
     assert not np.isnan(scores).any()
+    assert np.max(np.abs(scores - expected)) <= TOLERANCE
+
+
+def test_unseen_level_scores_like_a_missing_value(engine_name, trained, request):
+    frame, models = trained
+    rows = frame.iloc[:40].copy()
+    unseen, missing = rows.copy(), rows.copy()
+    unseen["segment"], missing["segment"] = "never-seen", None
+    mojo = models["gbm_binomial"][0]
+    assert np.array_equal(score_with(engine_name, unseen, mojo, request, npartitions=1),
+                          score_with(engine_name, missing, mojo, request, npartitions=1))
+
+
+def test_column_order_and_extra_columns_do_not_change_scores(engine_name, trained, request):
+    frame, models = trained
+    mojo, expected = models["glm_binomial"]
+    shuffled = frame.assign(extra=1.5)[["extra", "region", "segment", "row_id", "x3", "x2", "x1"]]
+    assert np.max(np.abs(score_with(engine_name, shuffled, mojo, request) - expected)) <= TOLERANCE
+
+
+def test_output_keeps_only_the_requested_columns_plus_a_double_score(engine_name, trained, request):
+    frame, models = trained
+    mojo = models["gbm_regression"][0]
+    if engine_name == "spark":
+        from engine.scoring.spark import score_mojo_spark
+
+        scored = score_mojo_spark(request.getfixturevalue("spark").createDataFrame(frame), mojo,
+                                  ["row_id", "segment"], output="p")
+        assert [(f.name, f.dataType.simpleString()) for f in scored.schema.fields] == [
+            ("row_id", "bigint"), ("segment", "string"), ("p", "double")]
+    else:
+        import dask.dataframe as dd
+
+        from engine.scoring.dask import score_mojo_dask
+
+        scored = score_mojo_dask(dd.from_pandas(frame, npartitions=2), mojo, ["row_id", "segment"], output="p")
+        assert list(scored.columns) == ["row_id", "segment", "p"]
+        assert scored.dtypes["p"] == np.float64 and scored.dtypes["row_id"] == np.int64
+        assert len(scored.compute()) == len(frame)
+
+
+def test_missing_feature_column_is_refused_naming_it(engine_name, trained, request):
+    frame, models = trained
+    with pytest.raises(ModelMismatch, match=r"lacks the column\(s\) \['x2'\]"):
+        score_with(engine_name, frame.drop(columns="x2"), models["gbm_binomial"][0], request)
+
+
+def test_string_column_for_a_numeric_feature_is_refused_naming_it(engine_name, trained, request):
+    frame, models = trained
+    with pytest.raises(ModelMismatch, match=r"x3 \(string, the model wants numbers\)"):
+        score_with(engine_name, frame.assign(x3=frame["x3"].astype(str)), models["drf_binomial"][0], request)
+
+
+def test_numeric_codes_for_a_categorical_feature_are_refused_as_h2o_refuses_them(engine_name, trained,
+                                                                                request):
+    frame, models = trained
+    codes = pd.to_numeric(frame["region"], errors="coerce")
+    with pytest.raises(ModelMismatch, match=r"region \(numeric, the model wants strings\)"):
+        score_with(engine_name, frame.assign(region=codes), models["gbm_binomial"][0], request)
+
+
+def test_score_column_that_is_also_kept_is_refused(engine_name, trained, request):
+    frame, models = trained
+    with pytest.raises(DefinitionError, match="'score' is also a column to keep"):
+        score_with(engine_name, frame.assign(score=0.0), models["gbm_binomial"][0], request,
+                   keep=("row_id", "score"))
+
+
+def test_unregistered_udf_class_is_an_environment_problem_telling_to_run_make_setup(spark):
+    from engine.scoring.spark import register_mojo_udf
+
+    with pytest.raises(EnvironmentProblem, match="ai.lakescore.NoSuchUdf.*make setup"):
+        register_mojo_udf(spark, udf_class="ai.lakescore.NoSuchUdf")
+
+
+def test_java_scorer_takes_levels_as_strings_or_domain_indices(dask_cluster_client, trained):
+    """``MojoScorer.scoreColumns`` gives one score whatever form a categorical arrives in."""
+    frame, models = trained
+    mojo, expected = models["gbm_binomial"]
+    info = read_mojo_info(mojo)
+
+    def score_two_ways(batch: pd.DataFrame) -> list[np.ndarray]:
+        import jpype
+
+        from engine.scoring.dask import _scorer, encode_levels
+
+        scorer = _scorer()
+
+        def doubles(name):
+            return jpype.JArray(jpype.JDouble)(batch[name].to_numpy(dtype="float64"))
+
+        def strings(name):
+            return jpype.JArray(jpype.JString)([None if v is None else str(v) for v in batch[name]])
+
+        def indices(name):
+            return jpype.JArray(jpype.JInt)(encode_levels(batch[name], info.domains[name]))
+
+        names = jpype.JArray(jpype.JString)(["x1", "x2", "x3", "segment", "region"])
+        out = []
+        for levels in (strings, indices):
+            columns = jpype.JArray(jpype.JObject)([doubles("x1"), doubles("x2"), doubles("x3"),
+                                                   levels("segment"), levels("region")])
+            out.append(np.asarray(scorer.scoreColumns(mojo, names, columns)))
+        return out
+
+    by_strings, by_indices = dask_cluster_client.submit(score_two_ways, frame, pure=False).result()
+    assert np.max(np.abs(by_strings - expected)) <= TOLERANCE
+    assert np.array_equal(by_strings, by_indices)
+
+
+def test_java_scorer_names_the_missing_feature(dask_cluster_client, trained):
+    frame, models = trained
+    mojo = models["gbm_regression"][0]
+
+    def score_without_x2() -> str:
+        import jpype
+
+        from engine.scoring.dask import _scorer
+
+        names = jpype.JArray(jpype.JString)(["x1"])
+        columns = jpype.JArray(jpype.JObject)([jpype.JArray(jpype.JDouble)([1.0, 2.0])])
+        try:
+            _scorer().scoreColumns(mojo, names, columns)
+        except Exception as exc:  # noqa: BLE001 - the Java exception surfaces as a JPype type
+            return f"{type(exc).__name__}: {exc}"
+        return "no error"
+
+    message = dask_cluster_client.submit(score_without_x2, pure=False).result()
+    assert "IllegalArgumentException" in message
+    assert "[x2, x3, segment, region]" in message
 
 
 def test_mojo_info_reads_features_and_domains_without_a_jvm(trained):
     _, models = trained
     info = read_mojo_info(models["gbm_binomial"][0])
-    assert info.feature_names == ("x1", "x2", "x3", "segment")
-    assert info.domains["segment"] == ("a", "b", "c", "d")
-    assert info.category == "Binomial"
+    assert info.feature_names == tuple(FEATURES)
+    assert info.domains == {"segment": ("a", "b", "c", "d"), "region": ("0", "1", "2", "3", "4", "5")}
+    assert (info.category, info.response, info.algo) == ("Binomial", "y_bin", "gbm")
+    assert read_mojo_info(models["glm_regression"][0]).category == "Regression"
 
 
-def test_missing_feature_column_is_refused_naming_it(engine_name, trained, request):
-    frame, models = trained
-    spark = request.getfixturevalue("spark") if engine_name == "spark" else None
-    with pytest.raises(ModelMismatch, match=r"\['x2'\]"):
-        score_with(engine_name, frame.drop(columns="x2"), models["gbm_binomial"][0], spark)
+def test_mojo_info_unescapes_domain_values_as_genmodel_does(tmp_path):
+    path = tmp_path / "escaped.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("model.ini", "[info]\ncategory = Binomial\nsupervised = true\nn_features = 1\n"
+                                      "escape_domain_values = true\n\n[columns]\nc\ny\n\n[domains]\n0: 3 d000.txt\n")
+        archive.writestr("domains/d000.txt", "two\\nlines\nback\\\\slash\nplain\u2028text\n")
+    assert read_mojo_info(path).domains == {"c": ("two\nlines", "back\\slash", "plain\u2028text")}
+
+
+def test_a_file_that_is_not_a_mojo_is_a_model_mismatch(tmp_path):
+    path = tmp_path / "model.zip"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(ModelMismatch, match="model.zip"):
+        read_mojo_info(path)

@@ -4,6 +4,7 @@ import hex.ModelCategory;
 import hex.genmodel.GenModel;
 import hex.genmodel.MojoModel;
 
+import java.io.File;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.util.ArrayList;
@@ -15,37 +16,61 @@ import java.util.concurrent.ConcurrentHashMap;
 /**
  * Scores H2O MOJOs with H2O's own genmodel classes, without H2O or Sparkling Water.
  *
- * One loaded model per MOJO path per JVM (models are immutable and thread-safe to score).
- * Columns are bound to the model's features once per batch or schema, never per row; the
- * row buffer holds numeric values as doubles and categorical values as indices into the
- * model's domain, with NaN for missing values and for levels the model never saw — which is
- * how H2O's own scoring treats an unseen level.
+ * <p>One loaded model per MOJO file per JVM: the cache key is the path plus the file's size and
+ * modification time, so a MOJO rewritten in place is reloaded, never scored stale. Loaded models
+ * are immutable and {@code score0} is safe to call from many threads.
+ *
+ * <p>Columns are bound to the model's features by name once per batch (or per Spark schema),
+ * never per row. The row handed to {@code score0} holds numeric features as doubles and
+ * categorical features as indices into the model's domain, with NaN for a missing value and for
+ * a level the model never saw: that is how H2O's own {@code predict} treats an unseen level
+ * (EasyPredictModelWrapper's default would throw instead).
  */
 public final class MojoScorer {
     private static final ConcurrentHashMap<String, GenModel> MODELS = new ConcurrentHashMap<>();
 
     private MojoScorer() {}
 
-    /** The model at {@code path}, loaded once per JVM. */
+    /** The model stored at {@code path}, loaded once per JVM and file version. */
     public static GenModel model(String path) {
-        return MODELS.computeIfAbsent(path, p -> {
+        File file = new File(path);
+        String key = file.getAbsolutePath() + "@" + file.length() + ":" + file.lastModified();
+        return MODELS.computeIfAbsent(key, k -> {
             try {
-                return MojoModel.load(p);
+                GenModel m = MojoModel.load(path);
+                checkSupported(m, path);
+                return m;
             } catch (IOException e) {
-                throw new UncheckedIOException("cannot load MOJO " + p + ": " + e.getMessage(), e);
+                throw new UncheckedIOException("cannot load MOJO " + path + ": " + e.getMessage(), e);
             }
         });
     }
 
+    /** Refuse models whose {@code score0} input is not "one value per original column". */
+    private static void checkSupported(GenModel m, String path) {
+        ModelCategory c = m.getModelCategory();
+        if (c != ModelCategory.Binomial && c != ModelCategory.Regression) {
+            throw new IllegalArgumentException("MOJO " + path + " is a " + c
+                + " model; only Binomial and Regression models can be scored");
+        }
+        if (m.getOrigNames() != null) {
+            throw new IllegalArgumentException("MOJO " + path + " was trained with a categorical_encoding"
+                + " that expands columns; retrain with categorical_encoding='AUTO' or 'Enum'");
+        }
+    }
+
     /** The model's feature names, in the order {@code score0} expects them. */
     public static String[] featureNames(GenModel m) {
-        String[] names = m.getNames();
         String[] out = new String[m.nfeatures()];
-        System.arraycopy(names, 0, out, 0, out.length);
+        System.arraycopy(m.getNames(), 0, out, 0, out.length);
         return out;
     }
 
-    /** Per feature, the index of the column named like it in {@code columns}. */
+    /**
+     * Per model feature, the position of the column of the same name in {@code columns}.
+     *
+     * @throws IllegalArgumentException naming every feature that {@code columns} lacks
+     */
     public static int[] bind(GenModel m, String[] columns) {
         Map<String, Integer> position = new HashMap<>();
         for (int i = 0; i < columns.length; i++) position.put(columns[i], i);
@@ -58,7 +83,7 @@ public final class MojoScorer {
         }
         if (!missing.isEmpty()) {
             throw new IllegalArgumentException("the model needs feature column(s) " + missing
-                + " that the input does not have");
+                + " that the input does not have (it has " + java.util.Arrays.toString(columns) + ")");
         }
         return index;
     }
@@ -77,62 +102,70 @@ public final class MojoScorer {
         return out;
     }
 
-    /** A level's domain index, NaN when missing or unseen. */
+    /** A level's domain index; NaN when missing or unseen. */
     static double levelIndex(Map<String, Integer> levels, String value) {
         if (value == null) return Double.NaN;
         Integer k = levels.get(value);
         return k == null ? Double.NaN : k;
     }
 
-    /** A numeric value as a categorical level ("3" for 3.0), as H2O names integer levels. */
-    static String levelName(double value) {
-        if (Double.isNaN(value)) return null;
-        if (value == Math.rint(value) && Math.abs(value) < 1e15) return Long.toString((long) value);
-        return Double.toString(value);
-    }
-
     /** The score from {@code score0}'s output: P(second class) for binomial, the value for regression. */
     static double output(ModelCategory category, double[] preds) {
-        switch (category) {
-            case Binomial: return preds[2];
-            case Regression: return preds[0];
-            default: throw new IllegalArgumentException("model category " + category
-                + " is not supported (binomial and regression are)");
-        }
-    }
-
-    public static ModelCategory checkedCategory(GenModel m) {
-        ModelCategory c = m.getModelCategory();
-        output(c, new double[Math.max(3, m.getPredsSize())]);
-        return c;
+        return category == ModelCategory.Binomial ? preds[2] : preds[0];
     }
 
     /**
-     * Score a batch given as columns: each {@code double[]} (numeric, NaN missing) or
-     * {@code String[]} (categorical, null missing). Returns one score per row.
+     * Score a batch given as columns, one score per row.
+     *
+     * @param names   the column names, parallel to {@code columns}; extra columns are ignored
+     * @param columns for a numeric feature a {@code double[]} (NaN = missing); for a categorical
+     *                feature a {@code String[]} of levels (null = missing) or an {@code int[]} of
+     *                indices into the feature's domain (negative = missing or unseen), which lets
+     *                a caller that already encoded the levels skip moving strings. Numbers for a
+     *                categorical feature are refused, as H2O's predict and genmodel refuse them
+     * @throws IllegalArgumentException when a feature column is absent, has another length,
+     *                or has a type the feature cannot take
      */
     public static double[] scoreColumns(String mojoPath, String[] names, Object[] columns) {
+        if (names.length != columns.length) {
+            throw new IllegalArgumentException(names.length + " names for " + columns.length + " columns");
+        }
         GenModel m = model(mojoPath);
-        ModelCategory category = checkedCategory(m);
+        ModelCategory category = m.getModelCategory();
         int[] index = bind(m, names);
         Map<String, Integer>[] levels = domains(m);
         int nf = index.length;
-        int rows = columns.length == 0 ? 0 : length(columns[0]);
+        int rows = nf == 0 ? 0 : length(columns[index[0]], names[index[0]]);
         double[][] numeric = new double[nf][];
         String[][] text = new String[nf][];
+        int[][] codes = new int[nf][];
         for (int j = 0; j < nf; j++) {
+            String name = names[index[j]];
             Object column = columns[index[j]];
-            if (length(column) != rows) {
-                throw new IllegalArgumentException("column " + names[index[j]] + " has "
-                    + length(column) + " rows, expected " + rows);
+            if (length(column, name) != rows) {
+                throw new IllegalArgumentException("column " + name + " has " + length(column, name)
+                    + " rows, column " + names[index[0]] + " has " + rows);
             }
-            if (column instanceof double[]) numeric[j] = (double[]) column;
-            else if (column instanceof String[]) text[j] = (String[]) column;
-            else throw new IllegalArgumentException("column " + names[index[j]]
-                + " must be double[] or String[], got " + column.getClass().getSimpleName());
-            if (text[j] != null && levels[j] == null) {
-                throw new IllegalArgumentException("feature " + names[index[j]]
-                    + " is numeric in the model but strings were given");
+            if (levels[j] == null) {
+                if (!(column instanceof double[])) {
+                    throw new IllegalArgumentException("feature " + name + " is numeric in the model but a "
+                        + column.getClass().getSimpleName() + " was given; pass a double[]");
+                }
+                numeric[j] = (double[]) column;
+            } else if (column instanceof double[]) {
+                throw new IllegalArgumentException("feature " + name + " is categorical in the model but a "
+                    + "double[] was given; pass its levels as a String[] (or domain indices as an int[])");
+            } else if (column instanceof String[]) {
+                text[j] = (String[]) column;
+            } else {
+                codes[j] = (int[]) column;
+                int size = m.getDomainValues(j).length;
+                for (int code : codes[j]) {
+                    if (code >= size) {
+                        throw new IllegalArgumentException("column " + name + " holds domain index " + code
+                            + " but the feature has only " + size + " levels");
+                    }
+                }
             }
         }
         double[] row = new double[nf];
@@ -141,17 +174,19 @@ public final class MojoScorer {
         for (int i = 0; i < rows; i++) {
             for (int j = 0; j < nf; j++) {
                 if (levels[j] == null) row[j] = numeric[j][i];
-                else if (text[j] != null) row[j] = levelIndex(levels[j], text[j][i]);
-                else row[j] = levelIndex(levels[j], levelName(numeric[j][i]));
+                else if (codes[j] != null) row[j] = codes[j][i] < 0 ? Double.NaN : codes[j][i];
+                else row[j] = levelIndex(levels[j], text[j][i]);
             }
             out[i] = output(category, m.score0(row, preds));
         }
         return out;
     }
 
-    private static int length(Object column) {
+    private static int length(Object column, String name) {
         if (column instanceof double[]) return ((double[]) column).length;
         if (column instanceof String[]) return ((String[]) column).length;
-        throw new IllegalArgumentException("unsupported column type " + column);
+        if (column instanceof int[]) return ((int[]) column).length;
+        throw new IllegalArgumentException("column " + name + " must be a double[], String[] or int[], got "
+            + (column == null ? "null" : column.getClass().getSimpleName()));
     }
 }

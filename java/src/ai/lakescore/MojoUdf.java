@@ -8,20 +8,26 @@ import org.apache.spark.sql.api.java.UDF2;
 import org.apache.spark.sql.types.StructType;
 
 import java.io.File;
+import java.util.HashMap;
 import java.util.Map;
 
 /**
  * A Spark SQL UDF {@code (mojo path, struct of feature columns) -> score} that runs inside the
- * executors' JVMs. The MOJO is shipped with {@code SparkContext.addFile}: a path that does not
- * exist on the executor is looked up by file name in {@link SparkFiles}. The struct's fields are
- * bound to the model's features once per thread and schema, then read by index for every row.
+ * executors' JVMs, so rows never go through Python or Arrow.
+ *
+ * <p>The MOJO is shipped with {@code SparkContext.addFile}: a path that does not exist on the
+ * executor is looked up by its file name in {@link SparkFiles}. The struct's fields are bound to
+ * the model's features once per thread, model and schema, then read by index for every row into
+ * a per-thread row buffer. A null field goes in as NaN (missing), which H2O scores as it does in
+ * {@code predict}, so every row gets a score; the UDF never returns null.
  */
 public final class MojoUdf implements UDF2<String, Row, Double> {
     private static final long serialVersionUID = 1L;
 
+    /** What one thread needs to score rows of one schema with one model. */
     private static final class Binding {
-        final String path;
         final StructType schema;
+        final String[] fieldNames;
         final GenModel model;
         final ModelCategory category;
         final int[] index;
@@ -30,18 +36,19 @@ public final class MojoUdf implements UDF2<String, Row, Double> {
         final double[] preds;
 
         Binding(String path, StructType schema) {
-            this.path = path;
             this.schema = schema;
+            this.fieldNames = schema.fieldNames();
             this.model = MojoScorer.model(resolve(path));
-            this.category = MojoScorer.checkedCategory(model);
-            this.index = MojoScorer.bind(model, schema.fieldNames());
+            this.category = model.getModelCategory();
+            this.index = MojoScorer.bind(model, fieldNames);
             this.levels = MojoScorer.domains(model);
             this.row = new double[index.length];
             this.preds = new double[model.getPredsSize()];
         }
     }
 
-    private static final ThreadLocal<Binding> BINDING = new ThreadLocal<>();
+    /** Per thread, the binding per MOJO path (a query may score with several models). */
+    private static final ThreadLocal<Map<String, Binding>> BINDINGS = ThreadLocal.withInitial(HashMap::new);
 
     static String resolve(String path) {
         if (new File(path).exists()) return path;
@@ -51,10 +58,11 @@ public final class MojoUdf implements UDF2<String, Row, Double> {
     @Override
     public Double call(String path, Row features) {
         StructType schema = features.schema();
-        Binding b = BINDING.get();
-        if (b == null || !b.path.equals(path) || !b.schema.equals(schema)) {
+        Map<String, Binding> bindings = BINDINGS.get();
+        Binding b = bindings.get(path);
+        if (b == null || (b.schema != schema && !b.schema.equals(schema))) {
             b = new Binding(path, schema);
-            BINDING.set(b);
+            bindings.put(path, b);
         }
         double[] row = b.row;
         for (int j = 0; j < row.length; j++) {
@@ -65,11 +73,13 @@ public final class MojoUdf implements UDF2<String, Row, Double> {
             }
             Object value = features.get(k);
             if (b.levels[j] == null) {
-                row[j] = numeric(value, schema.fieldNames()[k]);
+                row[j] = numeric(value, b.fieldNames[k]);
             } else if (value instanceof String) {
                 row[j] = MojoScorer.levelIndex(b.levels[j], (String) value);
             } else {
-                row[j] = MojoScorer.levelIndex(b.levels[j], MojoScorer.levelName(numeric(value, schema.fieldNames()[k])));
+                throw new IllegalArgumentException("feature " + b.fieldNames[k] + " is categorical in the"
+                    + " model but its value " + value + " is a " + value.getClass().getSimpleName()
+                    + "; cast the column to string");
             }
         }
         return MojoScorer.output(b.category, b.model.score0(row, b.preds));
