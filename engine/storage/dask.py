@@ -1,0 +1,120 @@
+"""Delta tables from Dask through deltalake: one partition per data file on read; on write each
+partition streams into its own Parquet files on a worker and the client commits them once.
+
+Committing only from the client matters: a worker that died just after committing inside a task
+would be re-run by Dask and its rows would land twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.errors import LakescoreError, SchemaMismatch
+from engine.storage import delta_log
+from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteMode, WriteResult
+
+
+def _read_file(file: delta_log.TableFile, schema: pa.Schema, columns: list[str]) -> pd.DataFrame:
+    """One data file as pandas with the table's types, partition columns restored as constants."""
+    data_columns = [c for c in columns if c not in file.partition_values]
+    data = pq.read_table(file.uri, columns=data_columns)
+    for name, value in file.partition_values.items():
+        if name in columns:
+            data = data.append_column(name, pa.array([value] * data.num_rows,
+                                                     schema.field(name).type))
+    wanted = pa.schema([schema.field(c) for c in columns])
+    return data.select(columns).cast(wanted).to_pandas(coerce_temporal_nanoseconds=False)
+
+
+def read_dask(table: TableRef, version: int | None = None,
+              columns: Sequence[str] | None = None) -> ReadResult:
+    """The table at ``version`` (default latest) as a lazy Dask frame, one partition per file.
+
+    Only that version's live files are read (never a directory listing, which would include
+    removed and uncommitted files). Dtypes follow the Delta schema: ``timestamp`` is
+    ``datetime64[us, UTC]``, ``long`` is ``int64``; an empty table gives an empty frame.
+    """
+    import dask.dataframe as dd
+
+    if delta_log.table_version(table) is None:
+        raise LakescoreError(f"table {table} does not exist; run the job that writes it first")
+    snap = delta_log.snapshot(table, version)
+    schema = snap.schema
+    wanted = list(columns) if columns is not None else schema.names
+    missing = [c for c in wanted if c not in schema.names]
+    if missing:
+        raise SchemaMismatch(f"table {table} has no column(s) {missing}; it has {schema.names}")
+    meta = (pa.schema([schema.field(c) for c in wanted]).empty_table()
+            .to_pandas(coerce_temporal_nanoseconds=False))
+    if not snap.files:
+        frame = dd.from_pandas(meta, npartitions=1)
+    else:
+        frame = dd.from_map(_read_file, list(snap.files), schema=schema, columns=wanted,
+                            meta=meta, label=f"read-{table.name}", enforce_metadata=False)
+    return ReadResult(frame=frame, version=snap.version, table=table)
+
+
+def arrow_schema_of(meta: pd.DataFrame) -> pa.Schema:
+    """The Arrow schema a Dask frame's partitions are written with. ``meta`` is empty, so an
+    object column's type cannot be inferred from values: it is taken to hold strings."""
+    inferred = pa.Schema.from_pandas(meta, preserve_index=False)
+    fields = [pa.field(f.name, pa.string()) if meta[f.name].dtype == object else f for f in inferred]
+    return delta_log.delta_compatible(pa.schema(fields))
+
+
+def _write_partition(part: pd.DataFrame, table: TableRef, schema: pa.Schema,
+                     partition_by: list[str]) -> list[dict[str, Any]]:
+    """Runs on a worker: this partition's rows into new Parquet files; returns their metadata."""
+    sink = delta_log.ParquetSink(table, schema, partition_by)
+    if len(part):
+        try:
+            data = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise SchemaMismatch(f"a partition of the batch for table {table} does not fit "
+                                 f"{schema}: {exc}") from exc
+        sink.write(data)
+    return [f.to_row() for f in sink.close()]
+
+
+def write_dask(ddf, table: TableRef, mode: WriteMode, commit: CommitInfo,
+               progress: bool = False) -> WriteResult:
+    """Write ``ddf`` as one Delta commit (see ``write_spark`` for the guarantees)."""
+    import dask
+
+    if delta_log.already_committed(table, commit):
+        return WriteResult(table=table, version=delta_log.table_version(table) or 0, rows=0, files=0,
+                           skipped=True)
+    schema = arrow_schema_of(ddf._meta)
+    partition_by = list(table.partition_by)
+    if delta_log.table_exists(table):
+        if mode is WriteMode.APPEND:
+            delta_log.check_schema(table, schema)
+            partition_by = delta_log.partition_columns(table)
+    tasks = [dask.delayed(_write_partition)(part, table, schema, partition_by)
+             for part in ddf.to_delayed()]
+    results = _compute(tasks, progress)
+    files = [delta_log.WrittenFile.from_row(row) for rows in results for row in rows]
+    version = delta_log.commit_files(table, files, schema, mode, commit, partition_by)
+    return WriteResult(table=table, version=version, rows=sum(f.rows for f in files), files=len(files))
+
+
+def _compute(tasks: list, progress: bool) -> list:
+    """Compute on the active distributed client (with its progress bar) or the local scheduler."""
+    import dask
+
+    try:
+        from distributed import get_client, progress as show_progress
+
+        client = get_client()
+    except (ImportError, ValueError):
+        return list(dask.compute(*tasks))
+    futures = client.compute(tasks)
+    if progress:
+        show_progress(futures)
+        print()
+    return client.gather(futures)

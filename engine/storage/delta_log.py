@@ -1,0 +1,691 @@
+"""The single-commit protocol over deltalake, shared by every engine.
+
+A write is two steps that never mix: workers turn their part of a frame into Parquet files
+(:func:`write_parquet_file`, side-effect free on the table: an uncommitted file is invisible),
+then the driver or client makes exactly one Delta commit of all of them (:func:`commit_files`).
+A writer that dies between the two leaves the table unchanged (at most an orphan file, which
+``VACUUM`` removes); a task that is retried only orphans its first attempt's file.
+
+Idempotency uses Delta's application transactions: the commit records ``(app_id, batch)``, and
+a writer checks :func:`committed_batch` before writing any file (delta-rs does not skip on its
+own, delta-rs #2580).
+
+This module knows no engine: it only uses pyarrow and deltalake, so Spark executors and Dask
+workers can import it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
+
+from engine.errors import CommitConflict, SchemaMismatch
+from engine.storage.table import CommitInfo, TableRef, WriteMode
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+COMMIT_ID_KEY = "lakescore.commit_id"
+STRING_STATS_PREFIX = 32  # Delta's default: longer strings get a prefix min and no max
+ROWS_PER_FILE = 1_000_000  # engines roll to a new file after this many rows of one task
+ROW_GROUP_ROWS = 131_072  # rows buffered per Parquet row group (bounds a task's memory)
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """One Parquet file written under the table root but not yet committed.
+
+    ``path`` is relative to the table root as it lies on storage (partition directories
+    percent-encoded like delta-rs and Spark write them); ``stats`` is Delta's per-file JSON.
+    """
+
+    path: str
+    size: int
+    rows: int
+    stats: str
+    partition_values: dict[str, str | None] = field(default_factory=dict, hash=False)
+    modification_time: int = 0
+
+    def add_action(self) -> Any:
+        """The Delta ``add`` action (deltalake URI-encodes the path into the log itself)."""
+        from deltalake.transaction import AddAction
+
+        return AddAction(path=self.path, size=self.size,
+                         partition_values=dict(self.partition_values),
+                         modification_time=self.modification_time, data_change=True,
+                         stats=self.stats)
+
+    def to_row(self) -> dict[str, Any]:
+        """A flat row (partition values as JSON) in :func:`file_metadata_schema`'s layout."""
+        return {"path": self.path, "size": self.size,
+                "partition_values": json.dumps(self.partition_values, sort_keys=True),
+                "stats": self.stats, "rows": self.rows}
+
+    @classmethod
+    def from_row(cls, row: Any) -> WrittenFile:
+        """From :meth:`to_row`'s dict or a Spark ``Row`` with the same fields."""
+        return cls(path=row["path"], size=int(row["size"]), rows=int(row["rows"]),
+                   stats=row["stats"], partition_values=json.loads(row["partition_values"]),
+                   modification_time=int(time.time() * 1000))
+
+
+# --- reading the log -------------------------------------------------------------------------
+
+def table_root(table: TableRef) -> str:
+    """The table's location as workers must see it: local paths made absolute, URIs as given."""
+    if "://" in table.path:
+        return table.path.rstrip("/")
+    return os.path.abspath(table.path)
+
+
+def open_table(table: TableRef, version: int | None = None) -> DeltaTable | None:
+    """The table at ``version`` (default latest), or None when no Delta table is there."""
+    from deltalake import DeltaTable
+
+    options = table.storage_options or None
+    if not DeltaTable.is_deltatable(table_root(table), storage_options=options):
+        return None
+    return DeltaTable(table_root(table), version=version, storage_options=options)
+
+
+def table_version(table: TableRef) -> int | None:
+    """The latest committed version, or None when there is no table yet."""
+    delta = open_table(table)
+    return None if delta is None else delta.version()
+
+
+def committed_batch(table: TableRef, app_id: str) -> int | None:
+    """The newest batch number committed for ``app_id`` (Delta ``txn``), None if never."""
+    delta = open_table(table)
+    return None if delta is None else delta.transaction_version(app_id)
+
+
+def table_exists(table: TableRef) -> bool:
+    """Whether a Delta table (a ``_delta_log``) is at the table's location."""
+    return open_table(table) is not None
+
+
+def file_uris(table: TableRef, version: int | None = None) -> list[str]:
+    """Absolute URIs of the live data files of ``version`` (default latest)."""
+    return list(_require_table(table, version).file_uris())
+
+
+def is_committed(table: TableRef, commit: CommitInfo) -> bool:
+    """True when ``commit`` carries (app_id, batch) and that batch (or a newer) is committed."""
+    if commit.app_id is None or commit.batch is None:
+        return False
+    done = committed_batch(table, commit.app_id)
+    return done is not None and done >= commit.batch
+
+
+already_committed = is_committed
+
+
+def arrow_schema(table: TableRef, version: int | None = None) -> pa.Schema:
+    """The table's schema as Arrow (``timestamp`` → ``timestamp[us, tz=UTC]``)."""
+    delta = _require_table(table, version)
+    return normalize_schema(_to_pyarrow(delta.schema()))
+
+
+def partition_columns(table: TableRef) -> list[str]:
+    """The partition columns the existing table was created with (``table.partition_by`` if new).
+
+    Appends follow the table's layout, whatever the ``TableRef`` says."""
+    delta = open_table(table)
+    if delta is None:
+        return list(table.partition_by)
+    return list(delta.metadata().partition_columns)
+
+
+@dataclass(frozen=True)
+class TableFile:
+    """One live data file of a table version: where it is and its typed partition values."""
+
+    uri: str
+    rows: int | None
+    partition_values: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class TableSnapshot:
+    """What a reader needs from one table version: its schema, partition columns and files."""
+
+    version: int
+    schema: Any  # pa.Schema (Any keeps pyarrow out of the dataclass's import)
+    partition_by: tuple[str, ...]
+    files: tuple[TableFile, ...]
+
+
+def snapshot(table: TableRef, version: int | None = None) -> TableSnapshot:
+    """The live files of ``version`` (default latest) with their partition values."""
+    import pyarrow as pa
+
+    delta = _require_table(table, version)
+    schema = normalize_schema(_to_pyarrow(delta.schema()))
+    parts = tuple(delta.metadata().partition_columns)
+    actions = pa.table(delta.get_add_actions(flatten=True))
+    root = table_root(table)
+    files = []
+    for row in actions.to_pylist():
+        values = {c: row.get(f"partition.{c}") for c in parts}
+        files.append(TableFile(uri=f"{root}/{unquote(row['path'])}",
+                               rows=row.get("num_records"), partition_values=values))
+    return TableSnapshot(version=delta.version(), schema=schema, partition_by=parts,
+                         files=tuple(files))
+
+
+def _require_table(table: TableRef, version: int | None) -> DeltaTable:
+    from deltalake.exceptions import DeltaError
+
+    try:
+        delta = open_table(table, version)
+    except DeltaError as exc:
+        raise SchemaMismatch(f"cannot load version {version} of table {table}: {exc}") from exc
+    if delta is None:
+        raise FileNotFoundError(f"no Delta table {table}: write it first or check tables.* in conf")
+    return delta
+
+
+# --- schemas ---------------------------------------------------------------------------------
+
+def _to_pyarrow(delta_schema: Any) -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(delta_schema.to_arrow())
+
+
+def normalize_schema(schema: pa.Schema, table: TableRef | None = None) -> pa.Schema:
+    """The Arrow schema lakescore stores: string not large/view, timestamps ``us`` in UTC.
+
+    A time-zone-naive timestamp is refused: Delta would store it as ``timestamp_ntz`` (raising
+    the table protocol) and its meaning would depend on the writer's clock.
+    """
+    import pyarrow as pa
+
+    return pa.schema([pa.field(f.name, _normal_type(f.type, f.name, table), nullable=True)
+                      for f in schema])
+
+
+def _normal_type(kind: pa.DataType, column: str, table: TableRef | None) -> pa.DataType:
+    import pyarrow as pa
+
+    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return pa.string()
+    if pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
+        return pa.binary()
+    if pa.types.is_timestamp(kind):
+        if kind.tz is None:
+            where = f" for table {table}" if table is not None else ""
+            raise SchemaMismatch(
+                f"column {column!r}{where} is a time-zone-naive timestamp; lakescore stores "
+                "UTC instants: localize it to UTC first (pandas: .dt.tz_localize('UTC'), "
+                "Spark: TimestampType, not TimestampNTZType)")
+        return pa.timestamp("us", tz="UTC")
+    if pa.types.is_dictionary(kind):
+        return _normal_type(kind.value_type, column, table)
+    if pa.types.is_large_list(kind) or pa.types.is_list_view(kind):
+        return pa.list_(_normal_type(kind.value_type, column, table))
+    if pa.types.is_list(kind):
+        return pa.list_(_normal_type(kind.value_type, column, table))
+    if pa.types.is_struct(kind):
+        return pa.struct([pa.field(f.name, _normal_type(f.type, f"{column}.{f.name}", table))
+                          for f in kind])
+    if pa.types.is_null(kind):
+        raise SchemaMismatch(
+            f"column {column!r}{'' if table is None else f' for table {table}'} has no type "
+            "(all nulls or pandas object dtype): cast it to a concrete type before writing")
+    return kind
+
+
+def _delta_types(schema: pa.Schema) -> dict[str, str]:
+    """Column → Delta type string, so that Arrow spellings of one Delta type compare equal."""
+    from deltalake import Schema as DeltaSchema
+
+    return {f.name: str(f.type) for f in DeltaSchema.from_arrow(schema).fields}
+
+
+def schema_differences(expected: pa.Schema, actual: pa.Schema) -> list[str]:
+    """Human-readable differences of ``actual`` from ``expected``, compared by Delta type.
+
+    One entry per column: ``missing column x``, ``unexpected column y``, ``z is double, the
+    table has int64``. Empty when they match (column order and nullability do not matter).
+    """
+    want, got = _delta_types(expected), _delta_types(actual)
+    problems = [f"missing column {c}" for c in want if c not in got]
+    problems += [f"unexpected column {c}" for c in got if c not in want]
+    problems += [f"{c} is {actual.field(c).type}, the table has {expected.field(c).type}"
+                 for c in want if c in got and want[c] != got[c]]
+    return problems
+
+
+def check_schema(table: TableRef, schema: pa.Schema) -> None:
+    """Raise :class:`SchemaMismatch` unless ``schema`` has exactly the table's columns and types.
+
+    Column order does not matter (files are read by name). A table that does not exist yet
+    accepts any schema. The message names the table and every missing, unexpected and retyped
+    column. Nothing is written when this raises.
+    """
+    delta = open_table(table)
+    if delta is None:
+        return
+    problems = schema_differences(normalize_schema(_to_pyarrow(delta.schema())),
+                                  normalize_schema(schema, table))
+    if problems:
+        raise SchemaMismatch(
+            f"batch does not match table {table} (version {delta.version()}): "
+            f"{'; '.join(problems)}. Select/cast the columns to the table's schema, or write "
+            "with mode=overwrite to replace the table")
+
+
+def delta_compatible(schema: pa.Schema) -> pa.Schema:
+    """``schema`` as lakescore stores it (see :func:`normalize_schema`)."""
+    return normalize_schema(schema)
+
+
+# --- writing files ---------------------------------------------------------------------------
+
+FILE_METADATA_SCHEMA_FIELDS = (("path", "string"), ("size", "int64"),
+                               ("partition_values", "string"), ("stats", "string"),
+                               ("rows", "int64"))
+
+
+def file_metadata_schema() -> pa.Schema:
+    """The Arrow schema of :meth:`WrittenFile.to_row` (what Spark's ``mapInArrow`` yields)."""
+    import pyarrow as pa
+
+    return pa.schema([(name, getattr(pa, kind)()) for name, kind in FILE_METADATA_SCHEMA_FIELDS])
+
+
+def __getattr__(name: str) -> Any:
+    # FILE_METADATA_SCHEMA is built on first use so that importing this module stays cheap.
+    if name == "FILE_METADATA_SCHEMA":
+        return file_metadata_schema()
+    raise AttributeError(name)
+
+
+def conform(data: pa.Table, schema: pa.Schema, table: TableRef) -> pa.Table:
+    """``data`` with exactly ``schema``'s columns in order and types (a safe cast, never a guess).
+
+    Raises :class:`SchemaMismatch` naming the column when it is absent or a value cannot be cast
+    (e.g. a float with a fraction into an integer column).
+    """
+    import pyarrow as pa
+
+    missing = [f.name for f in schema if f.name not in data.column_names]
+    if missing:
+        raise SchemaMismatch(f"batch for table {table} lacks columns {missing}")
+    columns = []
+    for f in schema:
+        column = data.column(f.name)
+        if column.type != f.type:
+            try:
+                column = column.cast(f.type, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise SchemaMismatch(
+                    f"column {f.name!r} of a batch for table {table} cannot be stored as "
+                    f"{f.type}: {exc}") from exc
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+class _ColumnStats:
+    """Running min/max/null count of one file's columns, merged batch by batch."""
+
+    def __init__(self) -> None:
+        self.mins: dict[str, Any] = {}
+        self.maxs: dict[str, Any] = {}
+        self.nulls: dict[str, int] = {}
+        self.rows = 0
+
+    def update(self, data: pa.Table) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        self.rows += data.num_rows
+        for name in data.column_names:
+            column = data.column(name)
+            kind = column.type
+            if pa.types.is_nested(kind):
+                continue
+            self.nulls[name] = self.nulls.get(name, 0) + column.null_count
+            if not _has_stats(kind) or column.null_count == len(column):
+                continue
+            if name in self.mins and self.mins[name] is None:
+                continue
+            result = pc.min_max(column)
+            low, high = result["min"].as_py(), result["max"].as_py()
+            if pa.types.is_floating(kind) and (
+                    not (math.isfinite(low) and math.isfinite(high))
+                    or pc.any(pc.is_nan(column)).as_py()):
+                # min_max skips NaN, but engines order NaN above everything: no safe bound.
+                self.mins[name] = self.maxs[name] = None
+                continue
+            self.mins[name] = low if name not in self.mins else min(self.mins[name], low)
+            self.maxs[name] = high if name not in self.maxs else max(self.maxs[name], high)
+
+    def to_json(self) -> str:
+        mins = {k: v for k, v in ((k, _stat_value(v, "min")) for k, v in self.mins.items())
+                if v is not None}
+        maxs = {k: v for k, v in ((k, _stat_value(v, "max")) for k, v in self.maxs.items())
+                if v is not None}
+        return json.dumps({"numRecords": self.rows, "minValues": mins, "maxValues": maxs,
+                           "nullCount": self.nulls}, separators=(",", ":"))
+
+
+def _has_stats(kind: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+            or pa.types.is_date(kind) or pa.types.is_timestamp(kind) or pa.types.is_string(kind))
+
+
+def _stat_value(value: Any, side: str) -> Any:
+    """A min/max as Delta's stats JSON spells it.
+
+    Timestamps are kept at millisecond precision rounded outwards (min down, max up), so data
+    skipping never drops a matching file; strings longer than 32 characters get a prefix min
+    and no max, as Delta does.
+    """
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        value = value.astimezone(timezone.utc)
+        extra = value.microsecond % 1000
+        if extra:
+            value -= timedelta(microseconds=extra)
+            if side == "max":
+                value += timedelta(milliseconds=1)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str) and len(value) > STRING_STATS_PREFIX:
+        return value[:STRING_STATS_PREFIX] if side == "min" else None
+    return value
+
+
+def file_stats(data: pa.Table) -> str:
+    """Delta's per-file statistics JSON (numRecords, minValues, maxValues, nullCount)."""
+    stats = _ColumnStats()
+    stats.update(data)
+    return stats.to_json()
+
+
+def partition_value(value: Any) -> str | None:
+    """A partition value as the Delta log spells it (None for null)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        value = value.astimezone(timezone.utc) if value.tzinfo else value
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def partition_dir(values: dict[str, str | None]) -> str:
+    """``col=value/...`` as delta-rs lays it out (percent-encoded; Spark decodes the same)."""
+    return "/".join(f"{quote(c, safe='')}={HIVE_NULL if v is None else quote(v, safe='')}"
+                    for c, v in values.items())
+
+
+class _OpenFile:
+    """One Parquet file being streamed to, with its running stats."""
+
+    def __init__(self, filesystem: Any, root: str, subdir: str, schema: pa.Schema,
+                 values: dict[str, str | None]) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = f"{subdir}part-{uuid.uuid4().hex}-c000.snappy.parquet"
+        self.target = f"{root}/{self.path}"
+        self.filesystem = filesystem
+        self.values = values
+        self.stats = _ColumnStats()
+        self.buffer: list[pa.Table] = []
+        self.buffered = 0
+        filesystem.create_dir(self.target.rsplit("/", 1)[0], recursive=True)
+        self.writer = pq.ParquetWriter(self.target, schema, filesystem=filesystem,
+                                       compression="snappy")
+
+    def write(self, data: pa.Table) -> None:
+        # Engines hand over small batches (Spark: 10k rows); buffer them into row groups of
+        # ROW_GROUP_ROWS so readers are not slowed by many tiny row groups.
+        self.buffer.append(data)
+        self.buffered += data.num_rows
+        self.stats.update(data)
+        if self.buffered >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+
+        if self.buffer:
+            self.writer.write_table(pa.concat_tables(self.buffer), row_group_size=ROW_GROUP_ROWS)
+        self.buffer, self.buffered = [], 0
+
+    def finish(self) -> WrittenFile:
+        self.flush()
+        self.writer.close()
+        size = self.filesystem.get_file_info(self.target).size
+        return WrittenFile(path=self.path, size=size, rows=self.stats.rows,
+                           stats=self.stats.to_json(), partition_values=self.values,
+                           modification_time=int(time.time() * 1000))
+
+
+class ParquetSink:
+    """Streams batches into new, uncommitted Parquet files under a table's root.
+
+    Memory stays at one batch (plus Parquet's row-group buffer) per open file: a task never
+    holds its whole partition. One file per distinct partition value (hive-style directories)
+    when ``partition_by`` is set, else one file; a file rolls over after ``rows_per_file``
+    rows; no file is created for no rows. Names are unique (uuid4), so retried tasks and
+    concurrent writers never overwrite each other. ``close`` returns what to commit.
+    """
+
+    def __init__(self, table: TableRef, schema: pa.Schema,
+                 partition_by: Sequence[str] | None = None,
+                 rows_per_file: int = ROWS_PER_FILE) -> None:
+        from pyarrow import fs as pafs
+
+        self.table = table
+        self.schema = normalize_schema(schema, table)
+        self.partition_by = list(table.partition_by if partition_by is None else partition_by)
+        unknown = [c for c in self.partition_by if c not in self.schema.names]
+        if unknown:
+            raise SchemaMismatch(f"partition columns {unknown} of table {table} are not in the "
+                                 f"batch's columns {self.schema.names}")
+        self.file_schema = pa_schema_without(self.schema, self.partition_by)
+        self.rows_per_file = rows_per_file
+        self._filesystem, self._root = pafs.FileSystem.from_uri(_as_uri(table_root(table)))
+        self._open: dict[tuple, _OpenFile] = {}
+        self._done: list[WrittenFile] = []
+
+    def write(self, data: pa.Table | pa.RecordBatch) -> None:
+        import pyarrow as pa
+
+        if isinstance(data, pa.RecordBatch):
+            data = pa.Table.from_batches([data])
+        if data.num_rows == 0:
+            return
+        data = conform(data, self.schema, self.table)
+        groups = (_split_by_partition(data, self.partition_by) if self.partition_by
+                  else [({}, data)])
+        for values, rows in groups:
+            key = tuple(values.items())
+            target = self._open.get(key)
+            if target is None:
+                subdir = partition_dir(values) + "/" if values else ""
+                target = self._open[key] = _OpenFile(self._filesystem, self._root, subdir,
+                                                     self.file_schema, values)
+            target.write(rows.drop_columns(self.partition_by) if self.partition_by else rows)
+            if target.stats.rows >= self.rows_per_file:
+                self._done.append(self._open.pop(key).finish())
+
+    def close(self) -> list[WrittenFile]:
+        self._done.extend(f.finish() for f in self._open.values())
+        self._open.clear()
+        return list(self._done)
+
+
+def pa_schema_without(schema: pa.Schema, columns: Sequence[str]) -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([f for f in schema if f.name not in columns])
+
+
+def _split_by_partition(data: pa.Table, parts: list[str]):
+    import pyarrow.compute as pc
+
+    keys = data.select(parts).group_by(parts, use_threads=False).aggregate([]).to_pylist()
+    for key in keys:
+        mask = None
+        for column in parts:
+            value = key[column]
+            test = pc.is_null(data[column]) if value is None else pc.equal(data[column], value)
+            mask = test if mask is None else pc.and_(mask, test)
+        yield ({c: partition_value(key[c]) for c in parts},
+               data.filter(pc.fill_null(mask, False)))
+
+
+def _as_uri(root: str) -> str:
+    return root if "://" in root else f"file://{root}"
+
+
+def write_parquet_file(batch_or_table: pa.Table | pa.RecordBatch, table: TableRef,
+                       schema: pa.Schema | None = None) -> list[WrittenFile]:
+    """Write rows as new uncommitted Parquet files under the table root; return what to commit.
+
+    One file per distinct value of ``table.partition_by`` (hive-style ``col=value``
+    directories), else one file; nothing for no rows. ``schema`` (default: the data's own,
+    normalized) fixes column order and types. See :class:`ParquetSink` for the guarantees.
+    """
+    import pyarrow as pa
+
+    data = batch_or_table if isinstance(batch_or_table, pa.Table) \
+        else pa.Table.from_batches([batch_or_table])
+    sink = ParquetSink(table, normalize_schema(data.schema, table) if schema is None else schema)
+    sink.write(data)
+    return sink.close()
+
+
+# --- committing ------------------------------------------------------------------------------
+
+def commit_files(table: TableRef, files: Sequence[WrittenFile], schema: pa.Schema,
+                 mode: WriteMode, commit: CommitInfo,
+                 partition_by: Sequence[str] | None = None) -> int:
+    """Commit ``files`` in one Delta transaction and return the version it created.
+
+    Creates the table (partitioned by ``partition_by``, default ``table.partition_by``) when
+    absent. ``append`` adds the files to the table's layout and schema (re-checked here, so a
+    concurrent schema change is caught). ``overwrite`` replaces every row; when the schema or
+    partitioning changes it replaces the table's definition too (``CREATE OR REPLACE``).
+    The commit carries ``commit.commit_metadata()`` and, when ``commit`` has (app_id, batch),
+    the application transaction that makes reruns skip. A concurrent writer that wins a
+    conflicting commit raises :class:`CommitConflict`; this batch is then not visible.
+    """
+    from deltalake import Schema as DeltaSchema
+    from deltalake.exceptions import CommitFailedError, DeltaError
+    from deltalake.transaction import (CommitProperties, Transaction,
+                                       create_table_with_add_actions)
+
+    schema = normalize_schema(schema, table)
+    commit_id = uuid.uuid4().hex
+    metadata = {**commit.commit_metadata(), COMMIT_ID_KEY: commit_id}
+    txns = ([Transaction(app_id=commit.app_id, version=commit.batch)]
+            if commit.app_id is not None and commit.batch is not None else None)
+    properties = CommitProperties(custom_metadata=metadata, app_transactions=txns)
+    actions = [f.add_action() for f in files]
+    parts = list(table.partition_by if partition_by is None else partition_by)
+    _check_layout(table, files, parts)
+
+    def create_or_replace(save_mode: str) -> None:
+        create_table_with_add_actions(
+            table_root(table), DeltaSchema.from_arrow(schema), actions, mode=save_mode,
+            partition_by=parts or None, name=table.name,
+            storage_options=table.storage_options or None, commit_properties=properties)
+
+    _crash_point(table)
+    try:
+        delta = open_table(table)
+        if delta is None:
+            try:
+                create_or_replace("error")
+                return _version_of(table, commit_id)
+            except DeltaError as exc:
+                delta = open_table(table)  # another writer created it meanwhile: go on
+                if delta is None:
+                    raise CommitConflict(f"could not create table {table}: {exc}") from exc
+        if mode is WriteMode.APPEND:
+            if is_committed(table, commit):
+                raise CommitConflict(
+                    f"batch {commit.batch} of {commit.app_id!r} was committed to table {table} "
+                    "by a concurrent writer while this one wrote its files; nothing was added")
+            check_schema(table, schema)
+            if parts != list(delta.metadata().partition_columns):
+                raise SchemaMismatch(
+                    f"files for table {table} are partitioned by {parts} but the table by "
+                    f"{delta.metadata().partition_columns}; nothing was committed")
+        elif _definition_changes(delta, schema, parts):
+            create_or_replace("overwrite")
+            return _version_of(table, commit_id)
+        delta.create_write_transaction(actions, mode=mode.value,
+                                       schema=DeltaSchema.from_arrow(schema),
+                                       partition_by=parts or None,
+                                       commit_properties=properties)
+    except CommitFailedError as exc:
+        raise CommitConflict(
+            f"a concurrent commit to table {table} conflicts with this {mode.value}: {exc}; "
+            "the table is unchanged by this batch, rerun it") from exc
+    return _version_of(table, commit_id)
+
+
+def _check_layout(table: TableRef, files: Sequence[WrittenFile], parts: list[str]) -> None:
+    wrong = [f.path for f in files if sorted(f.partition_values) != sorted(parts)]
+    if wrong:
+        raise SchemaMismatch(f"{len(wrong)} file(s) for table {table} are not partitioned by "
+                             f"{parts} (e.g. {wrong[0]}); nothing was committed")
+
+
+def _definition_changes(delta: DeltaTable, schema: pa.Schema, parts: list[str]) -> bool:
+    """Whether an overwrite changes the table's schema or partitioning (delta-rs's plain
+    overwrite would keep stale partition columns and leave an unreadable table)."""
+    current = normalize_schema(_to_pyarrow(delta.schema()))
+    return (list(delta.metadata().partition_columns) != parts
+            or _delta_types(current) != _delta_types(schema)
+            or current.names != schema.names)
+
+
+def _version_of(table: TableRef, commit_id: str) -> int:
+    """The version whose commit carries ``commit_id`` (concurrent commits may follow ours)."""
+    delta = open_table(table)
+    assert delta is not None
+    for entry in delta.history(limit=100):
+        if entry.get(COMMIT_ID_KEY) == commit_id:
+            return int(entry["version"])
+    return delta.version()
+
+
+KILL_BEFORE_COMMIT_ENV = "LAKESCORE_TEST_KILL_BEFORE_COMMIT"
+
+
+def _crash_point(table: TableRef) -> None:
+    """Test hook: SIGKILL this process after the files are written, just before the commit,
+    when ``LAKESCORE_TEST_KILL_BEFORE_COMMIT`` names this table. Proves a dead writer leaves
+    the table unchanged."""
+    if os.environ.get(KILL_BEFORE_COMMIT_ENV) == table.name:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,97 @@
+"""Delta tables from Spark: native delta-spark when its extension is loaded, otherwise the
+deltalake single-commit path (executors write Parquet with ``mapInArrow``, the driver commits).
+
+Only file metadata (one small row per written file) ever reaches the driver.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+
+from engine.session import delta_enabled
+from engine.storage import delta_log
+from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteMode, WriteResult
+
+FILE_METADATA_DDL = "path string, size long, partition_values string, stats string, rows long"
+
+
+def read_spark(spark: SparkSession, table: TableRef, version: int | None = None,
+               columns: Sequence[str] | None = None) -> ReadResult:
+    """The table at ``version`` (default latest) as a lazy DataFrame, with that version."""
+    read_version = version if version is not None else delta_log.table_version(table)
+    if read_version is None:
+        from engine.errors import LakescoreError
+
+        raise LakescoreError(f"table {table} does not exist; run the job that writes it first")
+    if delta_enabled(spark):
+        frame = spark.read.format("delta").option("versionAsOf", read_version).load(table.path)
+    else:
+        schema = delta_log.arrow_schema(table, read_version)
+        spark_schema = from_arrow_schema(schema)
+        files = delta_log.file_uris(table, read_version)
+        if files:
+            frame = (spark.read.schema(spark_schema).option("basePath", delta_log.table_root(table))
+                     .parquet(*files).select(*[f"`{n}`" for n in schema.names]))
+        else:
+            frame = spark.createDataFrame([], spark_schema)
+    if columns is not None:
+        frame = frame.select(*[f"`{c}`" for c in columns])
+    return ReadResult(frame=frame, version=read_version, table=table)
+
+
+def _writer(table: TableRef, schema: pa.Schema, partition_by: list[str]):
+    def write_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        sink = delta_log.ParquetSink(table, schema, partition_by)
+        for batch in batches:
+            sink.write(batch)
+        rows = [f.to_row() for f in sink.close()]
+        yield pa.RecordBatch.from_pylist(rows, schema=delta_log.FILE_METADATA_SCHEMA)
+
+    return write_partition
+
+
+def write_spark(df: DataFrame, table: TableRef, mode: WriteMode, commit: CommitInfo) -> WriteResult:
+    """Write ``df`` as one Delta commit. Skipped, untouched, when the commit's (app id, batch)
+    is already in the table; a schema that differs from the table's (append) fails before any
+    file is written."""
+    if delta_enabled(df.sparkSession):
+        return _write_native(df, table, mode, commit)
+    if delta_log.already_committed(table, commit):
+        return WriteResult(table=table, version=delta_log.table_version(table) or 0, rows=0, files=0,
+                           skipped=True)
+    schema = delta_log.delta_compatible(to_arrow_schema(df.schema))
+    partition_by = list(table.partition_by)
+    if delta_log.table_exists(table):
+        if mode is WriteMode.APPEND:
+            delta_log.check_schema(table, schema)
+        partition_by = delta_log.partition_columns(table) if mode is WriteMode.APPEND else partition_by
+    metadata = df.mapInArrow(_writer(table, schema, partition_by), FILE_METADATA_DDL).collect()
+    files = [delta_log.WrittenFile.from_row(row) for row in metadata if row["path"]]
+    version = delta_log.commit_files(table, files, schema, mode, commit, partition_by)
+    return WriteResult(table=table, version=version, rows=sum(f.rows for f in files), files=len(files))
+
+
+def _write_native(df: DataFrame, table: TableRef, mode: WriteMode, commit: CommitInfo) -> WriteResult:
+    from delta.tables import DeltaTable
+
+    writer = (df.write.format("delta").mode(mode.value)
+              .option("userMetadata", json.dumps(commit.commit_metadata())))
+    if mode is WriteMode.OVERWRITE:
+        writer = writer.option("overwriteSchema", "true")
+    if commit.app_id is not None and commit.batch is not None:
+        writer = writer.option("txnAppId", commit.app_id).option("txnVersion", commit.batch)
+    if table.partition_by:
+        writer = writer.partitionBy(*table.partition_by)
+    before = delta_log.table_version(table)
+    writer.save(table.path)
+    last = DeltaTable.forPath(df.sparkSession, table.path).history(1).collect()[0]
+    version = int(last["version"])
+    rows = int((last["operationMetrics"] or {}).get("numOutputRows", 0))
+    files = int((last["operationMetrics"] or {}).get("numFiles", 0))
+    return WriteResult(table=table, version=version, rows=rows, files=files,
+                       skipped=before is not None and version == before)
