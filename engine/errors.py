@@ -42,6 +42,12 @@ class ValidationFailed(LakescoreError):
         self.report = report
 
 
+class TableNotFound(LakescoreError):
+    """A job's input table does not exist (yet) at the configured path."""
+
+    exit_code = 2
+
+
 class CommitConflict(LakescoreError):
     """A concurrent writer changed the same data first; the table is unchanged by this job."""
 

@@ -20,6 +20,7 @@ from engine.backend import Backend, CanTrainMllib, require
 from engine.conf import Conf
 from engine.errors import LakescoreError, ModelMismatch
 from engine.lineage import Lineage
+from engine.storage.delta_log import row_count
 from engine.storage.table import CommitInfo, TableRef, WriteMode, WriteResult
 from engine.summary import RunSummary
 
@@ -104,6 +105,8 @@ def build_features(backend: Backend, ctx: RunContext, spine_table: str, output_t
         events = backend.read(ctx.table("events"), columns=definition.event_columns())
         spine = backend.read(ctx.table(spine_table))
         frame = backend.training_set(definition, events.frame, spine.frame)
+        record.rows_in = row_count(spine.table, spine.version)
+        record.note = f"{row_count(events.table, events.version):,} events"
         out = ctx.table(output_table)
         lineage = Lineage(inputs={events.table.name: events.version, spine.table.name: spine.version},
                           feature_set=definition.name, feature_hash=definition_hash(definition))
@@ -112,7 +115,7 @@ def build_features(backend: Backend, ctx: RunContext, spine_table: str, output_t
             # The table already holds these features of these input versions: rewriting it would
             # only bump its version and make downstream (scores) see "new" input.
             result = WriteResult(table=out, version=current, rows=0, files=0, skipped=True)
-            record.note = f"up to date at v{current}"
+            record.note += f"; up to date at v{current}"
         else:
             result = backend.write(frame, out, WriteMode.OVERWRITE,
                                    ctx.commit(stage, backend.name, out, lineage))
@@ -243,6 +246,7 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord) -> WriteRe
     check_model_fits(model, definition)
     with ctx.summary.stage("score", backend.name) as record:
         scoring = backend.read(ctx.table("scoring_set"))
+        record.rows_in = row_count(scoring.table, scoring.version)
         keys = [definition.entity, definition.as_of]
         constants = {"model_id": model.model_id, "run_id": ctx.run_id}
         if model.kind == "mojo":

@@ -55,14 +55,14 @@ class RunSummary:
                      record.status, record.seconds, record.rows_in, record.rows_out)
 
     def render(self) -> str:
-        header = ["stage", "engine", "status", "seconds", "rows in", "rows out", "versions written"]
+        header = ["stage", "engine", "status", "seconds", "rows in", "rows out", "versions written", "note"]
         rows = []
         for s in self.stages:
             written = ", ".join(f"{t}@v{v}" for t, v in s.written.items())
             if s.skipped:
                 written = ", ".join(filter(None, [written, *(f"{t} (already committed)" for t in s.skipped)]))
             rows.append([s.stage, s.engine, s.status, f"{s.seconds:.1f}",
-                         _fmt(s.rows_in), _fmt(s.rows_out), written or "-"])
+                         _fmt(s.rows_in), _fmt(s.rows_out), written or "-", s.note])
         widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
         line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
         out = [f"lakescore run {self.run_id}", line(header), line(["-" * w for w in widths])]

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.errors import LakescoreError, SchemaMismatch
+from engine.errors import SchemaMismatch
 from engine.storage import delta_log
 from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteMode, WriteResult
 
@@ -41,8 +41,6 @@ def read_dask(table: TableRef, version: int | None = None,
     """
     import dask.dataframe as dd
 
-    if delta_log.table_version(table) is None:
-        raise LakescoreError(f"table {table} does not exist; run the job that writes it first")
     snap = delta_log.snapshot(table, version)
     schema = snap.schema
     wanted = list(columns) if columns is not None else schema.names

@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from engine.errors import CommitConflict, SchemaMismatch
+from engine.errors import CommitConflict, SchemaMismatch, TableNotFound
 from engine.storage.table import CommitInfo, TableRef, WriteMode
 
 if TYPE_CHECKING:
@@ -186,6 +186,20 @@ def snapshot(table: TableRef, version: int | None = None) -> TableSnapshot:
                          files=tuple(files))
 
 
+def readable_version(table: TableRef, version: int | None = None) -> int:
+    """``version``, or the latest one; ``TableNotFound`` when there is no table to read."""
+    latest = table_version(table)
+    if latest is None:
+        raise TableNotFound(f"no Delta table {table}: run the job that writes it first, or check "
+                            "tables.* and lakehouse in conf")
+    return latest if version is None else version
+
+
+def row_count(table: TableRef, version: int | None = None) -> int:
+    """Rows of a table version from the Delta log's file stats, without reading any data."""
+    return sum(f.rows or 0 for f in snapshot(table, version).files)
+
+
 def _require_table(table: TableRef, version: int | None) -> DeltaTable:
     from deltalake.exceptions import DeltaError
 
@@ -194,7 +208,7 @@ def _require_table(table: TableRef, version: int | None) -> DeltaTable:
     except DeltaError as exc:
         raise SchemaMismatch(f"cannot load version {version} of table {table}: {exc}") from exc
     if delta is None:
-        raise FileNotFoundError(f"no Delta table {table}: write it first or check tables.* in conf")
+        readable_version(table)  # raises TableNotFound
     return delta
 
 

@@ -23,11 +23,7 @@ FILE_METADATA_DDL = "path string, size long, partition_values string, stats stri
 def read_spark(spark: SparkSession, table: TableRef, version: int | None = None,
                columns: Sequence[str] | None = None) -> ReadResult:
     """The table at ``version`` (default latest) as a lazy DataFrame, with that version."""
-    read_version = version if version is not None else delta_log.table_version(table)
-    if read_version is None:
-        from engine.errors import LakescoreError
-
-        raise LakescoreError(f"table {table} does not exist; run the job that writes it first")
+    read_version = delta_log.readable_version(table, version)
     if delta_enabled(spark):
         frame = spark.read.format("delta").option("versionAsOf", read_version).load(table.path)
     else:
