@@ -9,6 +9,7 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,7 +20,18 @@ import yaml
 
 from engine.errors import ConfError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+def _repo_root() -> Path:
+    """The lakescore checkout: ``LAKESCORE_HOME``, else the one this package sits in.
+
+    Under spark-submit the package may be imported from a zip (``--py-files``), whose path is
+    no directory; ``spark-submit.sh`` sets ``LAKESCORE_HOME`` for that case."""
+    home = os.environ.get("LAKESCORE_HOME")
+    if home:
+        return Path(home).resolve()
+    return Path(__file__).resolve().parent.parent
+
+
+REPO_ROOT = _repo_root()
 BASE_CONF = REPO_ROOT / "conf" / "base.yaml"
 
 

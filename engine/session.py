@@ -112,7 +112,7 @@ def dask_client(conf: DaskConf) -> Client:
                 "dask.scheduler in conf or --scheduler") from exc
     cluster = LocalCluster(n_workers=conf.n_workers, threads_per_worker=conf.threads_per_worker,
                            processes=True, memory_limit=conf.memory_limit,
-                           host="127.0.0.1", dashboard_address=None)
+                           host="127.0.0.1", dashboard_address=":0")
     return Client(cluster)
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.conf import REPO_ROOT
 from engine.errors import EnvironmentProblem
 
-JAR_DIR = Path(__file__).resolve().parents[2] / "build" / "jars"
+JAR_DIR = REPO_ROOT / "build" / "jars"
 GENMODEL_JAR = JAR_DIR / "h2o-genmodel.jar"
 SCORER_JAR = JAR_DIR / "lakescore-scorer.jar"
 
