@@ -34,7 +34,7 @@ class DaskBackend:
     def write(self, frame, table, mode, commit):
         from engine.storage.dask import write_dask
 
-        return write_dask(frame, table, mode, commit)
+        return write_dask(frame, table, mode, commit, progress=self.show_progress)
 
     def training_set(self, definition, events, spine):
         from engine.features.dask import training_set_dask
