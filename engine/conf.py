@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from engine.errors import ConfError
+from engine.errors import ConfError, LakescoreError
 
 def _repo_root() -> Path:
     """The lakescore checkout: ``LAKESCORE_HOME``, else the one this package sits in.
@@ -145,16 +145,24 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml_mapping(path: Path, what: str, error: type[LakescoreError] = ConfError) -> dict[str, Any]:
+    """A YAML file that must hold a mapping; every failure is ``error`` naming ``what`` and the
+    file. Shared by conf files and feature definition files."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfError(f"conf file {path} does not exist") from exc
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfError(f"conf file {path} is not valid YAML: {exc}") from exc
+        raise error(f"{what} {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfError(f"conf file {path} must hold a mapping at the top, not {type(data).__name__}")
+        raise error(f"{what} {path} must hold a mapping at the top, not {type(data).__name__}")
     return data
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfError(f"conf file {path} does not exist")
+    return read_yaml_mapping(path, "conf file")
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

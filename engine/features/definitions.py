@@ -192,17 +192,10 @@ def load_feature_set(path_or_mapping: str | Path | Mapping[str, Any]) -> Feature
         raw: Any = path_or_mapping
         label = str(path_or_mapping.get("name", "<mapping>"))
     else:
-        import yaml
+        from engine.conf import read_yaml_mapping
 
         path = Path(path_or_mapping)
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise DefinitionError(f"cannot read feature definition file {str(path)!r}: {exc}") from exc
-        except yaml.YAMLError as exc:
-            raise DefinitionError(f"feature definition file {str(path)!r} is not valid YAML: {exc}") from exc
-        if not isinstance(raw, Mapping):
-            raise DefinitionError(f"feature definition file {str(path)!r} must hold a mapping, got {raw!r}")
+        raw = read_yaml_mapping(path, "feature definition file", DefinitionError)
         label = str(raw.get("name", path))
     unknown = sorted(set(raw) - set(_TOP_KEYS))
     if unknown:
