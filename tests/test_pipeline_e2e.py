@@ -185,3 +185,17 @@ def test_bad_feature_values_stop_the_pipeline_before_training(tmp_path):
     assert "amount_sum_" in result.stderr
     assert not (lakehouse / "models").exists() or not list((lakehouse / "models").glob("*/meta.json"))
     assert not (lakehouse / "tables" / "scores").exists()
+
+
+def test_validate_job_exits_4_on_a_feature_table_with_nulls(demo_run, tmp_path):
+    from deltalake import write_deltalake
+
+    lakehouse, _ = demo_run
+    frame = table(lakehouse, "training_set_dask").to_pandas()
+    frame["amount_sum_30d"] = frame["amount_sum_30d"].mask(frame.index % 50 == 0)
+    nulls = int(frame["amount_sum_30d"].isna().sum())
+    write_deltalake(str(tmp_path / "tables" / "training_set"), frame)
+    result = run(job("validate"), tmp_path, "--engine", "dask")
+    assert result.returncode == 4, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"expect_column_values_to_not_be_null(amount_sum_30d): {nulls} unexpected" in result.stderr
+    assert "training_set@v0" in result.stderr
