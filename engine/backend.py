@@ -47,9 +47,6 @@ class Backend(Protocol):
                    constants: Mapping[str, str]) -> Any:
         """``keep`` columns, a ``score`` column from the MOJO, and one column per constant."""
 
-    def count(self, frame: Any) -> int:
-        """Row count (runs a job)."""
-
     def close(self) -> None:
         """Release what the backend started (never a session it was handed)."""
 

@@ -56,11 +56,13 @@ class RunContext:
         run_dir = conf.lakehouse_path("runs", run_id)
         return cls(conf=conf, run_id=run_id, summary=RunSummary(run_id=run_id, run_dir=run_dir))
 
-    def table(self, logical: str) -> TableRef:
+    def table(self, logical: str, suffix: str | None = None) -> TableRef:
+        """The table for a logical name; outputs get ``suffix`` (default: ``output_suffix``)."""
         path = getattr(self.conf.tables, logical)
         name = logical
-        if logical not in INPUT_TABLES and self.output_suffix:
-            path, name = f"{path}_{self.output_suffix}", f"{logical}_{self.output_suffix}"
+        suffix = self.output_suffix if suffix is None else suffix
+        if logical not in INPUT_TABLES and suffix:
+            path, name = f"{path}_{suffix}", f"{logical}_{suffix}"
         location = path if "://" in path or Path(path).is_absolute() else self.conf.lakehouse_path(path)
         return TableRef(name=name, path=location, storage_options=dict(self.conf.storage_options))
 
@@ -155,7 +157,7 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
     reports = []
     with ctx.summary.stage(stage, backend.name) as record:
         read = backend.read(ctx.table(logical))
-        record.rows_in = backend.count(read.frame)
+        record.rows_in = row_count(read.table, read.version)
         for suite in loaded:
             report = backend.validate(read.frame, suite, f"{read.table.name}@v{read.version}")
             path = write_report(report, ctx.run_dir / "validation" / backend.name)
@@ -321,12 +323,10 @@ def compare_scores(ctx: RunContext, engines: list[str]) -> float:
     keys = [definition.entity, definition.as_of, "model_id"]
     frames = []
     for engine in engines:
-        ctx.output_suffix = engine
-        ref = ctx.table("scores")
+        ref = ctx.table("scores", suffix=engine)
         frame = DeltaTable(ref.path).to_pandas(columns=[*keys, "score", "run_id"])
         frame = frame[frame["run_id"] == ctx.run_id] if (frame["run_id"] == ctx.run_id).any() else frame
         frames.append(frame.drop(columns="run_id").rename(columns={"score": f"score_{engine}"}))
-    ctx.output_suffix = ""
     merged = frames[0]
     for frame in frames[1:]:
         merged = pd.merge(merged, frame, on=keys, how="outer", indicator=True)

@@ -52,9 +52,6 @@ class DaskBackend:
 
         return score_mojo_dask(frame, mojo_path, keep).assign(**dict(constants))
 
-    def count(self, frame) -> int:
-        return int(frame.shape[0].compute())
-
     def close(self) -> None:
         if self.owns_client:
             cluster = self.client.cluster

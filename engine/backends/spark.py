@@ -66,8 +66,5 @@ class SparkBackend(CanTrainMllib):
 
         return _with_constants(score_mllib(frame, model_path, keep), constants)
 
-    def count(self, frame) -> int:
-        return frame.count()
-
     def close(self) -> None:
         """The session is shared by the process (and by tests); it stops at exit."""
