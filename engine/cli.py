@@ -52,8 +52,9 @@ def configure_logging(level: str) -> None:
 
 def run_job(name: str, parser: argparse.ArgumentParser,
             body: Callable[[Conf, Any, argparse.Namespace], None],
-            argv: list[str] | None = None) -> int:
-    """Parse, load conf, run ``body``, print the summary; return the exit code."""
+            argv: list[str] | None = None, summary: bool = True) -> int:
+    """Parse, load conf, run ``body``, print the summary (jobs that only report skip it);
+    return the exit code."""
     from engine.pipeline import RunContext
 
     args = parser.parse_args(argv)
@@ -69,7 +70,7 @@ def run_job(name: str, parser: argparse.ArgumentParser,
     except LakescoreError as exc:
         print(f"lakescore {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
         code = exc.exit_code
-    if ctx is not None:
+    if ctx is not None and summary:
         print(ctx.summary.render())
         print(f"summary saved to {ctx.summary.save()}")
     if code:

@@ -48,7 +48,8 @@ class RunContext:
     run_id: str
     summary: RunSummary
     output_suffix: str = ""
-    validation_ids: list[str] = field(default_factory=list)
+    validation_ids: dict[str, list[str]] = field(default_factory=dict)
+    """Result ids of the validations run in this run, by the name of the table they checked."""
 
     @classmethod
     def start(cls, conf: Conf, run_id: str | None = None) -> RunContext:
@@ -111,6 +112,7 @@ def build_features(backend: Backend, ctx: RunContext, spine_table: str, output_t
         record.note = f"{row_count(events.table, events.version):,} events"
         out = ctx.table(output_table)
         lineage = Lineage(inputs={events.table.name: events.version, spine.table.name: spine.version},
+                          input_paths={events.table.name: events.table.path, spine.table.name: spine.table.path},
                           feature_set=definition.name, feature_hash=definition_hash(definition))
         current = current_version_made_from(out, lineage)
         if current is not None:
@@ -162,7 +164,7 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
             report = backend.validate(read.frame, suite, f"{read.table.name}@v{read.version}")
             path = write_report(report, ctx.run_dir / "validation" / backend.name)
             record.outputs[f"validation {suite.name} ({read.table.name})"] = str(path)
-            ctx.validation_ids.append(report.result_id)
+            ctx.validation_ids.setdefault(read.table.name, []).append(report.result_id)
             reports.append(report)
         for report in reports:
             enforce(report, ctx.conf.validation.policy)
@@ -207,7 +209,7 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
         model = register(ctx.models_dir, trained, feature_hash=definition_hash(definition),
                          training_table=table.path, training_version=version,
                          run_id=ctx.run_id, engine=backend.name,
-                         validation_ids=list(ctx.validation_ids))
+                         validation_ids=ctx.validation_ids.get(table.name, []))
         record.rows_in = int(sum(trained.metrics.get(k, 0) for k in ("train_rows", "valid_rows")))
         record.outputs[f"model {model.model_id}"] = str(model.path)
         metrics = {k: trained.metrics[k] for k in ("auc", "logloss") if k in trained.metrics}
@@ -258,8 +260,10 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord) -> WriteRe
             scored = spark_backend.score_mllib(scoring.frame, str(model.artifact_path), keys, constants)
         out = ctx.table("scores")
         lineage = Lineage(inputs={scoring.table.name: scoring.version},
+                          input_paths={scoring.table.name: scoring.table.path},
                           feature_set=definition.name, feature_hash=definition_hash(definition),
-                          model_id=model.model_id, validation_ids=list(ctx.validation_ids))
+                          model_id=model.model_id,
+                          validation_ids=ctx.validation_ids.get(scoring.table.name, []))
         result = backend.write(scored, out, WriteMode.APPEND, ctx.commit(
             "score", backend.name, out, lineage,
             app_key=f"{model.model_id}:{scoring.table.name}@v{scoring.version}"))
@@ -301,6 +305,7 @@ def write_demo_tables(ctx: RunContext) -> None:
         for name, arrow in tables.items():
             ref = refs[name]
             meta = {"lakescore.job": "generate", "lakescore.run_id": ctx.run_id,
+                    "lakescore.engine": "deltalake",
                     "lakescore.demo_hash": demo_hash}
             write_deltalake(ref.path, arrow, mode="overwrite", schema_mode="overwrite",
                             commit_properties=CommitProperties(custom_metadata=meta),

@@ -199,3 +199,25 @@ def test_validate_job_exits_4_on_a_feature_table_with_nulls(demo_run, tmp_path):
     assert result.returncode == 4, result.stdout[-2000:] + result.stderr[-2000:]
     assert f"expect_column_values_to_not_be_null(amount_sum_30d): {nulls} unexpected" in result.stderr
     assert "training_set@v0" in result.stderr
+
+
+def test_lineage_job_traces_scores_back_to_model_training_set_and_sources(demo_run):
+    lakehouse, _ = demo_run
+    result = run(job("lineage"), lakehouse, "--table", "scores_spark", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    tree = json.loads(result.stdout)
+    assert tree["table"].endswith("scores_spark") and tree["job"] == "score"
+    assert [Path(v["report"]).parent.name for v in tree["validations"]] == ["spark"]
+    model = tree["model"]
+    assert model["feature_hash"] == tree["feature_hash"]
+    training = model["training_set"]
+    assert training["table"].endswith("training_set_spark") and training["version"] == model_version(lakehouse)
+    assert {Path(n["table"]).name for n in training["inputs"]} == {"events", "labels"}
+    assert {Path(n["table"]).name for n in tree["inputs"][0]["inputs"]} == {"events", "to_score"}
+    text = run(job("lineage"), lakehouse, "--table", "scores_spark")
+    assert "<- model " in text.stdout and "<- " + str(lakehouse / "tables" / "events") in text.stdout
+
+
+def model_version(lakehouse: Path) -> int:
+    (meta,) = [json.loads(p.read_text()) for p in (lakehouse / "models").glob("*/meta.json")]
+    return meta["training_version"]
