@@ -111,30 +111,25 @@ def _model(model_id: str, models_dir: str | None, runs_dir: str | None,
 
 
 def render(node: dict[str, Any], indent: int = 0) -> str:
-    """The tree as indented text: one line per table or model, details after it."""
+    """The tree as indented text: one line per table or model, its details under it, then
+    what it was made from, one level deeper."""
     pad = "  " * indent
     arrow = "" if indent == 0 else "<- "
     if "model_id" in node:
-        lines = [f"{pad}{arrow}model {node['model_id']} ({node.get('algorithm', '?')}) "
-                 f"{' '.join(f'{k} {v:.4f}' for k, v in node.get('metrics', {}).items())}".rstrip()]
-        if node.get("feature_hash"):
-            lines.append(f"{pad}   feature hash {node['feature_hash'][:16]}")
-        lines += [f"{pad}   validated by {v['result_id']} {v.get('report', '')}".rstrip()
-                  for v in node.get("validations", [])]
-        if "training_set" in node:
-            lines.append(render(node["training_set"], indent + 1))
-        return "\n".join(lines)
-    head = f"{pad}{arrow}{node['table']} @ v{node['version']}"
-    if "job" in node:
-        head += f"  (job {node['job']}, run {node.get('run_id')}, {node.get('engine')})"
-    lines = [head]
-    if node.get("note"):
-        lines.append(f"{pad}   {node['note']}")
+        metrics = " ".join(f"{k} {v:.4f}" for k, v in node.get("metrics", {}).items())
+        head = f"{pad}{arrow}model {node['model_id']} ({node.get('algorithm', '?')}) {metrics}".rstrip()
+        parents = [node["training_set"]] if "training_set" in node else []
+    else:
+        head = f"{pad}{arrow}{node['table']} @ v{node['version']}"
+        if "job" in node:
+            head += f"  (job {node['job']}, run {node.get('run_id')}, {node.get('engine')})"
+        parents = ([node["model"]] if "model" in node else []) + node.get("inputs", [])
+    details = [node["note"]] if node.get("note") else []
     if node.get("feature_hash"):
-        lines.append(f"{pad}   feature set {node.get('feature_set')} hash {node['feature_hash'][:16]}")
-    lines += [f"{pad}   validated by {v['result_id']} {v.get('report', '')}".rstrip()
-              for v in node.get("validations", [])]
-    if "model" in node:
-        lines.append(render(node["model"], indent + 1))
-    lines += [render(child, indent + 1) for child in node.get("inputs", [])]
+        label = f"feature set {node['feature_set']}" if node.get("feature_set") else "feature"
+        details.append(f"{label} hash {node['feature_hash'][:16]}")
+    details += [f"validated by {v['result_id']} {v.get('report', '')}".rstrip()
+                for v in node.get("validations", [])]
+    lines = [head, *(f"{pad}   {d}" for d in details)]
+    lines += [render(parent, indent + 1) for parent in parents]
     return "\n".join(lines)
