@@ -198,14 +198,7 @@ def run_spark(args, reference: dict, work: Path) -> dict:
     def plain_read(path: str) -> dict:
         return agg(spark.read.parquet(path))
 
-    # Warm-up on one input file: JIT, Python worker start, first-job costs.
-    first = sorted(parquet_files(args.input))[0]
-    start = time.perf_counter()
-    lake_write(first, str(work / "warm-delta"))
-    plain_write(first, str(work / "warm-plain"))
-    lake_read(str(work / "warm-delta"))
-    plain_read(str(work / "warm-delta"))
-    out["fixed"]["warmup_one_file_s"] = round(time.perf_counter() - start, 3)
+    out["fixed"]["warmup_one_file_s"] = _warm_up(args, work, lake_write, plain_write, lake_read, plain_read)
 
     out.update(_repetitions(args, reference, work, lake_write, plain_write, lake_read, plain_read))
     pid = int(spark._jvm.java.lang.ProcessHandle.current().pid())
@@ -262,13 +255,7 @@ def run_dask(args, reference: dict, work: Path) -> dict:
     def plain_read(path: str) -> dict:
         return agg(dd.read_parquet(path))
 
-    first = sorted(parquet_files(args.input))[0]
-    start = time.perf_counter()
-    lake_write(first, str(work / "warm-delta"))
-    plain_write(first, str(work / "warm-plain"))
-    lake_read(str(work / "warm-delta"))
-    plain_read(str(work / "warm-delta"))
-    out["fixed"]["warmup_one_file_s"] = round(time.perf_counter() - start, 3)
+    out["fixed"]["warmup_one_file_s"] = _warm_up(args, work, lake_write, plain_write, lake_read, plain_read)
 
     out.update(_repetitions(args, reference, work, lake_write, plain_write, lake_read, plain_read,
                             extra_reads={"read + agg (columns= given)": lake_read_columns}))
@@ -279,6 +266,18 @@ def run_dask(args, reference: dict, work: Path) -> dict:
     client.close()
     cluster.close()
     return out
+
+
+def _warm_up(args, work, lake_write, plain_write, lake_read, plain_read) -> float:
+    """Seconds to run every operation once on one input file (JIT, worker start, first-job
+    costs), so that the timed repetitions measure steady state."""
+    first = sorted(parquet_files(args.input))[0]
+    start = time.perf_counter()
+    lake_write(first, str(work / "warm-delta"))
+    plain_write(first, str(work / "warm-plain"))
+    lake_read(str(work / "warm-delta"))
+    plain_read(str(work / "warm-delta"))
+    return round(time.perf_counter() - start, 3)
 
 
 def _repetitions(args, reference, work, lake_write, plain_write, lake_read, plain_read,

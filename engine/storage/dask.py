@@ -62,7 +62,7 @@ def arrow_schema_of(meta: pd.DataFrame) -> pa.Schema:
     object column's type cannot be inferred from values: it is taken to hold strings."""
     inferred = pa.Schema.from_pandas(meta, preserve_index=False)
     fields = [pa.field(f.name, pa.string()) if meta[f.name].dtype == object else f for f in inferred]
-    return delta_log.delta_compatible(pa.schema(fields))
+    return delta_log.normalize_schema(pa.schema(fields))
 
 
 def _write_partition(part: pd.DataFrame, table: TableRef, schema: pa.Schema,
@@ -84,7 +84,7 @@ def write_dask(ddf, table: TableRef, mode: WriteMode, commit: CommitInfo,
     """Write ``ddf`` as one Delta commit (see ``write_spark`` for the guarantees)."""
     import dask
 
-    if delta_log.already_committed(table, commit):
+    if delta_log.is_committed(table, commit):
         return WriteResult(table=table, version=delta_log.table_version(table) or 0, rows=0, files=0,
                            skipped=True)
     schema = arrow_schema_of(ddf._meta)

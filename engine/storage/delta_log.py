@@ -130,8 +130,6 @@ def is_committed(table: TableRef, commit: CommitInfo) -> bool:
     return done is not None and done >= commit.batch
 
 
-already_committed = is_committed
-
 
 def arrow_schema(table: TableRef, version: int | None = None) -> pa.Schema:
     """The table's schema as Arrow (``timestamp`` → ``timestamp[us, tz=UTC]``)."""
@@ -301,11 +299,6 @@ def check_schema(table: TableRef, schema: pa.Schema) -> None:
             f"batch does not match table {table} (version {delta.version()}): "
             f"{'; '.join(problems)}. Select/cast the columns to the table's schema, or write "
             "with mode=overwrite to replace the table")
-
-
-def delta_compatible(schema: pa.Schema) -> pa.Schema:
-    """``schema`` as lakescore stores it (see :func:`normalize_schema`)."""
-    return normalize_schema(schema)
 
 
 # --- writing files ---------------------------------------------------------------------------

@@ -57,10 +57,10 @@ def write_spark(df: DataFrame, table: TableRef, mode: WriteMode, commit: CommitI
     file is written."""
     if delta_enabled(df.sparkSession):
         return _write_native(df, table, mode, commit)
-    if delta_log.already_committed(table, commit):
+    if delta_log.is_committed(table, commit):
         return WriteResult(table=table, version=delta_log.table_version(table) or 0, rows=0, files=0,
                            skipped=True)
-    schema = delta_log.delta_compatible(to_arrow_schema(df.schema))
+    schema = delta_log.normalize_schema(to_arrow_schema(df.schema))
     partition_by = list(table.partition_by)
     if delta_log.table_exists(table):
         if mode is WriteMode.APPEND:
