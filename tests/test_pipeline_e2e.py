@@ -20,8 +20,9 @@ from deltalake import DeltaTable
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
-# Ports apart from the test session's own H2O, so both can run at once.
-JOB_H2O_PORT = "54371"
+# Ports apart from the test session's own H2O, so both can run at once (and two checkouts'
+# test runs side by side, each with its own LAKESCORE_TEST_JOB_H2O_PORT).
+JOB_H2O_PORT = os.environ.get("LAKESCORE_TEST_JOB_H2O_PORT", "54371")
 
 
 def run(args: list[str], lakehouse: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
