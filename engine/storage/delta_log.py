@@ -383,12 +383,15 @@ class _ColumnStats:
             self.maxs[name] = high if name not in self.maxs else max(self.maxs[name], high)
 
     def to_json(self) -> str:
-        mins = {k: v for k, v in ((k, _stat_value(v, "min")) for k, v in self.mins.items())
-                if v is not None}
-        maxs = {k: v for k, v in ((k, _stat_value(v, "max")) for k, v in self.maxs.items())
-                if v is not None}
-        return json.dumps({"numRecords": self.rows, "minValues": mins, "maxValues": maxs,
-                           "nullCount": self.nulls}, separators=(",", ":"))
+        return stats_json(self.rows, self.mins, self.maxs, self.nulls)
+
+
+def stats_json(rows: int, mins: dict[str, Any], maxs: dict[str, Any], nulls: dict[str, int]) -> str:
+    """Delta's per-file stats JSON from Python min/max values (spelled by :func:`_stat_value`)."""
+    low = {k: v for k, v in ((k, _stat_value(v, "min")) for k, v in mins.items()) if v is not None}
+    high = {k: v for k, v in ((k, _stat_value(v, "max")) for k, v in maxs.items()) if v is not None}
+    return json.dumps({"numRecords": rows, "minValues": low, "maxValues": high,
+                       "nullCount": nulls}, separators=(",", ":"))
 
 
 def _has_stats(kind: pa.DataType) -> bool:
@@ -518,7 +521,7 @@ class ParquetSink:
                                  f"batch's columns {self.schema.names}")
         self.file_schema = pa_schema_without(self.schema, self.partition_by)
         self.rows_per_file = rows_per_file
-        self._filesystem, self._root = pafs.FileSystem.from_uri(_as_uri(table_root(table)))
+        self._filesystem, self._root = pafs.FileSystem.from_uri(as_uri(table_root(table)))
         self._open: dict[tuple, _OpenFile] = {}
         self._done: list[WrittenFile] = []
 
@@ -569,7 +572,7 @@ def _split_by_partition(data: pa.Table, parts: list[str]):
                data.filter(pc.fill_null(mask, False)))
 
 
-def _as_uri(root: str) -> str:
+def as_uri(root: str) -> str:
     return root if "://" in root else f"file://{root}"
 
 

@@ -1,20 +1,25 @@
 """Delta tables from Spark: native delta-spark when its extension is loaded, otherwise the
-deltalake single-commit path (executors write Parquet with ``mapInArrow``, the driver commits).
+deltalake single-commit path: executors write Parquet, the driver commits every file at once.
 
-Only file metadata (one small row per written file) ever reaches the driver.
+Executors write with Spark's own Parquet writer into a fresh batch directory under the table
+(see ``engine.storage.staged``): measured on 10M rows it costs the same as ``df.write.parquet``,
+where handing rows to Python through ``mapInArrow`` cost 1.55x. Tables partitioned by a column
+whose directory spelling differs from Delta's (timestamps, floats, decimals) keep the
+``mapInArrow`` writer. Only file paths and footers ever reach the driver.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from engine.session import delta_enabled
-from engine.storage import delta_log
+from engine.storage import delta_log, staged
 from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteMode, WriteResult
 
 FILE_METADATA_DDL = "path string, size long, partition_values string, stats string, rows long"
@@ -51,6 +56,48 @@ def _writer(table: TableRef, schema: pa.Schema, partition_by: list[str]):
     return write_partition
 
 
+def write_files(df: DataFrame, table: TableRef, schema: pa.Schema,
+                partition_by: list[str]) -> list[delta_log.WrittenFile]:
+    """Write ``df`` as new, uncommitted Parquet files under the table; return what to commit."""
+    if staged.partition_kinds_supported(schema, partition_by):
+        return _write_with_spark_writer(df, table, schema, partition_by)
+    metadata = df.mapInArrow(_writer(table, schema, partition_by), FILE_METADATA_DDL).collect()
+    return [delta_log.WrittenFile.from_row(row) for row in metadata if row["path"]]
+
+
+# Delta stores timestamps as UTC microseconds; Spark's default Parquet type (INT96) is legacy.
+_PARQUET_CONF = {"spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+                 "spark.sql.parquet.compression.codec": "snappy"}
+
+
+def _write_with_spark_writer(df: DataFrame, table: TableRef, schema: pa.Schema,
+                             partition_by: list[str]) -> list[delta_log.WrittenFile]:
+    batch_dir = staged.new_batch_dir()
+    frame = df.select(*[f"`{name}`" for name in schema.names])
+    writer = frame.write.mode("errorifexists").option("maxRecordsPerFile", delta_log.ROWS_PER_FILE)
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    with _session_conf(df.sparkSession, _PARQUET_CONF):
+        writer.parquet(f"{delta_log.table_root(table)}/{batch_dir}")
+    return staged.collect_written(table, batch_dir, schema, partition_by)
+
+
+@contextmanager
+def _session_conf(spark: SparkSession, values: Mapping[str, str]) -> Iterator[None]:
+    """Set SQL confs for one write and restore the caller's afterwards."""
+    before = {key: spark.conf.get(key, None) for key in values}
+    for key, value in values.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
 def write_spark(df: DataFrame, table: TableRef, mode: WriteMode, commit: CommitInfo) -> WriteResult:
     """Write ``df`` as one Delta commit. Skipped, untouched, when the commit's (app id, batch)
     is already in the table; a schema that differs from the table's (append) fails before any
@@ -66,8 +113,7 @@ def write_spark(df: DataFrame, table: TableRef, mode: WriteMode, commit: CommitI
         if mode is WriteMode.APPEND:
             delta_log.check_schema(table, schema)
         partition_by = delta_log.partition_columns(table) if mode is WriteMode.APPEND else partition_by
-    metadata = df.mapInArrow(_writer(table, schema, partition_by), FILE_METADATA_DDL).collect()
-    files = [delta_log.WrittenFile.from_row(row) for row in metadata if row["path"]]
+    files = write_files(df, table, schema, partition_by)
     version = delta_log.commit_files(table, files, schema, mode, commit, partition_by)
     return WriteResult(table=table, version=version, rows=sum(f.rows for f in files), files=len(files))
 
