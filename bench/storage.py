@@ -196,7 +196,7 @@ def run_spark(args, reference: dict, work: Path) -> dict:
         return agg(read_spark(spark, TableRef(name="bench", path=path)).frame)
 
     def plain_read(path: str) -> dict:
-        return agg(spark.read.parquet(path))
+        return agg(spark.read.parquet(*delta_files(path)))
 
     out["fixed"]["warmup_one_file_s"] = _warm_up(args, work, lake_write, plain_write, lake_read, plain_read)
 

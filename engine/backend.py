@@ -12,7 +12,8 @@ Dask or H2O.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from engine.errors import ConfError, NotSupportedByBackend
@@ -30,9 +31,11 @@ class Backend(Protocol):
 
     name: str
 
-    def read(self, table: TableRef, version: int | None = None,
-             columns: Sequence[str] | None = None) -> ReadResult:
-        """Read a Delta table (latest or ``version``); the result says which version was read."""
+    def read(self, table: TableRef, version: int | datetime | None = None,
+             columns: Sequence[str] | None = None,
+             partitions: Mapping[str, Collection[Any]] | None = None) -> ReadResult:
+        """Read a Delta table (latest, a ``version``, or the version current at a datetime),
+        only the files of ``partitions`` when given; the result says which version was read."""
 
     def write(self, frame: Any, table: TableRef, mode: WriteMode, commit: CommitInfo) -> WriteResult:
         """Write a frame as one Delta commit; skipped when ``commit``'s batch is already in."""

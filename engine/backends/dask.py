@@ -26,10 +26,10 @@ class DaskBackend:
     def from_conf(cls, conf: Conf) -> DaskBackend:
         return cls(dask_client(conf.dask), owns_client=True, show_progress=conf.dask.show_progress)
 
-    def read(self, table, version=None, columns=None):
+    def read(self, table, version=None, columns=None, partitions=None):
         from engine.storage.dask import read_dask
 
-        return read_dask(table, version=version, columns=columns)
+        return read_dask(table, version=version, columns=columns, partitions=partitions)
 
     def write(self, frame, table, mode, commit):
         from engine.storage.dask import write_dask

@@ -30,10 +30,11 @@ class SparkBackend(CanTrainMllib):
     def from_conf(cls, conf: Conf) -> SparkBackend:
         return cls(spark_session(conf.spark))
 
-    def read(self, table, version=None, columns=None):
+    def read(self, table, version=None, columns=None, partitions=None):
         from engine.storage.spark import read_spark
 
-        return read_spark(self.spark, table, version=version, columns=columns)
+        return read_spark(self.spark, table, version=version, columns=columns,
+                          partitions=partitions)
 
     def write(self, frame, table, mode, commit):
         from engine.storage.spark import write_spark

@@ -8,6 +8,7 @@ would be re-run by Dask and its rows would land twice.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -15,14 +16,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import SchemaMismatch
-from engine.storage import delta_log
+from engine.storage import delta_log, merge
 from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteMode, WriteResult
 
 
 def _read_file(file: delta_log.TableFile, schema: pa.Schema, columns: list[str]) -> pd.DataFrame:
     """One data file as pandas with the table's types, partition columns restored as constants."""
     data_columns = [c for c in columns if c not in file.partition_values]
-    data = pq.read_table(file.uri, columns=data_columns)
+    parquet = pq.ParquetFile(file.uri)
+    present = set(parquet.schema_arrow.names)
+    data = parquet.read(columns=[c for c in data_columns if c in present])
+    for name in data_columns:
+        if name not in present:  # a column added to the table after this file was written
+            data = data.append_column(name, pa.nulls(data.num_rows, schema.field(name).type))
     for name, value in file.partition_values.items():
         if name in columns:
             data = data.append_column(name, pa.array([value] * data.num_rows,
@@ -31,30 +37,36 @@ def _read_file(file: delta_log.TableFile, schema: pa.Schema, columns: list[str])
     return data.select(columns).cast(wanted).to_pandas(coerce_temporal_nanoseconds=False)
 
 
-def read_dask(table: TableRef, version: int | None = None,
-              columns: Sequence[str] | None = None) -> ReadResult:
-    """The table at ``version`` (default latest) as a lazy Dask frame, one partition per file.
+def read_dask(table: TableRef, version: int | datetime | None = None,
+              columns: Sequence[str] | None = None,
+              partitions: delta_log.PartitionFilter | None = None) -> ReadResult:
+    """The table at ``version`` (default latest; a datetime travels to the version current
+    then) as a lazy Dask frame, one partition per file.
 
     Only that version's live files are read (never a directory listing, which would include
-    removed and uncommitted files). Dtypes follow the Delta schema: ``timestamp`` is
-    ``datetime64[us, UTC]``, ``long`` is ``int64``; an empty table gives an empty frame.
+    removed and uncommitted files), and of those only the ones in ``partitions`` when given.
+    Dtypes follow the Delta schema: ``timestamp`` is ``datetime64[us, UTC]``, ``long`` is
+    ``int64``; an empty table gives an empty frame.
     """
+    snap = delta_log.snapshot(table, version, partitions)
+    frame = _frame_of_files(table, snap.schema, list(snap.files), columns)
+    return ReadResult(frame=frame, version=snap.version, table=table)
+
+
+def _frame_of_files(table: TableRef, schema: pa.Schema, files: list[delta_log.TableFile],
+                    columns: Sequence[str] | None = None):
     import dask.dataframe as dd
 
-    snap = delta_log.snapshot(table, version)
-    schema = snap.schema
     wanted = list(columns) if columns is not None else schema.names
     missing = [c for c in wanted if c not in schema.names]
     if missing:
         raise SchemaMismatch(f"table {table} has no column(s) {missing}; it has {schema.names}")
     meta = (pa.schema([schema.field(c) for c in wanted]).empty_table()
             .to_pandas(coerce_temporal_nanoseconds=False))
-    if not snap.files:
-        frame = dd.from_pandas(meta, npartitions=1)
-    else:
-        frame = dd.from_map(_read_file, list(snap.files), schema=schema, columns=wanted,
-                            meta=meta, label=f"read-{table.name}", enforce_metadata=False)
-    return ReadResult(frame=frame, version=snap.version, table=table)
+    if not files:
+        return dd.from_pandas(meta, npartitions=1)
+    return dd.from_map(_read_file, files, schema=schema, columns=wanted,
+                       meta=meta, label=f"read-{table.name}", enforce_metadata=False)
 
 
 def arrow_schema_of(meta: pd.DataFrame) -> pa.Schema:
@@ -87,18 +99,62 @@ def write_dask(ddf, table: TableRef, mode: WriteMode, commit: CommitInfo,
     if delta_log.is_committed(table, commit):
         return WriteResult(table=table, version=delta_log.table_version(table) or 0, rows=0, files=0,
                            skipped=True)
+    read_version = delta_log.table_version(table)
     schema = arrow_schema_of(ddf._meta)
     partition_by = list(table.partition_by)
-    if delta_log.table_exists(table):
-        if mode is WriteMode.APPEND:
-            delta_log.check_schema(table, schema)
-            partition_by = delta_log.partition_columns(table)
+    removes: Sequence[delta_log.TableFile] = ()
+    scope = None
+    if read_version is not None and mode is not WriteMode.OVERWRITE:
+        delta_log.check_schema(table, schema)
+        partition_by = delta_log.partition_columns(table)
+        if mode is WriteMode.MERGE:
+            ddf, plan = _merged(ddf, table, read_version, partition_by, schema)
+            removes, scope = plan.touched, plan.scope
     tasks = [dask.delayed(_write_partition)(part, table, schema, partition_by)
              for part in ddf.to_delayed()]
     results = _compute(tasks, progress)
     files = [delta_log.WrittenFile.from_row(row) for rows in results for row in rows]
-    version = delta_log.commit_files(table, files, schema, mode, commit, partition_by)
+    version = delta_log.commit_files(table, files, schema, mode, commit, partition_by,
+                                     read_version=read_version, removes=removes, scope=scope)
     return WriteResult(table=table, version=version, rows=sum(f.rows for f in files), files=len(files))
+
+
+def _merged(source, table: TableRef, version: int, partition_by: list[str], schema: pa.Schema):
+    """See ``engine.storage.spark._merged``: the touched files' rows whose key is not in the
+    batch, and the batch, as one lazy frame with the batch's columns."""
+    import dask
+
+    keys = merge.merge_keys(table, list(source.columns))
+    by_partition = merge.key_partition_columns(table, partition_by)
+    keyed = source[keys].dropna()
+    rows, duplicates, bounds, parts = dask.compute(
+        source.shape[0], (keyed.groupby(keys).size() > 1).sum(),
+        {k: (source[k].min(), source[k].max()) for k in keys},
+        {c: source[c].drop_duplicates() for c in by_partition})
+    summary = merge.summary_from_rows(
+        int(rows), int(duplicates),
+        {k: (_plain(lo), _plain(hi)) for k, (lo, hi) in bounds.items()},
+        {c: [_plain(v) for v in values] for c, values in parts.items()} or None)
+    merge.check_unique(table, summary)
+    plan = merge.plan(table, version, summary)
+    target = _frame_of_files(table, delta_log.arrow_schema(table, version), list(plan.touched))
+    marked = target.merge(keyed.drop_duplicates().assign(__in_batch=True), on=keys, how="left")
+    kept = marked[marked["__in_batch"].isna()].drop(columns="__in_batch")
+    for column in schema.names:
+        if column not in kept.columns:  # new nullable columns (allow_new_columns)
+            kept[column] = pd.Series(dtype=source._meta[column].dtype)
+    import dask.dataframe as dd
+
+    return dd.concat([kept[schema.names], source[schema.names]]), plan
+
+
+def _plain(value: Any) -> Any:
+    """A pandas/numpy scalar as a Python value comparable with Delta's statistics."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value.item() if hasattr(value, "item") else value
 
 
 def _compute(tasks: list, progress: bool) -> list:

@@ -22,7 +22,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -40,7 +40,7 @@ HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 COMMIT_ID_KEY = "lakescore.commit_id"
 STRING_STATS_PREFIX = 32  # Delta's default: longer strings get a prefix min and no max
 ROWS_PER_FILE = 1_000_000  # engines roll to a new file after this many rows of one task
-ROW_GROUP_ROWS = 131_072  # rows buffered per Parquet row group (bounds a task's memory)
+ROW_GROUP_ROWS = 1_048_576  # rows per Parquet row group (pyarrow's default; bounds a task's memory)
 
 
 @dataclass(frozen=True)
@@ -149,11 +149,25 @@ def partition_columns(table: TableRef) -> list[str]:
 
 @dataclass(frozen=True)
 class TableFile:
-    """One live data file of a table version: where it is and its typed partition values."""
+    """One live data file of a table version: where it is, its typed partition values and the
+    min/max statistics of its columns (empty where the log has none)."""
 
     uri: str
     rows: int | None
     partition_values: dict[str, Any] = field(default_factory=dict, hash=False)
+    log_path: str = ""  # the path as the log spells it (what a ``remove`` action must name)
+    size: int | None = None
+    mins: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    maxs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def remove_action(self) -> Any:
+        """The Delta ``remove`` action that takes this file out of the next version."""
+        from deltalake.transaction import RemoveAction
+
+        return RemoveAction(path=self.log_path, data_change=True,
+                            deletion_timestamp=int(time.time() * 1000), size=self.size,
+                            partition_values={k: partition_value(v)
+                                              for k, v in self.partition_values.items()})
 
 
 @dataclass(frozen=True)
@@ -166,30 +180,82 @@ class TableSnapshot:
     files: tuple[TableFile, ...]
 
 
-def snapshot(table: TableRef, version: int | None = None) -> TableSnapshot:
-    """The live files of ``version`` (default latest) with their partition values."""
+PartitionFilter = Mapping[str, Collection[Any]]
+
+
+def snapshot(table: TableRef, version: int | datetime | None = None,
+             partitions: PartitionFilter | None = None) -> TableSnapshot:
+    """The live files of ``version`` (default latest; a datetime means the version current at
+    that instant) with their partition values and statistics.
+
+    ``partitions`` keeps only files whose partition values are among the given ones, per
+    column (partition pruning: the other files are never opened). Filtering on a column
+    that is not a partition column is refused, naming it.
+    """
     import pyarrow as pa
 
-    delta = _require_table(table, version)
+    delta = _require_table(table, readable_version(table, version))
     schema = normalize_schema(_to_pyarrow(delta.schema()))
     parts = tuple(delta.metadata().partition_columns)
+    wanted = _partition_wanted(table, parts, partitions)
     actions = pa.table(delta.get_add_actions(flatten=True))
     root = table_root(table)
     files = []
     for row in actions.to_pylist():
         values = {c: row.get(f"partition.{c}") for c in parts}
-        files.append(TableFile(uri=f"{root}/{unquote(row['path'])}",
-                               rows=row.get("num_records"), partition_values=values))
+        if any(partition_value(values[c]) not in allowed for c, allowed in wanted.items()):
+            continue
+        mins = {k[4:]: v for k, v in row.items() if k.startswith("min.") and v is not None}
+        maxs = {k[4:]: v for k, v in row.items() if k.startswith("max.") and v is not None}
+        files.append(TableFile(uri=f"{root}/{unquote(row['path'])}", rows=row.get("num_records"),
+                               partition_values=values, log_path=row["path"],
+                               size=row.get("size_bytes"), mins=mins, maxs=maxs))
     return TableSnapshot(version=delta.version(), schema=schema, partition_by=parts,
                          files=tuple(files))
 
 
-def readable_version(table: TableRef, version: int | None = None) -> int:
-    """``version``, or the latest one; ``TableNotFound`` when there is no table to read."""
+def _partition_wanted(table: TableRef, parts: Sequence[str],
+                      partitions: PartitionFilter | None) -> dict[str, set[str | None]]:
+    if not partitions:
+        return {}
+    unknown = [c for c in partitions if c not in parts]
+    if unknown:
+        raise SchemaMismatch(f"cannot prune table {table} by {unknown}: its partition columns "
+                             f"are {list(parts) or 'none'}")
+    return {c: {partition_value(v) for v in values} for c, values in partitions.items()}
+
+
+def version_at(table: TableRef, when: datetime) -> int:
+    """The version that was current at ``when`` (the newest committed at or before it)."""
+    delta = open_table(table)
+    if delta is None:
+        readable_version(table)  # raises TableNotFound
+    if when.tzinfo is None:
+        raise SchemaMismatch(f"time travel on table {table} needs a time-zone-aware instant, "
+                             f"got {when.isoformat()} (add +00:00 for UTC)")
+    limit = when.timestamp() * 1000
+    history = delta.history()
+    found = [int(e["version"]) for e in history if e.get("timestamp", 0) <= limit]
+    if not found:
+        first = min(history, key=lambda e: int(e["version"]))
+        since = datetime.fromtimestamp(first["timestamp"] / 1000, timezone.utc).isoformat()
+        raise TableNotFound(f"table {table} did not exist at {when.isoformat()}: its first "
+                            f"version was committed at {since}")
+    return max(found)
+
+
+def readable_version(table: TableRef, version: int | datetime | None = None) -> int:
+    """``version`` (a number, or the version current at a datetime), or the latest one;
+    ``TableNotFound`` when there is no table to read or no such version."""
     latest = table_version(table)
     if latest is None:
         raise TableNotFound(f"no Delta table {table}: run the job that writes it first, or check "
                             "tables.* and lakehouse in conf")
+    if isinstance(version, datetime):
+        return version_at(table, version)
+    if version is not None and not 0 <= version <= latest:
+        raise TableNotFound(f"table {table} has no version {version}: its versions are "
+                            f"0..{latest}")
     return latest if version is None else version
 
 
@@ -292,8 +358,10 @@ def check_schema(table: TableRef, schema: pa.Schema) -> None:
     delta = open_table(table)
     if delta is None:
         return
-    problems = schema_differences(normalize_schema(_to_pyarrow(delta.schema())),
-                                  normalize_schema(schema, table))
+    current = normalize_schema(_to_pyarrow(delta.schema()))
+    if table.allow_new_columns:  # extra batch columns are added by the commit (schema evolution)
+        schema = pa_schema_without(schema, [n for n in schema.names if n not in current.names])
+    problems = schema_differences(current, normalize_schema(schema, table))
     if problems:
         raise SchemaMismatch(
             f"batch does not match table {table} (version {delta.version()}): "
@@ -597,16 +665,25 @@ def write_parquet_file(batch_or_table: pa.Table | pa.RecordBatch, table: TableRe
 
 def commit_files(table: TableRef, files: Sequence[WrittenFile], schema: pa.Schema,
                  mode: WriteMode, commit: CommitInfo,
-                 partition_by: Sequence[str] | None = None) -> int:
+                 partition_by: Sequence[str] | None = None, *, read_version: int | None = None,
+                 removes: Sequence[TableFile] = (), scope: PartitionFilter | None = None) -> int:
     """Commit ``files`` in one Delta transaction and return the version it created.
 
     Creates the table (partitioned by ``partition_by``, default ``table.partition_by``) when
     absent. ``append`` adds the files to the table's layout and schema (re-checked here, so a
-    concurrent schema change is caught). ``overwrite`` replaces every row; when the schema or
+    concurrent schema change is caught; new nullable columns are added first when
+    ``table.allow_new_columns``). ``overwrite`` replaces every row; when the schema or
     partitioning changes it replaces the table's definition too (``CREATE OR REPLACE``).
+    ``replace_partitions`` removes the files of the partitions the new files cover.
+    ``merge`` removes ``removes`` (the files the engine rewrote) and adds ``files``.
+
+    ``read_version`` is the version the batch was computed from. For every mode but append,
+    the files the commit replaces (the whole table, the covered partitions, or ``scope`` for a
+    merge) must be unchanged since then, else :class:`CommitConflict` and nothing is
+    committed: two jobs replacing the same partitions never both land.
+
     The commit carries ``commit.commit_metadata()`` and, when ``commit`` has (app_id, batch),
-    the application transaction that makes reruns skip. A concurrent writer that wins a
-    conflicting commit raises :class:`CommitConflict`; this batch is then not visible.
+    the application transaction that makes reruns skip.
     """
     from deltalake import Schema as DeltaSchema
     from deltalake.exceptions import CommitFailedError, DeltaError
@@ -615,7 +692,8 @@ def commit_files(table: TableRef, files: Sequence[WrittenFile], schema: pa.Schem
 
     schema = normalize_schema(schema, table)
     commit_id = uuid.uuid4().hex
-    metadata = {**commit.commit_metadata(), COMMIT_ID_KEY: commit_id}
+    metadata = {**commit.commit_metadata(), COMMIT_ID_KEY: commit_id,
+                "lakescore.mode": mode.value}
     txns = ([Transaction(app_id=commit.app_id, version=commit.batch)]
             if commit.app_id is not None and commit.batch is not None else None)
     properties = CommitProperties(custom_metadata=metadata, app_transactions=txns)
@@ -640,21 +718,33 @@ def commit_files(table: TableRef, files: Sequence[WrittenFile], schema: pa.Schem
                 delta = open_table(table)  # another writer created it meanwhile: go on
                 if delta is None:
                     raise CommitConflict(f"could not create table {table}: {exc}") from exc
-        if mode is WriteMode.APPEND:
+        if mode is not WriteMode.OVERWRITE:
             if is_committed(table, commit):
                 raise CommitConflict(
                     f"batch {commit.batch} of {commit.app_id!r} was committed to table {table} "
                     "by a concurrent writer while this one wrote its files; nothing was added")
-            check_schema(table, schema)
+            delta = _evolve_or_check_schema(table, delta, schema, properties)
             if parts != list(delta.metadata().partition_columns):
                 raise SchemaMismatch(
                     f"files for table {table} are partitioned by {parts} but the table by "
                     f"{delta.metadata().partition_columns}; nothing was committed")
-        elif _definition_changes(delta, schema, parts):
-            create_or_replace("overwrite")
+        replaced = _guard(table, mode, files, parts, scope)
+        if read_version is not None and replaced is not None:
+            _check_unchanged(table, read_version, delta.version(), replaced)
+        if mode is WriteMode.OVERWRITE:
+            if _definition_changes(delta, schema, parts):
+                create_or_replace("overwrite")
+                return _version_of(table, commit_id)
+            delta.create_write_transaction(actions, mode="overwrite",
+                                           schema=DeltaSchema.from_arrow(schema),
+                                           partition_by=parts or None,
+                                           commit_properties=properties)
             return _version_of(table, commit_id)
-        delta.create_write_transaction(actions, mode=mode.value,
-                                       schema=DeltaSchema.from_arrow(schema),
+        if mode is WriteMode.REPLACE_PARTITIONS:
+            removes = _replaced_files(table, delta.version(), files, parts)
+        table_schema = DeltaSchema.from_arrow(arrow_schema(table, delta.version()))
+        delta.create_write_transaction(actions + [f.remove_action() for f in removes],
+                                       mode="append", schema=table_schema,
                                        partition_by=parts or None,
                                        commit_properties=properties)
     except CommitFailedError as exc:
@@ -662,6 +752,73 @@ def commit_files(table: TableRef, files: Sequence[WrittenFile], schema: pa.Schem
             f"a concurrent commit to table {table} conflicts with this {mode.value}: {exc}; "
             "the table is unchanged by this batch, rerun it") from exc
     return _version_of(table, commit_id)
+
+
+def _evolve_or_check_schema(table: TableRef, delta: DeltaTable, schema: pa.Schema,
+                            properties: Any) -> DeltaTable:
+    """Check the batch's schema against the table's; with ``table.allow_new_columns``, first
+    add the batch's extra columns to the table (nullable), in a commit of their own."""
+    from deltalake import Field as DeltaField
+    from deltalake import Schema as DeltaSchema
+
+    check_schema(table, schema)
+    current = normalize_schema(_to_pyarrow(delta.schema()))
+    extra = [f for f in schema if f.name not in current.names]
+    if not (table.allow_new_columns and extra):
+        return delta
+    import pyarrow as pa
+
+    fields = [DeltaField(f.name, DeltaSchema.from_arrow(pa.schema([f])).fields[0].type,
+                         nullable=True) for f in extra]
+    delta.alter.add_columns(fields)
+    return open_table(table)
+
+
+def _covered_keys(files: Sequence[WrittenFile], parts: list[str]) -> set[tuple]:
+    """The partitions (one tuple of log-spelled values per partition) the files cover."""
+    return {tuple(f.partition_values.get(c) for c in parts) for f in files}
+
+
+def _in_partitions(file: TableFile, parts: list[str], keys: set[tuple]) -> bool:
+    return tuple(partition_value(file.partition_values.get(c)) for c in parts) in keys
+
+
+def _replaced_files(table: TableRef, version: int, files: Sequence[WrittenFile],
+                    parts: list[str]) -> list[TableFile]:
+    keys = _covered_keys(files, parts)
+    return [f for f in snapshot(table, version).files if _in_partitions(f, parts, keys)]
+
+
+def _guard(table: TableRef, mode: WriteMode, files: Sequence[WrittenFile], parts: list[str],
+           scope: PartitionFilter | None) -> Callable[[TableFile], bool] | None:
+    """Which existing files a write replaces and so must find unchanged; None for appends."""
+    if mode is WriteMode.APPEND:
+        return None
+    if mode is WriteMode.REPLACE_PARTITIONS:
+        if not parts:
+            raise SchemaMismatch(f"replace_partitions needs a partitioned table; {table} is not "
+                                 "partitioned (write with mode=overwrite, or partition it)")
+        keys = _covered_keys(files, parts)
+        return lambda f: _in_partitions(f, parts, keys)
+    if mode is WriteMode.MERGE and scope:
+        wanted = {c: {partition_value(v) for v in values} for c, values in scope.items()}
+        return lambda f: all(partition_value(f.partition_values.get(c)) in allowed
+                             for c, allowed in wanted.items())
+    return lambda f: True
+
+
+def _check_unchanged(table: TableRef, read_version: int, latest: int,
+                     replaced: Callable[[TableFile], bool]) -> None:
+    if latest == read_version:
+        return
+    before = {f.log_path for f in snapshot(table, read_version).files if replaced(f)}
+    after = {f.log_path for f in snapshot(table, latest).files if replaced(f)}
+    if before != after:
+        raise CommitConflict(
+            f"table {table} changed since version {read_version}, which this batch was computed "
+            f"from: by version {latest}, {len(before ^ after)} file(s) were added or removed "
+            "among the rows this write replaces; nothing was committed. Rerun the job to "
+            "recompute the batch from the current version")
 
 
 def _check_layout(table: TableRef, files: Sequence[WrittenFile], parts: list[str]) -> None:

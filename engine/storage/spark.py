@@ -13,36 +13,64 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import reduce
+from datetime import datetime
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from engine.session import delta_enabled
-from engine.storage import delta_log, staged
+from engine.storage import delta_log, merge, staged
 from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteMode, WriteResult
 
 FILE_METADATA_DDL = "path string, size long, partition_values string, stats string, rows long"
 
 
-def read_spark(spark: SparkSession, table: TableRef, version: int | None = None,
-               columns: Sequence[str] | None = None) -> ReadResult:
-    """The table at ``version`` (default latest) as a lazy DataFrame, with that version."""
-    read_version = delta_log.readable_version(table, version)
-    if delta_enabled(spark):
+def read_spark(spark: SparkSession, table: TableRef, version: int | datetime | None = None,
+               columns: Sequence[str] | None = None,
+               partitions: delta_log.PartitionFilter | None = None) -> ReadResult:
+    """The table at ``version`` (default latest; a datetime travels to the version current
+    then) as a lazy DataFrame, with that version. ``partitions`` prunes whole files by
+    partition value before Spark sees them; ``columns`` prunes columns."""
+    if delta_enabled(spark) and partitions is None:
+        read_version = delta_log.readable_version(table, version)
         frame = spark.read.format("delta").option("versionAsOf", read_version).load(table.path)
     else:
-        schema = delta_log.arrow_schema(table, read_version)
-        spark_schema = from_arrow_schema(schema)
-        files = delta_log.file_uris(table, read_version)
-        if files:
-            frame = (spark.read.schema(spark_schema).option("basePath", delta_log.table_root(table))
-                     .parquet(*files).select(*[f"`{n}`" for n in schema.names]))
-        else:
-            frame = spark.createDataFrame([], spark_schema)
+        snap = delta_log.snapshot(table, version, partitions)
+        read_version = snap.version
+        frame = _frame_of_files(spark, table, snap.schema, snap.files)
     if columns is not None:
         frame = frame.select(*[f"`{c}`" for c in columns])
     return ReadResult(frame=frame, version=read_version, table=table)
+
+
+def _frame_of_files(spark: SparkSession, table: TableRef, schema: pa.Schema,
+                    files: Sequence[delta_log.TableFile]) -> DataFrame:
+    """The rows of ``files`` with the table's schema and column order.
+
+    Partition values come from the Delta log, not from Spark's directory discovery: files of
+    one table lie in several writers' directories (``batch-*/col=v/``, delta-rs's ``col=v/``),
+    which discovery refuses as conflicting. Files are read per partition, without discovery,
+    and each group gets its partition values as constants.
+    """
+    from pyspark.sql import functions as F
+
+    spark_schema = from_arrow_schema(schema)
+    if not files:
+        return spark.createDataFrame([], spark_schema)
+    parts = [c for c in files[0].partition_values]
+    data_schema = from_arrow_schema(delta_log.pa_schema_without(schema, parts))
+    groups: dict[tuple, list[str]] = {}
+    for f in files:
+        groups.setdefault(tuple(f.partition_values.get(c) for c in parts), []).append(f.uri)
+    frames = []
+    for values, uris in groups.items():
+        frame = spark.read.schema(data_schema).parquet(*uris)
+        for column, value in zip(parts, values):
+            frame = frame.withColumn(column, F.lit(value).cast(spark_schema[column].dataType))
+        frames.append(frame.select(*[f"`{n}`" for n in schema.names]))
+    return reduce(DataFrame.unionByName, frames)
 
 
 def _writer(table: TableRef, schema: pa.Schema, partition_by: list[str]):
@@ -107,15 +135,52 @@ def write_spark(df: DataFrame, table: TableRef, mode: WriteMode, commit: CommitI
     if delta_log.is_committed(table, commit):
         return WriteResult(table=table, version=delta_log.table_version(table) or 0, rows=0, files=0,
                            skipped=True)
+    read_version = delta_log.table_version(table)
     schema = delta_log.normalize_schema(to_arrow_schema(df.schema))
     partition_by = list(table.partition_by)
-    if delta_log.table_exists(table):
-        if mode is WriteMode.APPEND:
-            delta_log.check_schema(table, schema)
-        partition_by = delta_log.partition_columns(table) if mode is WriteMode.APPEND else partition_by
+    removes: Sequence[delta_log.TableFile] = ()
+    scope = None
+    if read_version is not None and mode is not WriteMode.OVERWRITE:
+        delta_log.check_schema(table, schema)
+        partition_by = delta_log.partition_columns(table)
+        if mode is WriteMode.MERGE:
+            df, plan = _merged(df, table, read_version, partition_by)
+            schema = delta_log.normalize_schema(to_arrow_schema(df.schema))
+            removes, scope = plan.touched, plan.scope
     files = write_files(df, table, schema, partition_by)
-    version = delta_log.commit_files(table, files, schema, mode, commit, partition_by)
+    version = delta_log.commit_files(table, files, schema, mode, commit, partition_by,
+                                     read_version=read_version, removes=removes, scope=scope)
     return WriteResult(table=table, version=version, rows=sum(f.rows for f in files), files=len(files))
+
+
+def _merged(source: DataFrame, table: TableRef, version: int,
+            partition_by: list[str]) -> tuple[DataFrame, merge.MergePlan]:
+    """The rows to write for an upsert of ``source``: the touched files' rows whose key is not
+    in the batch, and the batch."""
+    from pyspark.sql import functions as F
+
+    keys = merge.merge_keys(table, source.columns)
+    by_partition = merge.key_partition_columns(table, partition_by)
+    aggregates = [F.count(F.lit(1)).alias("rows")]
+    for k in keys:
+        aggregates += [F.min(f"`{k}`").alias(f"min_{k}"), F.max(f"`{k}`").alias(f"max_{k}")]
+    for c in by_partition:
+        aggregates.append(F.collect_set(f"`{c}`").alias(f"parts_{c}"))
+    row = source.agg(*aggregates).collect()[0]
+    duplicates = (source.where(" AND ".join(f"`{k}` IS NOT NULL" for k in keys))
+                  .groupBy(*[f"`{k}`" for k in keys]).count().where("count > 1").count())
+    summary = merge.summary_from_rows(
+        int(row["rows"]), duplicates, {k: (row[f"min_{k}"], row[f"max_{k}"]) for k in keys},
+        {c: list(row[f"parts_{c}"]) for c in by_partition} or None)
+    merge.check_unique(table, summary)
+    plan = merge.plan(table, version, summary)
+    target = _frame_of_files(source.sparkSession, table, delta_log.arrow_schema(table, version),
+                             plan.touched)
+    kept = target.join(source.select(*[f"`{k}`" for k in keys]), on=keys, how="left_anti")
+    extra = [c for c in source.columns if c not in target.columns]
+    for c in extra:  # new nullable columns (allow_new_columns): null in the kept rows
+        kept = kept.withColumn(c, F.lit(None).cast(source.schema[c].dataType))
+    return kept.unionByName(source.select(*kept.columns)), plan
 
 
 def _write_native(df: DataFrame, table: TableRef, mode: WriteMode, commit: CommitInfo) -> WriteResult:

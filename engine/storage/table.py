@@ -8,10 +8,18 @@ from typing import Any
 
 
 class WriteMode(str, Enum):
-    """How a batch meets the rows already in the table."""
+    """How a batch meets the rows already in the table.
+
+    ``replace_partitions`` replaces exactly the partitions the batch has rows for and keeps
+    every other partition (a rerun of one score date replaces that date only). ``merge``
+    upserts on the table's ``keys``: target rows whose key is in the batch are replaced by the
+    batch's row, batch rows with new keys are inserted, all other rows stay.
+    """
 
     APPEND = "append"
     OVERWRITE = "overwrite"
+    REPLACE_PARTITIONS = "replace_partitions"
+    MERGE = "merge"
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,8 @@ class TableRef:
     path: str
     storage_options: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     partition_by: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()  # the columns ``WriteMode.MERGE`` matches rows on
+    allow_new_columns: bool = False  # appends may add nullable columns (schema evolution)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.path})"
