@@ -21,6 +21,7 @@ from engine.errors import ConfError, NotSupportedByBackend
 if TYPE_CHECKING:
     from engine.conf import Conf
     from engine.features.definitions import FeatureSet
+    from engine.storage.delta_log import TableFile, WrittenFile
     from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteMode, WriteResult
     from engine.validation.suite import Suite, ValidationReport
 
@@ -42,6 +43,10 @@ class Backend(Protocol):
 
     def training_set(self, definition: FeatureSet, events: Any, spine: Any) -> Any:
         """Every spine row with its features as of the row's time (point-in-time correct)."""
+
+    def rewrite_files(self, table: TableRef, files: Sequence[TableFile],
+                      files_out: int) -> list[WrittenFile]:
+        """The rows of ``files`` rewritten as ``files_out`` new, uncommitted files (compaction)."""
 
     def validate(self, frame: Any, suite: Suite, table: str) -> ValidationReport:
         """Run a Great Expectations suite over the whole frame."""

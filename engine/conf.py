@@ -99,6 +99,15 @@ class ScoreConf:
 
 
 @dataclass(frozen=True)
+class MaintainConf:
+    """``jobs.maintain``: compaction target and vacuum retention."""
+
+    target_file_mb: int = 128
+    min_files: int = 2
+    retention_hours: float = 168.0
+
+
+@dataclass(frozen=True)
 class DemoConf:
     customers: int = 10000
     start: str = "2025-01-01"
@@ -122,6 +131,7 @@ class Conf:
     train: TrainConf = field(default_factory=TrainConf)
     score: ScoreConf = field(default_factory=ScoreConf)
     demo: DemoConf = field(default_factory=DemoConf)
+    maintain: MaintainConf = field(default_factory=MaintainConf)
     storage_options: dict[str, str] = field(default_factory=dict)
 
     def resolve(self, relative: str) -> str:

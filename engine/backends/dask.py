@@ -52,6 +52,11 @@ class DaskBackend:
 
         return score_mojo_dask(frame, mojo_path, keep).assign(**dict(constants))
 
+    def rewrite_files(self, table, files, files_out):
+        from engine.storage.dask import rewrite_dask
+
+        return rewrite_dask(table, files, files_out)
+
     def close(self) -> None:
         if self.owns_client:
             cluster = self.client.cluster

@@ -67,5 +67,10 @@ class SparkBackend(CanTrainMllib):
 
         return _with_constants(score_mllib(frame, model_path, keep), constants)
 
+    def rewrite_files(self, table, files, files_out):
+        from engine.storage.spark import rewrite_spark
+
+        return rewrite_spark(self.spark, table, files, files_out)
+
     def close(self) -> None:
         """The session is shared by the process (and by tests); it stops at exit."""

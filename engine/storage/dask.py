@@ -172,3 +172,15 @@ def _compute(tasks: list, progress: bool) -> list:
         show_progress(futures)
         print()
     return client.gather(futures)
+
+
+def rewrite_dask(table: TableRef, files: Sequence[delta_log.TableFile],
+                 files_out: int) -> list[delta_log.WrittenFile]:
+    """The rows of ``files`` (one partition's) as ``files_out`` new uncommitted files."""
+    import dask
+
+    schema = delta_log.arrow_schema(table)
+    frame = _frame_of_files(table, schema, list(files)).repartition(npartitions=files_out)
+    parts = delta_log.partition_columns(table)
+    tasks = [dask.delayed(_write_partition)(part, table, schema, parts) for part in frame.to_delayed()]
+    return [delta_log.WrittenFile.from_row(row) for rows in _compute(tasks, False) for row in rows]

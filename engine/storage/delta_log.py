@@ -160,11 +160,11 @@ class TableFile:
     mins: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     maxs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
-    def remove_action(self) -> Any:
+    def remove_action(self, data_change: bool = True) -> Any:
         """The Delta ``remove`` action that takes this file out of the next version."""
         from deltalake.transaction import RemoveAction
 
-        return RemoveAction(path=self.log_path, data_change=True,
+        return RemoveAction(path=self.log_path, data_change=data_change,
                             deletion_timestamp=int(time.time() * 1000), size=self.size,
                             partition_values={k: partition_value(v)
                                               for k, v in self.partition_values.items()})
@@ -752,6 +752,53 @@ def commit_files(table: TableRef, files: Sequence[WrittenFile], schema: pa.Schem
             f"a concurrent commit to table {table} conflicts with this {mode.value}: {exc}; "
             "the table is unchanged by this batch, rerun it") from exc
     return _version_of(table, commit_id)
+
+
+def commit_rewrite(table: TableRef, added: Sequence[WrittenFile], removed: Sequence[TableFile],
+                   schema: pa.Schema, read_version: int, commit: CommitInfo) -> int:
+    """Swap ``removed`` for ``added`` (the same rows, e.g. compacted) in one commit marked
+    ``dataChange=false``. Refused with :class:`CommitConflict` if a removed file is no longer
+    live (a concurrent overwrite, merge or compaction took it)."""
+    from dataclasses import replace as dc_replace
+
+    from deltalake import Schema as DeltaSchema
+    from deltalake.exceptions import CommitFailedError
+    from deltalake.transaction import AddAction, CommitProperties
+
+    gone = {f.log_path for f in removed} - {f.log_path for f in snapshot(table).files}
+    if gone:
+        raise CommitConflict(f"{len(gone)} file(s) being rewritten in table {table} were removed "
+                             "by a concurrent commit; nothing was committed, rerun it")
+    delta = open_table(table, read_version)
+    adds = [AddAction(**{**vars(f.add_action()), "data_change": False}) for f in added]
+    removes = [f.remove_action(data_change=False) for f in removed]
+    metadata = {**commit.commit_metadata(), COMMIT_ID_KEY: uuid.uuid4().hex,
+                "lakescore.mode": "compact"}
+    try:
+        delta.create_write_transaction(adds + removes, mode="append",
+                                       schema=DeltaSchema.from_arrow(schema),
+                                       partition_by=list(delta.metadata().partition_columns) or None,
+                                       commit_properties=CommitProperties(custom_metadata=metadata))
+    except CommitFailedError as exc:
+        raise CommitConflict(f"compaction of table {table} conflicts with a concurrent commit: "
+                             f"{exc}; nothing was committed, rerun it") from exc
+    return _version_of(table, metadata[COMMIT_ID_KEY])
+
+
+def remove_empty_batch_dirs(table: TableRef) -> int:
+    """Delete the empty directories vacuum leaves behind (local tables only)."""
+    root = table_root(table)
+    if "://" in root:
+        return 0
+    removed = 0
+    for current, _dirs, _files in os.walk(root, topdown=False):
+        if current != root and "_delta_log" not in current and not os.listdir(current):
+            try:
+                os.rmdir(current)
+                removed += 1
+            except OSError:  # a writer created a file meanwhile
+                pass
+    return removed
 
 
 def _evolve_or_check_schema(table: TableRef, delta: DeltaTable, schema: pa.Schema,

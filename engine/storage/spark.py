@@ -202,3 +202,11 @@ def _write_native(df: DataFrame, table: TableRef, mode: WriteMode, commit: Commi
     files = int((last["operationMetrics"] or {}).get("numFiles", 0))
     return WriteResult(table=table, version=version, rows=rows, files=files,
                        skipped=before is not None and version == before)
+
+
+def rewrite_spark(spark: SparkSession, table: TableRef, files: Sequence[delta_log.TableFile],
+                  files_out: int) -> list[delta_log.WrittenFile]:
+    """The rows of ``files`` (one partition's) as ``files_out`` new uncommitted files."""
+    schema = delta_log.arrow_schema(table)
+    frame = _frame_of_files(spark, table, schema, files).coalesce(files_out)
+    return write_files(frame, table, schema, delta_log.partition_columns(table))
