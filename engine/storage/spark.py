@@ -33,9 +33,13 @@ def read_spark(spark: SparkSession, table: TableRef, version: int | datetime | N
     """The table at ``version`` (default latest; a datetime travels to the version current
     then) as a lazy DataFrame, with that version. ``partitions`` prunes whole files by
     partition value before Spark sees them; ``columns`` prunes columns."""
-    if delta_enabled(spark) and partitions is None:
+    from pyspark.sql import functions as F
+
+    if delta_enabled(spark):
         read_version = delta_log.readable_version(table, version)
         frame = spark.read.format("delta").option("versionAsOf", read_version).load(table.path)
+        for column, values in (partitions or {}).items():  # Delta prunes files by partition
+            frame = frame.where(F.col(f"`{column}`").isin(list(values)))
     else:
         snap = delta_log.snapshot(table, version, partitions)
         read_version = snap.version
@@ -184,24 +188,54 @@ def _merged(source: DataFrame, table: TableRef, version: int,
 
 
 def _write_native(df: DataFrame, table: TableRef, mode: WriteMode, commit: CommitInfo) -> WriteResult:
+    """delta-spark's own writer (production clusters with Delta's jars): the same modes, the
+    same (app id, batch) idempotency through Delta's txnAppId/txnVersion."""
     from delta.tables import DeltaTable
 
-    writer = (df.write.format("delta").mode(mode.value)
-              .option("userMetadata", json.dumps(commit.commit_metadata())))
-    if mode is WriteMode.OVERWRITE:
-        writer = writer.option("overwriteSchema", "true")
-    if commit.app_id is not None and commit.batch is not None:
-        writer = writer.option("txnAppId", commit.app_id).option("txnVersion", commit.batch)
-    if table.partition_by:
-        writer = writer.partitionBy(*table.partition_by)
     before = delta_log.table_version(table)
-    writer.save(table.path)
+    if before is not None and delta_log.is_committed(table, commit):
+        return WriteResult(table=table, version=before, rows=0, files=0, skipped=True)
+    if mode is WriteMode.MERGE and before is not None:
+        _merge_native(df, table, commit)
+    else:
+        save_mode = "append" if mode in (WriteMode.APPEND, WriteMode.MERGE) else "overwrite"
+        writer = (df.write.format("delta").mode(save_mode)
+                  .option("userMetadata", json.dumps(commit.commit_metadata())))
+        if mode is WriteMode.OVERWRITE:
+            writer = writer.option("overwriteSchema", "true")
+        if mode is WriteMode.REPLACE_PARTITIONS:
+            writer = writer.option("partitionOverwriteMode", "dynamic")
+        if table.allow_new_columns and mode is not WriteMode.OVERWRITE:
+            writer = writer.option("mergeSchema", "true")
+        if commit.app_id is not None and commit.batch is not None:
+            writer = writer.option("txnAppId", commit.app_id).option("txnVersion", commit.batch)
+        if table.partition_by:
+            writer = writer.partitionBy(*table.partition_by)
+        writer.save(table.path)
     last = DeltaTable.forPath(df.sparkSession, table.path).history(1).collect()[0]
     version = int(last["version"])
-    rows = int((last["operationMetrics"] or {}).get("numOutputRows", 0))
-    files = int((last["operationMetrics"] or {}).get("numFiles", 0))
+    metrics = last["operationMetrics"] or {}
+    rows = int(metrics.get("numOutputRows", metrics.get("numTargetRowsInserted", 0)))
+    files = int(metrics.get("numFiles", metrics.get("numTargetFilesAdded", 0)))
     return WriteResult(table=table, version=version, rows=rows, files=files,
                        skipped=before is not None and version == before)
+
+
+def _merge_native(df: DataFrame, table: TableRef, commit: CommitInfo) -> None:
+    from delta.tables import DeltaTable
+
+    keys = merge.merge_keys(table, df.columns)
+    condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    conf = {"spark.databricks.delta.commitInfo.userMetadata": json.dumps(commit.commit_metadata())}
+    if commit.app_id is not None and commit.batch is not None:
+        conf.update({"spark.databricks.delta.write.txnAppId": commit.app_id,
+                     "spark.databricks.delta.write.txnVersion": str(commit.batch)})
+    if table.allow_new_columns:
+        conf["spark.databricks.delta.schema.autoMerge.enabled"] = "true"
+    with _session_conf(df.sparkSession, conf):
+        (DeltaTable.forPath(df.sparkSession, table.path).alias("t")
+         .merge(df.alias("s"), condition)
+         .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
 
 def rewrite_spark(spark: SparkSession, table: TableRef, files: Sequence[delta_log.TableFile],
