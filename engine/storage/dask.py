@@ -20,10 +20,12 @@ from engine.storage import delta_log, merge
 from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteMode, WriteResult
 
 
-def _read_file(file: delta_log.TableFile, schema: pa.Schema, columns: list[str]) -> pd.DataFrame:
+def _read_file(file: delta_log.TableFile, table: TableRef, schema: pa.Schema,
+               columns: list[str]) -> pd.DataFrame:
     """One data file as pandas with the table's types, partition columns restored as constants."""
     data_columns = [c for c in columns if c not in file.partition_values]
-    parquet = pq.ParquetFile(file.uri)
+    filesystem, path = delta_log.file_path(table, file.uri)
+    parquet = pq.ParquetFile(path, filesystem=filesystem)
     present = set(parquet.schema_arrow.names)
     data = parquet.read(columns=[c for c in data_columns if c in present])
     for name in data_columns:
@@ -65,7 +67,7 @@ def _frame_of_files(table: TableRef, schema: pa.Schema, files: list[delta_log.Ta
             .to_pandas(coerce_temporal_nanoseconds=False))
     if not files:
         return dd.from_pandas(meta, npartitions=1)
-    return dd.from_map(_read_file, files, schema=schema, columns=wanted,
+    return dd.from_map(_read_file, files, table=table, schema=schema, columns=wanted,
                        meta=meta, label=f"read-{table.name}", enforce_metadata=False)
 
 

@@ -578,8 +578,6 @@ class ParquetSink:
     def __init__(self, table: TableRef, schema: pa.Schema,
                  partition_by: Sequence[str] | None = None,
                  rows_per_file: int = ROWS_PER_FILE) -> None:
-        from pyarrow import fs as pafs
-
         self.table = table
         self.schema = normalize_schema(schema, table)
         self.partition_by = list(table.partition_by if partition_by is None else partition_by)
@@ -589,7 +587,7 @@ class ParquetSink:
                                  f"batch's columns {self.schema.names}")
         self.file_schema = pa_schema_without(self.schema, self.partition_by)
         self.rows_per_file = rows_per_file
-        self._filesystem, self._root = pafs.FileSystem.from_uri(as_uri(table_root(table)))
+        self._filesystem, self._root = filesystem(table)
         self._open: dict[tuple, _OpenFile] = {}
         self._done: list[WrittenFile] = []
 
@@ -638,6 +636,49 @@ def _split_by_partition(data: pa.Table, parts: list[str]):
             mask = test if mask is None else pc.and_(mask, test)
         yield ({c: partition_value(key[c]) for c in parts},
                data.filter(pc.fill_null(mask, False)))
+
+
+def filesystem(table: TableRef) -> tuple[Any, str]:
+    """The pyarrow filesystem and root path for the table's location.
+
+    Object stores take their credentials and endpoint from the table's ``storage_options``
+    (the delta-rs keys: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
+    ``AWS_REGION``, ``AWS_ENDPOINT_URL``; ``AZURE_STORAGE_ACCOUNT_NAME``,
+    ``AZURE_STORAGE_ACCOUNT_KEY``), so that the Parquet files and the Delta log are written
+    with the same identity; without options, the environment's (instance roles, env vars).
+    """
+    from pyarrow import fs as pafs
+
+    root = table_root(table)
+    options = {k.upper(): v for k, v in (table.storage_options or {}).items()}
+    scheme = root.split("://", 1)[0] if "://" in root else "file"
+    if scheme in ("s3", "s3a") and options:
+        kwargs: dict[str, Any] = {}
+        for key, arg in (("AWS_ACCESS_KEY_ID", "access_key"), ("AWS_SECRET_ACCESS_KEY", "secret_key"),
+                         ("AWS_SESSION_TOKEN", "session_token"), ("AWS_REGION", "region")):
+            if key in options:
+                kwargs[arg] = options[key]
+        endpoint = options.get("AWS_ENDPOINT_URL") or options.get("AWS_ENDPOINT")
+        if endpoint:
+            scheme_part, _, host = endpoint.partition("://")
+            kwargs["endpoint_override"] = host or endpoint
+            kwargs["scheme"] = scheme_part if host else "https"
+        return pafs.S3FileSystem(**kwargs), root.split("://", 1)[1]
+    if scheme in ("abfss", "abfs", "az") and options:
+        account = options.get("AZURE_STORAGE_ACCOUNT_NAME") or options.get("ACCOUNT_NAME")
+        key = options.get("AZURE_STORAGE_ACCOUNT_KEY") or options.get("ACCOUNT_KEY")
+        rest = root.split("://", 1)[1]  # container@account.dfs.core.windows.net/path
+        container, _, tail = rest.partition("@")
+        path = tail.split("/", 1)[1] if "/" in tail else ""
+        return (pafs.AzureFileSystem(account_name=account, account_key=key),
+                f"{container}/{path}".rstrip("/"))
+    return pafs.FileSystem.from_uri(as_uri(root))
+
+
+def file_path(table: TableRef, uri: str) -> tuple[Any, str]:
+    """The filesystem and path of one of the table's files, given its URI under the root."""
+    fs, root_path = filesystem(table)
+    return fs, root_path + uri[len(table_root(table)):]
 
 
 def as_uri(root: str) -> str:

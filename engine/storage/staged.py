@@ -59,7 +59,7 @@ def collect_written(table: TableRef, batch_dir: str, schema: pa.Schema,
     """
     from pyarrow import fs as pafs
 
-    filesystem, root = pafs.FileSystem.from_uri(delta_log.as_uri(delta_log.table_root(table)))
+    filesystem, root = delta_log.filesystem(table)
     base = f"{root}/{batch_dir}"
     try:
         infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
