@@ -28,7 +28,9 @@ class TableRef:
 
     name: str
     path: str
-    storage_options: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # credentials live here: never in repr, logs or commit metadata
+    storage_options: dict[str, str] = field(default_factory=dict, hash=False, compare=False,
+                                            repr=False)
     partition_by: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()  # the columns ``WriteMode.MERGE`` matches rows on
     allow_new_columns: bool = False  # appends may add nullable columns (schema evolution)
