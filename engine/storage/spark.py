@@ -70,7 +70,7 @@ def _frame_of_files(spark: SparkSession, table: TableRef, schema: pa.Schema,
         groups.setdefault(tuple(f.partition_values.get(c) for c in parts), []).append(f.uri)
     frames = []
     for values, uris in groups.items():
-        frame = spark.read.schema(data_schema).parquet(*uris)
+        frame = spark.read.schema(data_schema).parquet(*[hadoop_uri(u) for u in uris])
         for column, value in zip(parts, values):
             frame = frame.withColumn(column, F.lit(value).cast(spark_schema[column].dataType))
         frames.append(frame.select(*[f"`{n}`" for n in schema.names]))
@@ -110,8 +110,14 @@ def _write_with_spark_writer(df: DataFrame, table: TableRef, schema: pa.Schema,
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     with _session_conf(df.sparkSession, _PARQUET_CONF):
-        writer.parquet(f"{delta_log.table_root(table)}/{batch_dir}")
+        writer.parquet(hadoop_uri(f"{delta_log.table_root(table)}/{batch_dir}"))
     return staged.collect_written(table, batch_dir, schema, partition_by)
+
+
+def hadoop_uri(uri: str) -> str:
+    """A URI as Spark's Hadoop filesystems name it: S3 is ``s3a://`` there (hadoop-aws, with
+    ``spark.hadoop.fs.s3a.*`` credentials), ``s3://`` for delta-rs and pyarrow."""
+    return "s3a://" + uri[len("s3://"):] if uri.startswith("s3://") else uri
 
 
 @contextmanager
