@@ -322,3 +322,19 @@ def test_native_delta_spark_replace_partitions_merge_and_time_travel(spark, tmp_
     assert rerun.skipped
     pd.testing.assert_frame_equal(on_disk(keyed), tidy(pd.concat([rows(range(40), "2026-11-01"), batch])),
                                   check_dtype=False)
+
+
+@pytest.mark.parametrize("writer,reader", [("spark", "dask"), ("dask", "spark")])
+def test_partitioned_versions_written_by_one_engine_read_identically_on_the_other(writer, reader,
+                                                                                 tmp_path, request):
+    table = TableRef("scores", str(tmp_path / "scores"), partition_by=("day",), keys=("customer_id",))
+    first = pd.concat([rows(range(0, 6), "2026-11-01"), rows(range(6, 12), "2026-11-02")])
+    write(writer, frame(writer, first, request), table, WriteMode.APPEND)
+    write(writer, frame(writer, rows(range(6, 9), "2026-11-02", 2.0), request), table,
+          WriteMode.REPLACE_PARTITIONS)
+    write(writer, frame(writer, rows([0, 99], "2026-11-01", 3.0), request), table, WriteMode.MERGE)
+    for version in (0, 1, 2):
+        expected = tidy(DeltaTable(table.path, version=version).to_pandas())
+        pd.testing.assert_frame_equal(read(reader, table, request, version=version)[expected.columns],
+                                      expected, check_dtype=False)
+    assert len(read(reader, table, request)) == 10  # 6 + 3 replaced + 1 inserted by the merge
