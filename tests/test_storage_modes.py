@@ -272,28 +272,39 @@ from engine.storage.table import CommitInfo, TableRef, WriteMode
 spark = spark_session(SparkConf(master="local[1]", show_progress=False))
 frame = pd.DataFrame({{"customer_id": range({start}, {start} + 50), "day": ["2026-11-0{day}"] * 50}})
 write_spark(spark.createDataFrame(frame), TableRef("victim", {path!r}, partition_by=("day",)),
-            WriteMode.REPLACE_PARTITIONS, CommitInfo("test", "killed", "spark"))
+            WriteMode.{mode}, CommitInfo("test", "{run}", "spark", app_id="{run}", batch=0))
 """
 
 
 @pytest.mark.slow
-def test_spark_writer_killed_before_its_partition_replace_leaves_the_table_unchanged(tmp_path):
+@pytest.mark.parametrize("mode", ["REPLACE_PARTITIONS"])
+def test_spark_writer_killed_before_commit_leaves_the_table_unchanged_and_its_rerun_lands_once(
+        mode, tmp_path):
     path = str(tmp_path / "victim")
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable)
-    ok = subprocess.run([sys.executable, "-c", KILLED_SPARK_WRITER.format(repo=str(REPO), path=path, start=0, day=1)],
-                        env=env, capture_output=True, text=True, timeout=300)
+
+    def job(run: str, start: int, day: int, kill: bool = False) -> subprocess.CompletedProcess:
+        script = KILLED_SPARK_WRITER.format(repo=str(REPO), path=path, start=start, day=day,
+                                            mode=mode, run=run)
+        extra = {"LAKESCORE_TEST_KILL_BEFORE_COMMIT": "victim"} if kill else {}
+        return subprocess.run([sys.executable, "-c", script], env={**env, **extra},
+                              capture_output=True, text=True, timeout=300)
+
+    ok = job("run-1", 0, 1)
     assert ok.returncode == 0, ok.stderr[-2000:]
     before = DeltaTable(path).to_pandas().sort_values("customer_id").reset_index(drop=True)
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_SPARK_WRITER.format(repo=str(REPO), path=path, start=500, day=1)],
-        env=dict(env, LAKESCORE_TEST_KILL_BEFORE_COMMIT="victim"), capture_output=True, text=True,
-        timeout=300)
+    killed = job("run-2", 500, 2, kill=True)
     assert killed.returncode == -9
     table = DeltaTable(path)
     assert table.version() == 0
     pd.testing.assert_frame_equal(table.to_pandas().sort_values("customer_id").reset_index(drop=True), before)
-    on_storage = list(Path(path).rglob("*.parquet"))
-    assert len(on_storage) > len(table.file_uris())  # the dead writer's files: unreferenced
+    assert len(list(Path(path).rglob("*.parquet"))) > len(table.file_uris())  # unreferenced files
+    for _ in range(2):  # the rerun of the killed run lands once; a second rerun changes nothing
+        again = job("run-2", 500, 2)
+        assert again.returncode == 0, again.stderr[-2000:]
+    result = DeltaTable(path).to_pandas()
+    assert DeltaTable(path).version() == 1
+    assert sorted(result["customer_id"]) == list(range(50)) + list(range(500, 550))
 
 
 @pytest.mark.skipif(not os.environ.get("LAKESCORE_DELTA_JARS"),
