@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import SchemaMismatch
-from engine.storage import delta_log, merge
+from engine.storage import batch, delta_log, merge
 from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteMode, WriteResult
 
 
@@ -95,30 +95,30 @@ def _write_partition(part: pd.DataFrame, table: TableRef, schema: pa.Schema,
 
 def write_dask(ddf, table: TableRef, mode: WriteMode, commit: CommitInfo,
                progress: bool = False) -> WriteResult:
-    """Write ``ddf`` as one Delta commit (see ``write_spark`` for the guarantees)."""
-    import dask
+    """Write ``ddf`` as one Delta commit (see ``engine.storage.batch.write_batch``)."""
+    return batch.write_batch(_DaskFrames(progress), ddf, table, mode, commit)
 
-    if delta_log.is_committed(table, commit):
-        return WriteResult(table=table, version=delta_log.table_version(table) or 0, rows=0, files=0,
-                           skipped=True)
-    read_version = delta_log.table_version(table)
-    schema = arrow_schema_of(ddf._meta)
-    partition_by = list(table.partition_by)
-    removes: Sequence[delta_log.TableFile] = ()
-    scope = None
-    if read_version is not None and mode is not WriteMode.OVERWRITE:
-        delta_log.check_schema(table, schema)
-        partition_by = delta_log.partition_columns(table)
-        if mode is WriteMode.MERGE:
-            ddf, plan = _merged(ddf, table, read_version, partition_by, schema)
-            removes, scope = plan.touched, plan.scope
-    tasks = [dask.delayed(_write_partition)(part, table, schema, partition_by)
-             for part in ddf.to_delayed()]
-    results = _compute(tasks, progress)
-    files = [delta_log.WrittenFile.from_row(row) for rows in results for row in rows]
-    version = delta_log.commit_files(table, files, schema, mode, commit, partition_by,
-                                     read_version=read_version, removes=removes, scope=scope)
-    return WriteResult(table=table, version=version, rows=sum(f.rows for f in files), files=len(files))
+
+class _DaskFrames:
+    """``batch.FrameWriter`` for Dask DataFrames: each partition writes its files on a worker."""
+
+    def __init__(self, progress: bool) -> None:
+        self.progress = progress
+
+    def schema_of(self, frame) -> pa.Schema:
+        return arrow_schema_of(frame._meta)
+
+    def merged(self, frame, table: TableRef, version: int, partition_by: list[str]):
+        return _merged(frame, table, version, partition_by, self.schema_of(frame))
+
+    def write_files(self, frame, table: TableRef, schema: pa.Schema,
+                    partition_by: list[str]) -> list[delta_log.WrittenFile]:
+        import dask
+
+        tasks = [dask.delayed(_write_partition)(part, table, schema, partition_by)
+                 for part in frame.to_delayed()]
+        return [delta_log.WrittenFile.from_row(row)
+                for rows in _compute(tasks, self.progress) for row in rows]
 
 
 def _merged(source, table: TableRef, version: int, partition_by: list[str], schema: pa.Schema):
@@ -179,10 +179,7 @@ def _compute(tasks: list, progress: bool) -> list:
 def rewrite_dask(table: TableRef, files: Sequence[delta_log.TableFile],
                  files_out: int) -> list[delta_log.WrittenFile]:
     """The rows of ``files`` (one partition's) as ``files_out`` new uncommitted files."""
-    import dask
-
     schema = delta_log.arrow_schema(table)
     frame = _frame_of_files(table, schema, list(files)).repartition(npartitions=files_out)
-    parts = delta_log.partition_columns(table)
-    tasks = [dask.delayed(_write_partition)(part, table, schema, parts) for part in frame.to_delayed()]
-    return [delta_log.WrittenFile.from_row(row) for rows in _compute(tasks, False) for row in rows]
+    return _DaskFrames(progress=False).write_files(frame, table, schema,
+                                                  delta_log.partition_columns(table))

@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from engine.session import delta_enabled
-from engine.storage import delta_log, merge, staged
+from engine.storage import batch, delta_log, merge, staged
 from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteMode, WriteResult
 
 FILE_METADATA_DDL = "path string, size long, partition_values string, stats string, rows long"
@@ -137,30 +137,25 @@ def _session_conf(spark: SparkSession, values: Mapping[str, str]) -> Iterator[No
 
 
 def write_spark(df: DataFrame, table: TableRef, mode: WriteMode, commit: CommitInfo) -> WriteResult:
-    """Write ``df`` as one Delta commit. Skipped, untouched, when the commit's (app id, batch)
-    is already in the table; a schema that differs from the table's (append) fails before any
-    file is written."""
+    """Write ``df`` as one Delta commit (see ``engine.storage.batch.write_batch``)."""
     if delta_enabled(df.sparkSession):
         return _write_native(df, table, mode, commit)
-    if delta_log.is_committed(table, commit):
-        return WriteResult(table=table, version=delta_log.table_version(table) or 0, rows=0, files=0,
-                           skipped=True)
-    read_version = delta_log.table_version(table)
-    schema = delta_log.normalize_schema(to_arrow_schema(df.schema))
-    partition_by = list(table.partition_by)
-    removes: Sequence[delta_log.TableFile] = ()
-    scope = None
-    if read_version is not None and mode is not WriteMode.OVERWRITE:
-        delta_log.check_schema(table, schema)
-        partition_by = delta_log.partition_columns(table)
-        if mode is WriteMode.MERGE:
-            df, plan = _merged(df, table, read_version, partition_by)
-            schema = delta_log.normalize_schema(to_arrow_schema(df.schema))
-            removes, scope = plan.touched, plan.scope
-    files = write_files(df, table, schema, partition_by)
-    version = delta_log.commit_files(table, files, schema, mode, commit, partition_by,
-                                     read_version=read_version, removes=removes, scope=scope)
-    return WriteResult(table=table, version=version, rows=sum(f.rows for f in files), files=len(files))
+    return batch.write_batch(_SparkFrames(), df, table, mode, commit)
+
+
+class _SparkFrames:
+    """``batch.FrameWriter`` for Spark DataFrames."""
+
+    def schema_of(self, frame: DataFrame) -> pa.Schema:
+        return delta_log.normalize_schema(to_arrow_schema(frame.schema))
+
+    def merged(self, frame: DataFrame, table: TableRef, version: int,
+               partition_by: list[str]) -> tuple[DataFrame, merge.MergePlan]:
+        return _merged(frame, table, version, partition_by)
+
+    def write_files(self, frame: DataFrame, table: TableRef, schema: pa.Schema,
+                    partition_by: list[str]) -> list[delta_log.WrittenFile]:
+        return write_files(frame, table, schema, partition_by)
 
 
 def _merged(source: DataFrame, table: TableRef, version: int,
