@@ -99,6 +99,16 @@ class ScoreConf:
 
 
 @dataclass(frozen=True)
+class TableLayout:
+    """How one logical table is laid out: partition columns (new tables), merge keys, and
+    whether appends may add nullable columns."""
+
+    partition_by: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    allow_new_columns: bool = False
+
+
+@dataclass(frozen=True)
 class MaintainConf:
     """``jobs.maintain``: compaction target and vacuum retention."""
 
@@ -132,7 +142,15 @@ class Conf:
     score: ScoreConf = field(default_factory=ScoreConf)
     demo: DemoConf = field(default_factory=DemoConf)
     maintain: MaintainConf = field(default_factory=MaintainConf)
+    layout: dict[str, TableLayout] = field(default_factory=dict)
     storage_options: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        known = {f.name for f in dataclasses.fields(self.tables)}
+        unknown = sorted(set(self.layout) - known)
+        if unknown:
+            raise ConfError(f"layout: unknown table(s) {', '.join(unknown)}; the tables are "
+                            f"{', '.join(sorted(known))}")
 
     def resolve(self, relative: str) -> str:
         """A path from conf: URIs and absolute paths as they are, others under the repo root."""
@@ -213,7 +231,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
+        _key, item = typing.get_args(hint) or (Any, Any)
+        return {k: _coerce(v, item, f"{where}.{k}") for k, v in value.items()}
     if hint is Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):

@@ -65,7 +65,12 @@ class RunContext:
         if logical not in INPUT_TABLES and suffix:
             path, name = f"{path}_{suffix}", f"{logical}_{suffix}"
         location = path if "://" in path or Path(path).is_absolute() else self.conf.lakehouse_path(path)
-        return TableRef(name=name, path=location, storage_options=dict(self.conf.storage_options))
+        layout = self.conf.layout.get(logical)
+        extra = {} if layout is None else {"partition_by": tuple(layout.partition_by),
+                                           "keys": tuple(layout.keys),
+                                           "allow_new_columns": layout.allow_new_columns}
+        return TableRef(name=name, path=location, storage_options=dict(self.conf.storage_options),
+                        **extra)
 
     @property
     def run_dir(self) -> Path:

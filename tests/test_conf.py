@@ -52,3 +52,18 @@ def test_relative_paths_resolve_under_the_repo_and_uris_stay():
     conf = Conf(lakehouse="s3://bucket/lake")
     assert conf.lakehouse_path("tables", "x") == "s3://bucket/lake/tables/x"
     assert Conf().resolve("conf/base.yaml").endswith("/conf/base.yaml")
+
+
+def test_table_layout_reaches_the_table_refs_and_unknown_tables_are_refused():
+    from engine.errors import ConfError
+    from engine.pipeline import RunContext
+
+    conf = load_conf(None, overrides=["layout.scores.partition_by=[score_date]",
+                                      "layout.scores.keys=[customer_id,score_date]"])
+    table = RunContext.start(conf).table("scores")
+    assert table.partition_by == ("score_date",) and table.keys == ("customer_id", "score_date")
+    assert RunContext.start(conf).table("events").partition_by == ()
+    with pytest.raises(ConfError, match="layout: unknown table.s. scorez"):
+        load_conf(None, overrides=["layout.scorez.keys=[a]"])
+    with pytest.raises(ConfError, match="layout.scores: unknown key.s. partition"):
+        load_conf(None, overrides=["layout.scores.partition=[a]"])
