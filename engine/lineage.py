@@ -20,6 +20,9 @@ class Lineage:
     feature_hash: str | None = None
     model_id: str | None = None
     validation_ids: list[str] = field(default_factory=list)
+    models: list[dict[str, str]] = field(default_factory=list)
+    """For scores: each model that scored the batch (``role``, ``name``, ``version``,
+    ``mlflow_run_id``, ``registry``), the champion first."""
 
     def to_metadata(self) -> dict[str, Any]:
         """Flat string values: Delta readers (Spark's DESCRIBE HISTORY, delta-rs) show them as is."""
@@ -32,6 +35,11 @@ class Lineage:
                 meta[key] = value
         if self.validation_ids:
             meta["validation_ids"] = json.dumps(self.validation_ids)
+        if self.models:
+            first = self.models[0]
+            meta["model_name"], meta["model_version"] = first["name"], str(first["version"])
+            meta["model_run_id"] = first["mlflow_run_id"]
+            meta["models"] = json.dumps(self.models, sort_keys=True)
         return meta
 
 
