@@ -226,6 +226,11 @@ def test_lineage_job_traces_scores_back_to_model_training_set_and_sources(demo_r
     assert [Path(v["report"]).parent.name for v in tree["validations"]] == ["spark"]
     model = tree["model"]
     assert model["feature_hash"] == tree["feature_hash"]
+    (version,) = registry_client(lakehouse).search_model_versions("name='churn'")
+    assert (model["model_id"], model["mlflow_run_id"]) == ("churn/1", version.run_id)
+    assert model["git_commit"] == version.tags["lakescore.git_commit"] and model["metrics"]["auc"] > 0.7
+    assert [Path(v["report"]).parent.name for v in model["validations"]] == ["spark", "spark"]
+    assert all(v["success"] for v in model["validations"] + tree["validations"])
     training = model["training_set"]
     assert training["table"].endswith("training_set_spark") and training["version"] == model_version(lakehouse)
     assert {Path(n["table"]).name for n in training["inputs"]} == {"events", "labels"}

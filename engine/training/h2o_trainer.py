@@ -85,9 +85,6 @@ def _estimator(algorithm: str, model_id: str, task: str, params: dict[str, Any])
         if algorithm == "h2o_glm":
             return H2OGeneralizedLinearEstimator(model_id=model_id,
                                                  family="binomial" if binary else "gaussian", **params)
-        if not {"max_models", "max_runtime_secs"} & set(params):
-            raise ConfError("train.params of h2o_automl must set a budget: max_models or "
-                            "max_runtime_secs")
         return H2OAutoML(project_name=model_id, **params)
     except (TypeError, ValueError) as exc:
         raise ConfError(f"train.params: H2O {algorithm} rejects {sorted(params)}: {exc}") from exc

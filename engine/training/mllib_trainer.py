@@ -200,8 +200,9 @@ def _train_side_metrics(predictions: DataFrame, label: str, task: str) -> dict[s
         rmse = RegressionEvaluator(labelCol=label, predictionCol=PREDICTION_COLUMN,
                                    metricName="rmse").evaluate(predictions)
         return {"train_rmse": float(rmse)}
+    # numBins=0: the exact curve; a binned one depends on how the rows are partitioned.
     auc = BinaryClassificationEvaluator(labelCol=label, rawPredictionCol=PROBABILITY_COLUMN,
-                                        metricName="areaUnderROC").evaluate(predictions)
+                                        metricName="areaUnderROC", numBins=0).evaluate(predictions)
     p = F.least(F.greatest(F.col("__p"), F.lit(PROBABILITY_EPS)), F.lit(1 - PROBABILITY_EPS))
     y = F.col(label)
     loss = _probability_of_one(predictions, "__p").select(

@@ -298,7 +298,17 @@ class Registry:
         self.client.set_registered_model_alias(record.name, alias, str(record.version))
         return self.resolve(ModelRef(record.name, alias=alias))
 
-    def _record(self, version: Any) -> ModelRecord:
+    def describe(self, name: str, version: int) -> ModelRecord | None:
+        """The record of ``name``/``version`` without fetching its artifact (``path`` is then the
+        artifact's URI), or None when the registry does not hold it. For lineage queries."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._record(self.client.get_model_version(name, str(version)), download=False)
+        except MlflowException:
+            return None
+
+    def _record(self, version: Any, download: bool = True) -> ModelRecord:
         from mlflow.artifacts import download_artifacts
 
         tags = dict(version.tags)
@@ -307,8 +317,8 @@ class Registry:
             return tags.get(TAG + key, default)
 
         run = self.client.get_run(version.run_id)
-        local = Path(download_artifacts(artifact_uri=version.source,
-                                        tracking_uri=self.tracking_uri))
+        local = Path(download_artifacts(artifact_uri=version.source, tracking_uri=self.tracking_uri)
+                     if download else version.source)
         aliases = tuple(sorted(getattr(version, "aliases", []) or []))
         return ModelRecord(
             name=version.name, version=int(version.version), mlflow_run_id=version.run_id,
