@@ -63,7 +63,9 @@ def test_models_trained_on_the_spark_and_the_dask_training_set_have_the_same_met
     assert spark.feature_hash == dask.feature_hash
     assert spark.metrics["train_rows"] == dask.metrics["train_rows"]
     assert spark.metrics["valid_rows"] == dask.metrics["valid_rows"]
-    for key in ("auc", "pr_auc", "logloss", "accuracy", "f1", "train_auc"):
+    keys = ("auc", "pr_auc", "logloss", "accuracy", "f1", "train_auc")
+    print("h2o_gbm spark-built vs dask-built:", {k: abs(spark.metrics[k] - dask.metrics[k]) for k in keys})
+    for key in keys:
         assert spark.metrics[key] == pytest.approx(dask.metrics[key], abs=1e-3), key
     assert spark.metrics["auc"] > 0.7
 
@@ -79,7 +81,9 @@ def test_mllib_on_the_spark_and_the_dask_training_set_gives_the_same_metrics(
         model = train_model(spark, ctx)
         assert model.kind == "mllib" and model.training_table.endswith(f"training_set_{built_by}")
         metrics[built_by] = model.metrics
-    for key in ("auc", "pr_auc", "logloss", "accuracy"):
+    keys = ("auc", "pr_auc", "logloss", "accuracy")
+    print("mllib_gbt spark-built vs dask-built:", {k: abs(metrics["spark"][k] - metrics["dask"][k]) for k in keys})
+    for key in keys:
         assert metrics["spark"][key] == pytest.approx(metrics["dask"][key], abs=1e-3), key
 
 
