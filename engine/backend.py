@@ -70,6 +70,13 @@ class CanTrainMllib:
         raise NotImplementedError
 
 
+class CanConcat:
+    """Mixin: the backend can stack frames of the same columns (e.g. two models' scores)."""
+
+    def concat(self, frames: Sequence[Any]) -> Any:
+        raise NotImplementedError
+
+
 C = TypeVar("C")
 
 

@@ -86,16 +86,32 @@ class ValidationConf:
 
 @dataclass(frozen=True)
 class TrainConf:
-    algorithm: Literal["h2o_gbm", "mllib_gbt"] = "h2o_gbm"
+    algorithm: Literal["h2o_gbm", "h2o_glm", "h2o_drf", "h2o_automl",
+                       "mllib_gbt", "mllib_rf", "mllib_lr"] = "h2o_gbm"
     label: str = "churned"
     valid_from: str = "2025-10-01"
     params: dict[str, Any] = field(default_factory=dict)
+    task: Literal["binary", "regression"] = "binary"
+    threshold: float = 0.5
+    folds: int = 0
 
 
 @dataclass(frozen=True)
 class ScoreConf:
     model: str = "latest"
     as_of: str | None = None
+    challenger: str | None = None
+
+
+@dataclass(frozen=True)
+class RegistryConf:
+    """MLflow tracking and model registry; null URIs mean a SQLite file and an artifact
+    directory under the lakehouse (``registry/mlflow.db``, ``registry/artifacts``)."""
+
+    tracking_uri: str | None = None
+    artifact_location: str | None = None
+    experiment: str = "lakescore"
+    model_name: str = "churn"
 
 
 @dataclass(frozen=True)
@@ -143,6 +159,7 @@ class Conf:
     demo: DemoConf = field(default_factory=DemoConf)
     maintain: MaintainConf = field(default_factory=MaintainConf)
     layout: dict[str, TableLayout] = field(default_factory=dict)
+    registry: RegistryConf = field(default_factory=RegistryConf)
     storage_options: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

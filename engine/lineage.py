@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 
@@ -20,6 +21,9 @@ class Lineage:
     feature_hash: str | None = None
     model_id: str | None = None
     validation_ids: list[str] = field(default_factory=list)
+    models: list[dict[str, str]] = field(default_factory=list)
+    """For scores: each model that scored the batch (``role``, ``name``, ``version``,
+    ``mlflow_run_id``, ``registry``), the champion first."""
 
     def to_metadata(self) -> dict[str, Any]:
         """Flat string values: Delta readers (Spark's DESCRIBE HISTORY, delta-rs) show them as is."""
@@ -32,6 +36,11 @@ class Lineage:
                 meta[key] = value
         if self.validation_ids:
             meta["validation_ids"] = json.dumps(self.validation_ids)
+        if self.models:
+            first = self.models[0]
+            meta["model_name"], meta["model_version"] = first["name"], str(first["version"])
+            meta["model_run_id"] = first["mlflow_run_id"]
+            meta["models"] = json.dumps(self.models, sort_keys=True)
         return meta
 
 
@@ -51,19 +60,37 @@ def read_lineage(path: str, version: int | None = None,
     return {}
 
 
+ModelLookup = Callable[[str, int], "dict[str, Any] | None"]
+"""(model name, version) → what the registry records about it (``model_lineage`` keys), or None."""
+
+
 def trace(path: str, version: int | None = None, models_dir: str | None = None,
           runs_dir: str | None = None, storage_options: dict[str, str] | None = None,
-          _depth: int = 0) -> dict[str, Any]:
+          _depth: int = 0, model_lookup: ModelLookup | None = None) -> dict[str, Any]:
     """The chain that made ``path`` at ``version``, as a tree of plain dicts.
 
     A table node names its version and the job, run and engine that committed it, its feature
     hash, the validation results that gated it (with their report files when ``runs_dir`` is
-    given), its model (with the model's training table, followed in turn) and its input tables
-    at the versions that were read. Tables lakescore did not write end the chain."""
+    given), the model(s) that scored it (``model``, and ``models`` with the challenger), each
+    with the model's training table followed in turn, and its input tables at the versions that
+    were read. ``model_lookup`` answers for the registry; tables lakescore did not write end the
+    chain."""
     from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
 
-    table = DeltaTable(path, storage_options=storage_options or None)
-    wanted = table.version() if version is None else version
+    from engine.errors import TableNotFound
+
+    try:
+        table = DeltaTable(path, storage_options=storage_options or None)
+    except TableNotFoundError as exc:
+        if _depth == 0:
+            raise TableNotFound(f"lineage: there is no Delta table at {path}; give a logical table "
+                                "name from conf (e.g. scores, scores_spark) or a table path") from exc
+        return {"table": path, "version": version, "note": "table not found (moved or deleted)"}
+    latest = table.version()
+    wanted = latest if version is None else version
+    if _depth == 0 and not 0 <= wanted <= latest:
+        raise TableNotFound(f"lineage: {path} has no version {wanted} (versions 0 to {latest})")
     meta = read_lineage(path, wanted, storage_options)
     node: dict[str, Any] = {"table": path, "version": wanted}
     if not meta:
@@ -76,11 +103,17 @@ def trace(path: str, version: int | None = None, models_dir: str | None = None,
         node["validations"] = [_validation(vid, runs_dir) for vid in json.loads(meta["validation_ids"])]
     if _depth > 10:
         return node
-    if meta.get("model_id"):
-        node["model"] = _model(meta["model_id"], models_dir, runs_dir, storage_options, _depth)
+    follow = dict(models_dir=models_dir, runs_dir=runs_dir, storage_options=storage_options,
+                  model_lookup=model_lookup)
+    if meta.get("models"):
+        node["models"] = [_model(m, runs_dir, _depth, follow) for m in json.loads(meta["models"])]
+        node["model"] = node["models"][0]
+    elif meta.get("model_id"):
+        node["model"] = {"model_id": meta["model_id"],
+                         "note": "recorded without a registry version (older local registry)"}
     inputs = json.loads(meta.get("inputs", "{}"))
     paths = json.loads(meta.get("input_paths", "{}"))
-    node["inputs"] = [trace(paths[name], v, models_dir, runs_dir, storage_options, _depth + 1)
+    node["inputs"] = [trace(paths[name], v, _depth=_depth + 1, **follow)
                       if name in paths else {"table": name, "version": v}
                       for name, v in sorted(inputs.items())]
     return node
@@ -90,24 +123,47 @@ def _validation(result_id: str, runs_dir: str | None) -> dict[str, Any]:
     from pathlib import Path
 
     found = sorted(Path(runs_dir).glob(f"*/validation/*/*{result_id}*.json")) if runs_dir else []
-    return {"result_id": result_id, **({"report": str(found[0])} if found else {})}
+    out: dict[str, Any] = {"result_id": result_id}
+    if found:
+        out["report"] = str(found[0])
+        try:
+            success = json.loads(found[0].read_text()).get("success")
+        except (OSError, ValueError, AttributeError):
+            success = None
+        if success is not None:
+            out["success"] = bool(success)
+    return out
 
 
-def _model(model_id: str, models_dir: str | None, runs_dir: str | None,
-           storage_options: dict[str, str] | None, depth: int) -> dict[str, Any]:
-    from pathlib import Path
-
-    meta_path = Path(models_dir or "") / model_id / "meta.json"
-    if models_dir is None or not meta_path.exists():
-        return {"model_id": model_id, "note": "not found in the model registry"}
-    meta = json.loads(meta_path.read_text())
-    node = {"model_id": model_id, "algorithm": meta.get("algorithm"), "path": str(meta_path.parent),
-            "feature_hash": meta.get("feature_hash"), "metrics": {k: meta["metrics"][k] for k in
-                                                                 ("auc", "logloss") if k in meta.get("metrics", {})},
-            "validations": [_validation(v, runs_dir) for v in meta.get("validation_ids", [])]}
-    node["training_set"] = trace(meta["training_table"], meta["training_version"], models_dir,
-                                 runs_dir, storage_options, depth + 1)
+def _model(recorded: dict[str, str], runs_dir: str | None, depth: int,
+           follow: dict[str, Any]) -> dict[str, Any]:
+    name, version = recorded["name"], int(recorded["version"])
+    node: dict[str, Any] = {"model_id": f"{name}/{version}", "name": name, "version": version,
+                            "mlflow_run_id": recorded.get("mlflow_run_id")}
+    if recorded.get("role"):
+        node["role"] = recorded["role"]
+    lookup = follow.get("model_lookup")
+    found = lookup(name, version) if lookup is not None else None
+    if not found:
+        node["note"] = "not found in the model registry"
+        return node
+    node.update({k: found[k] for k in ("algorithm", "feature_hash", "git_commit", "engine", "registry",
+                                       "training_table", "training_version") if k in found})
+    node["metrics"] = {k: v for k, v in found.get("metrics", {}).items()
+                       if k in ("auc", "logloss", "rmse")}
+    node["validations"] = [_validation(v, runs_dir) for v in found.get("validation_ids", [])]
+    if found.get("training_table"):
+        node["training_set"] = trace(found["training_table"], int(found["training_version"]),
+                                     _depth=depth + 1, **follow)
     return node
+
+
+def model_lineage(record: Any) -> dict[str, Any]:
+    """What a registered model version (``ModelRecord``) contributes to a lineage tree."""
+    return {"algorithm": record.algorithm, "feature_hash": record.feature_hash,
+            "git_commit": record.git_commit, "engine": record.engine,
+            "training_table": record.training_table, "training_version": record.training_version,
+            "metrics": dict(record.metrics), "validation_ids": list(record.validation_ids)}
 
 
 def render(node: dict[str, Any], indent: int = 0) -> str:
@@ -117,18 +173,24 @@ def render(node: dict[str, Any], indent: int = 0) -> str:
     arrow = "" if indent == 0 else "<- "
     if "model_id" in node:
         metrics = " ".join(f"{k} {v:.4f}" for k, v in node.get("metrics", {}).items())
-        head = f"{pad}{arrow}model {node['model_id']} ({node.get('algorithm', '?')}) {metrics}".rstrip()
+        role = f"{node['role']} " if node.get("role") and node["role"] != "model" else ""
+        head = f"{pad}{arrow}{role}model {node['model_id']} ({node.get('algorithm', '?')}) {metrics}".rstrip()
+        if node.get("mlflow_run_id"):
+            head += f"  (MLflow run {node['mlflow_run_id']}, code {str(node.get('git_commit', '?'))[:12]})"
         parents = [node["training_set"]] if "training_set" in node else []
     else:
         head = f"{pad}{arrow}{node['table']} @ v{node['version']}"
         if "job" in node:
             head += f"  (job {node['job']}, run {node.get('run_id')}, {node.get('engine')})"
-        parents = ([node["model"]] if "model" in node else []) + node.get("inputs", [])
+        models = node.get("models") or ([node["model"]] if "model" in node else [])
+        parents = models + node.get("inputs", [])
     details = [node["note"]] if node.get("note") else []
     if node.get("feature_hash"):
         label = f"feature set {node['feature_set']}" if node.get("feature_set") else "feature"
         details.append(f"{label} hash {node['feature_hash'][:16]}")
-    details += [f"validated by {v['result_id']} {v.get('report', '')}".rstrip()
+    details += [f"validated by {v['result_id']}"
+                + {True: " (passed)", False: " (FAILED)"}.get(v.get("success"), "")
+                + f" {v.get('report', '')}".rstrip()
                 for v in node.get("validations", [])]
     lines = [head, *(f"{pad}   {d}" for d in details)]
     lines += [render(parent, indent + 1) for parent in parents]

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.backend import Backend, CanTrainMllib, require
+from engine.backend import Backend, CanConcat, CanTrainMllib, require
 from engine.conf import Conf
 from engine.errors import LakescoreError, ModelMismatch
 from engine.lineage import Lineage
@@ -177,16 +177,27 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
     return reports
 
 
+def model_registry(conf: Conf):
+    """The MLflow registry of conf (``registry.*``; by default a SQLite file in the lakehouse)."""
+    from engine.training.registry import Registry
+
+    return Registry.from_conf(conf.registry, conf.lakehouse_path())
+
+
 def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
-    """Train on the training set's latest version with an out-of-time split; register the model.
+    """Train on the training set's latest version with an out-of-time split; register the model
+    as a new MLflow model version tagged with its lineage.
 
     H2O imports the Delta table's Parquet files itself, so training does not pass through the
     engine's driver; MLlib needs the Spark backend."""
     from deltalake import DeltaTable
 
+    from engine.conf import REPO_ROOT
     from engine.features.definitions import definition_hash
     from engine.session import h2o_connection
-    from engine.training.registry import register
+    from engine.training import TrainingData, TrainSpec, trainer_for
+    from engine.training.contract import feature_fingerprints
+    from engine.training.registry import git_commit
     from engine.training.split import OutOfTimeSplit
 
     conf = ctx.conf
@@ -196,82 +207,103 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
     out_dir = ctx.run_dir / "model"
     if out_dir.exists():
         shutil.rmtree(out_dir)
+    registry = model_registry(conf)
     with ctx.summary.stage("train", backend.name) as record:
         delta = DeltaTable(table.path, storage_options=table.storage_options or None)
         version = delta.version()
-        args = dict(features=definition.feature_names(), label=conf.train.label,
-                    time_column=definition.as_of, split=split, params=dict(conf.train.params),
-                    out_dir=out_dir)
-        if conf.train.algorithm == "h2o_gbm":
-            from engine.training.h2o_trainer import train_h2o_gbm
-
+        spec = TrainSpec(features=tuple(definition.feature_names()), label=conf.train.label,
+                         time_column=definition.as_of, split=split, params=dict(conf.train.params),
+                         task=conf.train.task, threshold=conf.train.threshold,
+                         folds=conf.train.folds, group_column=definition.entity)
+        trainer = trainer_for(conf.train.algorithm)
+        files = tuple(delta.file_uris())
+        if trainer.family == "h2o":
             h2o_connection(conf.h2o)
-            trained = train_h2o_gbm(delta.file_uris(), **args)
+            data = TrainingData(files)
         else:
-            spark_backend = require(backend, CanTrainMllib, "Spark MLlib training (train.algorithm: mllib_gbt)")
-            frame = backend.read(table, version=version).frame
-            trained = spark_backend.train_mllib(frame, **args)
-        model = register(ctx.models_dir, trained, feature_hash=definition_hash(definition),
-                         training_table=table.path, training_version=version,
-                         run_id=ctx.run_id, engine=backend.name,
-                         validation_ids=ctx.validation_ids.get(table.name, []))
+            require(backend, CanTrainMllib, f"Spark MLlib training (train.algorithm: {conf.train.algorithm})")
+            data = TrainingData(files, backend.read(table, version=version).frame)
+        trained = trainer.train(data, spec, out_dir)
+        model = registry.register(
+            trained, feature_hash=definition_hash(definition), training_table=table.path,
+            training_version=version, run_id=ctx.run_id, engine=backend.name,
+            git_commit=git_commit(REPO_ROOT), validation_ids=ctx.validation_ids.get(table.name, []),
+            feature_fingerprints=feature_fingerprints(definition),
+            extra_artifacts=sorted(p for p in out_dir.glob("*.json")))
         record.rows_in = int(sum(trained.metrics.get(k, 0) for k in ("train_rows", "valid_rows")))
-        record.outputs[f"model {model.model_id}"] = str(model.path)
-        metrics = {k: trained.metrics[k] for k in ("auc", "logloss") if k in trained.metrics}
+        record.outputs[f"model {model.model_id}"] = f"{registry.tracking_uri} (MLflow run {model.mlflow_run_id})"
+        metrics = {k: trained.metrics[k] for k in ("auc", "logloss", "rmse") if k in trained.metrics}
         record.note = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         ctx.summary.facts[f"model {model.model_id} ({backend.name})"] = record.note
         return model
 
 
 def resolve_model(ctx: RunContext, ref: str | None = None) -> ModelRecord:
-    from engine.training.registry import resolve
-
-    return resolve(ctx.models_dir, ref or ctx.conf.score.model)
+    """The registered version ``ref`` (default ``score.model``) names: ``name@alias``,
+    ``name/version``, a name or ``latest``."""
+    return model_registry(ctx.conf).resolve(ref or ctx.conf.score.model)
 
 
 def check_model_fits(model: ModelRecord, definition: FeatureSet) -> None:
-    """Refuse a model trained on other feature code than the one about to be computed."""
+    """Refuse a model trained on other feature code than the one about to be computed, naming
+    the features that differ (changed definition, only in the model, only in the definition)."""
     from engine.features.definitions import definition_hash
+    from engine.training.contract import feature_difference
 
     current = definition_hash(definition)
-    if model.feature_hash != current:
-        missing = sorted(set(model.features) - set(definition.feature_names()))
-        extra = sorted(set(definition.feature_names()) - set(model.features))
-        detail = f"; features only in the model: {missing or 'none'}, only in the definition: {extra or 'none'}"
+    difference = feature_difference(model.features, model.feature_fingerprints, definition)
+    if model.feature_hash != current or difference:
         raise ModelMismatch(
             f"model {model.model_id} was trained on feature set {definition.name!r} with hash "
-            f"{model.feature_hash[:12]}, but the definition now hashes to {current[:12]}{detail}. "
-            "Retrain the model or score with the feature code it was trained on.")
+            f"{model.feature_hash[:12]}, but the definition now hashes to {current[:12]}; features "
+            f"{difference.describe()}. Retrain the model or score with the feature code it was "
+            "trained on.")
 
 
-def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord) -> WriteResult:
-    """Score the scoring set (features as of each row's time) with ``model`` into ``scores``.
+def _score_frame(backend: Backend, frame: Any, model: ModelRecord, keys: list[str],
+                 constants: dict[str, str]) -> Any:
+    if model.kind == "mojo":
+        return backend.score_mojo(frame, str(model.artifact_path), keys, constants)
+    spark_backend = require(backend, CanTrainMllib, "Spark MLlib scoring")
+    return spark_backend.score_mllib(frame, str(model.artifact_path), keys, constants)
 
-    The commit's app transaction is keyed by model and scoring-set version, so scoring the same
-    rows with the same model again is a no-op: the scores table never holds duplicates."""
+
+def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
+               challenger: ModelRecord | None = None) -> WriteResult:
+    """Score the scoring set (features as of each row's time) with ``model`` into ``scores``;
+    with a ``challenger``, score the same rows with it too and write both in the same commit
+    (one row per model, told apart by ``model_id``).
+
+    The commit's app transaction is keyed by model(s) and scoring-set version, so scoring the
+    same rows with the same model again is a no-op: the scores table never holds duplicates."""
     from engine.features.definitions import definition_hash
 
     definition = feature_set(ctx.conf)
-    check_model_fits(model, definition)
+    models = [model] + ([challenger] if challenger is not None else [])
+    for each in models:
+        check_model_fits(each, definition)
     with ctx.summary.stage("score", backend.name) as record:
         scoring = backend.read(ctx.table("scoring_set"))
         record.rows_in = row_count(scoring.table, scoring.version)
         keys = [definition.entity, definition.as_of]
-        constants = {"model_id": model.model_id, "run_id": ctx.run_id}
-        if model.kind == "mojo":
-            scored = backend.score_mojo(scoring.frame, str(model.artifact_path), keys, constants)
-        else:
-            spark_backend = require(backend, CanTrainMllib, "Spark MLlib scoring")
-            scored = spark_backend.score_mllib(scoring.frame, str(model.artifact_path), keys, constants)
+        scored = [_score_frame(backend, scoring.frame, each, keys,
+                               {"model_id": each.model_id, "run_id": ctx.run_id}) for each in models]
+        frame = scored[0] if len(scored) == 1 else require(backend, CanConcat, "champion/challenger scoring").concat(scored)
         out = ctx.table("scores")
+        roles = ["champion", "challenger"] if challenger is not None else ["model"]
         lineage = Lineage(inputs={scoring.table.name: scoring.version},
                           input_paths={scoring.table.name: scoring.table.path},
                           feature_set=definition.name, feature_hash=definition_hash(definition),
                           model_id=model.model_id,
-                          validation_ids=ctx.validation_ids.get(scoring.table.name, []))
-        result = backend.write(scored, out, WriteMode.APPEND, ctx.commit(
+                          validation_ids=ctx.validation_ids.get(scoring.table.name, []),
+                          models=[{"role": role, "name": each.name, "version": str(each.version),
+                                   "mlflow_run_id": each.mlflow_run_id,
+                                   "registry": model_registry(ctx.conf).tracking_uri}
+                                  for role, each in zip(roles, models)])
+        app_key = "+".join(each.model_id for each in models)
+        result = backend.write(frame, out, WriteMode.APPEND, ctx.commit(
             "score", backend.name, out, lineage,
-            app_key=f"{model.model_id}:{scoring.table.name}@v{scoring.version}"))
+            app_key=f"{app_key}:{scoring.table.name}@v{scoring.version}"))
         record.rows_out = result.rows
         _record_write(record, result)
         return result

@@ -1,5 +1,6 @@
-"""Print what made a table version: scores ← model ← training set ← feature code ← source tables,
-with the validation results that gated each step (``--json`` for the same as JSON)."""
+"""Print what made a table version: scores ← model name/version ← training set table/version ←
+feature hash ← source tables/versions, with the validation results that gated each step
+(``--json`` for the same as JSON)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 import sys
 
 from engine.cli import job_parser, run_job
-from engine.lineage import render, trace
+from engine.lineage import model_lineage, render, trace
+from engine.pipeline import model_registry
 
 
 def body(conf, ctx, args) -> None:
@@ -16,8 +18,14 @@ def body(conf, ctx, args) -> None:
         if args.table == logical or args.table.startswith(f"{logical}_"):
             path = ctx.table(logical, suffix=args.table[len(logical) + 1:]).path
             break
-    tree = trace(path, args.version, models_dir=conf.lakehouse_path("models"),
-                 runs_dir=conf.lakehouse_path("runs"), storage_options=dict(conf.storage_options))
+    registry = model_registry(conf)
+
+    def lookup(name: str, version: int):
+        record = registry.describe(name, version)
+        return None if record is None else {**model_lineage(record), "registry": registry.tracking_uri}
+
+    tree = trace(path, args.version, runs_dir=conf.lakehouse_path("runs"),
+                 storage_options=dict(conf.storage_options), model_lookup=lookup)
     print(json.dumps(tree, indent=2) if args.json else render(tree))
 
 

@@ -11,16 +11,17 @@ from jobs._backend import backend_for
 
 def body(conf, ctx, args) -> None:
     model = resolve_model(ctx, args.model)
+    challenger = resolve_model(ctx, conf.score.challenger) if conf.score.challenger else None
     with backend_for(conf) as backend:
         build_features(backend, ctx, "to_score", "scoring_set", "score features")
         validate_table(backend, ctx, "scoring_set", conf.validation.scoring_suites,
                        stage="validate scoring set")
-        score_rows(backend, ctx, model)
+        score_rows(backend, ctx, model, challenger)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser(__doc__)
-    parser.add_argument("--model", help="model id or 'latest' (overrides score.model)")
+    parser.add_argument("--model", help="name@alias, name/version, a name or 'latest' (overrides score.model)")
     return run_job("score", parser, body, argv)
 
 

@@ -1,4 +1,5 @@
-"""Train the conf's model (H2O GBM or Spark MLlib GBT) on the training set; register it."""
+"""Train the conf's model (train.algorithm: an H2O or a Spark MLlib algorithm) on the training set;
+register it in MLflow as a new version of registry.model_name."""
 
 from __future__ import annotations
 

@@ -102,22 +102,37 @@ def test_commits_record_lineage(demo_run):
     lakehouse, _ = demo_run
     scores = table(lakehouse, "scores_spark").history(1)[0]
     assert scores["lakescore.job"] == "score"
-    assert scores["lakescore.model_id"]
+    assert scores["lakescore.model_id"] == "churn/1"
+    (version,) = registry_client(lakehouse).search_model_versions("name='churn'")
+    assert (scores["lakescore.model_name"], scores["lakescore.model_version"]) == ("churn", "1")
+    assert scores["lakescore.model_run_id"] == version.run_id
     assert "scoring_set_spark" in json.loads(scores["lakescore.inputs"])
     training = table(lakehouse, "training_set_spark").history(1)[0]
     assert set(json.loads(training["lakescore.inputs"])) == {"events", "labels"}
     assert len(training["lakescore.feature_hash"]) >= 12
 
 
-def test_model_is_registered_with_metrics_and_mojo(demo_run):
+def registry_client(lakehouse: Path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{lakehouse / 'registry' / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_model_is_registered_with_metrics_mojo_and_lineage_tags(demo_run):
     lakehouse, _ = demo_run
-    metas = [json.loads(p.read_text()) for p in (lakehouse / "models").glob("*/meta.json")]
-    assert len(metas) == 1
-    meta = metas[0]
-    assert meta["metrics"]["auc"] > 0.7
-    assert "logloss" in meta["metrics"]
-    model_dir = lakehouse / "models" / meta["model_id"]
-    assert any(p.suffix in (".mojo", ".zip") for p in model_dir.rglob("*"))
+    client = registry_client(lakehouse)
+    (version,) = client.search_model_versions("name='churn'")
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["auc"] > 0.7 and "logloss" in run.data.metrics
+    assert [a.path for a in client.list_artifacts(version.run_id, "model")] == ["model/model.mojo"]
+    tags = version.tags
+    training = table(lakehouse, "training_set_spark")
+    assert tags["lakescore.training_table"] == str(lakehouse / "tables" / "training_set_spark")
+    assert int(tags["lakescore.training_version"]) == training.version()
+    assert tags["lakescore.feature_hash"] == training.history(1)[0]["lakescore.feature_hash"]
+    assert len(json.loads(tags["lakescore.validation_ids"])) == 2
+    assert tags["lakescore.engine"] == "spark" and len(tags["lakescore.git_commit"]) >= 40
 
 
 def test_validation_results_are_kept_under_the_run(demo_run):
@@ -184,7 +199,7 @@ def test_bad_feature_values_stop_the_pipeline_before_training(tmp_path):
     assert result.returncode == 4, result.stdout[-3000:] + result.stderr[-3000:]
     assert "expect_column_values_to_be_between" in result.stderr
     assert "amount_sum_" in result.stderr
-    assert not (lakehouse / "models").exists() or not list((lakehouse / "models").glob("*/meta.json"))
+    assert not (lakehouse / "registry" / "mlflow.db").exists() or not registry_client(lakehouse).search_model_versions()
     assert not (lakehouse / "tables" / "scores").exists()
 
 
@@ -211,6 +226,11 @@ def test_lineage_job_traces_scores_back_to_model_training_set_and_sources(demo_r
     assert [Path(v["report"]).parent.name for v in tree["validations"]] == ["spark"]
     model = tree["model"]
     assert model["feature_hash"] == tree["feature_hash"]
+    (version,) = registry_client(lakehouse).search_model_versions("name='churn'")
+    assert (model["model_id"], model["mlflow_run_id"]) == ("churn/1", version.run_id)
+    assert model["git_commit"] == version.tags["lakescore.git_commit"] and model["metrics"]["auc"] > 0.7
+    assert [Path(v["report"]).parent.name for v in model["validations"]] == ["spark", "spark"]
+    assert all(v["success"] for v in model["validations"] + tree["validations"])
     training = model["training_set"]
     assert training["table"].endswith("training_set_spark") and training["version"] == model_version(lakehouse)
     assert {Path(n["table"]).name for n in training["inputs"]} == {"events", "labels"}
@@ -220,5 +240,5 @@ def test_lineage_job_traces_scores_back_to_model_training_set_and_sources(demo_r
 
 
 def model_version(lakehouse: Path) -> int:
-    (meta,) = [json.loads(p.read_text()) for p in (lakehouse / "models").glob("*/meta.json")]
-    return meta["training_version"]
+    (version,) = registry_client(lakehouse).search_model_versions("name='churn'")
+    return int(version.tags["lakescore.training_version"])

@@ -9,8 +9,7 @@ import os
 os.environ.setdefault("LAKESCORE_TEST_H2O_PORT", "54331")
 
 import json  # noqa: E402
-from datetime import datetime, timedelta, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
 
 import duckdb  # noqa: E402
 import numpy as np  # noqa: E402
@@ -23,7 +22,6 @@ from engine.demo_data import generate_demo  # noqa: E402
 from engine.errors import ConfError, DefinitionError, ModelMismatch  # noqa: E402
 from engine.training import TrainedModel  # noqa: E402
 from engine.training.metrics import logloss, roc_auc  # noqa: E402
-from engine.training.registry import register, resolve  # noqa: E402
 from engine.training.split import OutOfTimeSplit  # noqa: E402
 
 WINDOWS = (7, 30, 90)
@@ -221,73 +219,25 @@ def test_mllib_unknown_parameter_is_a_conf_error_listing_the_shared_names(spark)
         gbt_params({"n_trees": 7})
 
 
-# --- registry ----------------------------------------------------------------------------------
-
-
-def fake_model(tmp_path: Path, model_id: str, created_at: datetime) -> TrainedModel:
-    artifact = tmp_path / model_id / "model.mojo"
-    artifact.parent.mkdir(parents=True)
-    artifact.write_bytes(b"not really a mojo")
-    return TrainedModel(model_id=model_id, algorithm="h2o_gbm", features=("a", "b"), label="y",
-                        metrics={"auc": 0.8}, artifact=artifact, kind="mojo", created_at=created_at)
-
-
-def register_fake(models: Path, trained: TrainedModel):
-    return register(models, trained, feature_hash="f" * 64, training_table="/lake/training_set",
-                    training_version=3, run_id="run-1", engine="dask")
-
-
-def test_registry_resolves_latest_by_creation_time_and_by_id(tmp_path):
-    t0 = datetime(2025, 6, 1, tzinfo=timezone.utc)
-    models = tmp_path / "models"
-    # Registered newest first: "latest" must follow created_at, not registration order.
-    newer = register_fake(models, fake_model(tmp_path, "m-new", t0 + timedelta(hours=1)))
-    older = register_fake(models, fake_model(tmp_path, "m-old", t0))
-    assert resolve(models, "latest") == newer
-    assert resolve(models, "m-old") == older
-    assert older.artifact_path == models / "m-old" / "model.mojo"
-    assert older.artifact_path.read_bytes() == b"not really a mojo"
-    meta = json.loads((models / "m-old" / "meta.json").read_text())
-    assert meta["training_version"] == 3 and meta["artifact"] == "model.mojo"
-    assert meta["engine"] == "dask" and meta["features"] == ["a", "b"]
-
-
-def test_unknown_model_id_is_a_conf_error_listing_the_registered_ones(tmp_path):
-    models = tmp_path / "models"
-    register_fake(models, fake_model(tmp_path, "m-1", datetime(2025, 6, 1, tzinfo=timezone.utc)))
-    with pytest.raises(ConfError, match=r"'m-2' is not registered in .*models.*: m-1"):
-        resolve(models, "m-2")
-
-
-def test_resolving_in_an_empty_registry_says_to_train_first(tmp_path):
-    with pytest.raises(ConfError, match="no model is registered .* run the train job first"):
-        resolve(tmp_path / "models", "latest")
-
-
-def test_a_registered_model_cannot_be_registered_again(tmp_path):
-    trained = fake_model(tmp_path, "m-1", datetime(2025, 6, 1, tzinfo=timezone.utc))
-    register_fake(tmp_path / "models", trained)
-    with pytest.raises(ConfError, match="already registered"):
-        register_fake(tmp_path / "models", trained)
+# --- registry ---------------------------------------------------------------------------------
 
 
 def test_trained_models_register_with_their_artifacts(h2o_model, mllib_model, tmp_path):
     from engine.training.mllib_trainer import model_features
+    from engine.training.registry import Registry
     from pyspark.ml import PipelineModel
 
-    models = tmp_path / "models"
+    registry = Registry(f"sqlite:///{tmp_path}/mlflow.db", (tmp_path / "artifacts").as_uri())
     for trained, engine in ((h2o_model, "dask"), (mllib_model, "spark")):
-        register(models, trained, feature_hash="h", training_table="t", training_version=1,
-                 run_id="r", engine=engine)
-    latest = resolve(models, "latest")
-    assert latest.model_id == max((h2o_model, mllib_model), key=lambda m: m.created_at).model_id
-    mojo = resolve(models, h2o_model.model_id)
+        registry.register(trained, feature_hash="h", training_table="t", training_version=1,
+                          run_id="r", engine=engine)
+    mojo = registry.resolve("churn/1")
     assert mojo.kind == "mojo" and mojo.artifact_path.is_file()
+    assert mojo.artifact_path.read_bytes() == h2o_model.artifact.read_bytes()
     assert mojo.metrics == pytest.approx(h2o_model.metrics)
-    pipeline = resolve(models, mllib_model.model_id)
-    assert pipeline.kind == "mllib" and pipeline.artifact_path.is_dir()
+    pipeline = registry.resolve("latest")
+    assert pipeline.version == 2 and pipeline.kind == "mllib" and pipeline.artifact_path.is_dir()
     assert model_features(PipelineModel.load(str(pipeline.artifact_path))) == tuple(FEATURES)
-
 
 
 # --- metrics -----------------------------------------------------------------------------------
@@ -302,3 +252,189 @@ def test_roc_auc_counts_ties_as_half_and_is_nan_for_one_class():
 def test_logloss_clips_certain_wrong_predictions_to_a_finite_loss():
     assert logloss([1, 0], [0.5, 0.5]) == pytest.approx(np.log(2))
     assert np.isfinite(logloss([1, 0], [0.0, 1.0]))
+
+
+def test_pr_auc_is_average_precision_with_ties_as_one_step():
+    from engine.training.metrics import pr_auc
+
+    # Sorted: .9(1) .8(0) {.7(1) .7(0)} .1(1): recall steps of 1/3 at precision 1, 2/4, 3/5.
+    assert pr_auc([1, 0, 1, 0, 1], [0.9, 0.8, 0.7, 0.7, 0.1]) == pytest.approx((1 + 0.5 + 0.6) / 3)
+    assert pr_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
+    assert np.isnan(pr_auc([0, 0], [0.1, 0.2]))
+
+
+def test_binary_metrics_at_a_threshold_and_the_calibration_table():
+    from engine.training.metrics import binary_metrics, calibration_table
+
+    y = [1, 1, 0, 0, 1]
+    p = [0.9, 0.4, 0.6, 0.1, 0.95]
+    m = binary_metrics(y, p, threshold=0.5)
+    # Predicted 1: .9 .6 .95 -> tp 2, fp 1, fn 1.
+    assert (m["accuracy"], m["precision"], m["recall"]) == (0.6, 2 / 3, 2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3)
+    assert binary_metrics(y, p, threshold=0.99)["f1"] == 0.0
+    table = calibration_table(y, p, bins=2)
+    assert table == [{"lower": 0.0, "upper": 0.5, "rows": 2, "mean_predicted": 0.25, "observed_rate": 0.5},
+                     {"lower": 0.5, "upper": 1.0, "rows": 3, "mean_predicted": pytest.approx(2.45 / 3),
+                      "observed_rate": pytest.approx(2 / 3)}]
+    assert calibration_table([1], [1.0], bins=10)[0]["upper"] == 1.0
+
+
+def test_regression_metrics():
+    from engine.training.metrics import regression_metrics
+
+    m = regression_metrics([1.0, 2.0, 3.0], [1.0, 2.0, 5.0])
+    assert m["rmse"] == pytest.approx(np.sqrt(4 / 3)) and m["mae"] == pytest.approx(2 / 3)
+    assert m["r2"] == pytest.approx(1 - 4 / 2)
+
+
+# --- one trainer interface, two families --------------------------------------------------------
+
+FAMILY_PARAMS = {
+    "h2o_gbm": {"ntrees": 20, "max_depth": 4, "seed": 42},
+    "h2o_drf": {"ntrees": 20, "max_depth": 8, "seed": 42},
+    "h2o_glm": {"seed": 42},
+    "mllib_gbt": {"ntrees": 15, "max_depth": 4, "seed": 42},
+    "mllib_rf": {"ntrees": 20, "max_depth": 6, "seed": 42},
+    "mllib_lr": {"lambda": 0.01},
+}
+
+
+def spec_for(algorithm: str, **kwargs):
+    from engine.training import TrainSpec
+
+    return TrainSpec(features=tuple(FEATURES), label=LABEL, time_column=TIME,
+                     split=OutOfTimeSplit(VALID_FROM), params=FAMILY_PARAMS.get(algorithm, {}),
+                     group_column="customer_id", **kwargs)
+
+
+def data_for(algorithm: str, request, training_table):
+    from engine.training import TrainingData
+
+    path, _ = training_table
+    files = tuple(DeltaTable(path).file_uris())
+    if algorithm.startswith("h2o"):
+        request.getfixturevalue("h2o_cluster")
+        return TrainingData(files)
+    return TrainingData(files, request.getfixturevalue("spark_frame"))
+
+
+@pytest.mark.parametrize("algorithm", sorted(FAMILY_PARAMS))
+def test_every_algorithm_learns_churn_through_one_interface_and_reports_its_evaluation(
+        algorithm, request, training_table, tmp_path):
+    from engine.training import Trainer, trainer_for
+
+    trainer = trainer_for(algorithm)
+    assert isinstance(trainer, Trainer) and trainer.family == algorithm.split("_")[0]
+    model = trainer.train(data_for(algorithm, request, training_table), spec_for(algorithm), tmp_path)
+    _, table = training_table
+    assert model.algorithm == algorithm and model.task == "binary"
+    m = model.metrics
+    assert m["auc"] > 0.7, m
+    assert 0 < m["pr_auc"] <= 1 and 0 < m["logloss"] < 0.7 and 0.5 < m["accuracy"] <= 1
+    assert 0 <= m["f1"] <= 1 and "train_auc" in m
+    assert (m["train_rows"], m["valid_rows"]) == side_counts(table)
+    evaluation = json.loads((tmp_path / "evaluation.json").read_text())
+    calibration = evaluation["calibration"]
+    assert sum(row["rows"] for row in calibration) == m["valid_rows"]
+    importance = evaluation["variable_importance"]
+    assert set(importance) == set(FEATURES) and sum(importance.values()) == pytest.approx(1.0)
+    assert max(importance.values()) > 1 / len(FEATURES)  # some feature matters more than others
+
+
+@pytest.mark.parametrize("algorithm", ["h2o_drf", "mllib_rf", "mllib_lr"])
+def test_same_seed_and_data_give_the_same_metrics(algorithm, request, training_table, tmp_path):
+    from engine.training import trainer_for
+
+    data = data_for(algorithm, request, training_table)
+    first = trainer_for(algorithm).train(data, spec_for(algorithm), tmp_path / "a")
+    second = trainer_for(algorithm).train(data, spec_for(algorithm), tmp_path / "b")
+    # Validation metrics come from the collected predictions: bit-identical. Spark computes the
+    # training side's with distributed sums, added in task-completion order: equal to ~1e-15.
+    exact = {k: v for k, v in first.metrics.items() if not k.startswith("train_") or k == "train_rows"}
+    assert exact == {k: second.metrics[k] for k in exact}
+    assert first.metrics == pytest.approx(second.metrics, rel=1e-12)
+    assert first.importance == second.importance
+
+
+@pytest.mark.parametrize("algorithm", ["h2o_gbm", "mllib_gbt"])
+def test_k_fold_within_the_training_period_pools_every_training_row(algorithm, request, training_table,
+                                                                     tmp_path):
+    from engine.training import trainer_for
+
+    model = trainer_for(algorithm).train(data_for(algorithm, request, training_table),
+                                         spec_for(algorithm, folds=3), tmp_path)
+    m = model.metrics
+    assert m["cv_folds"] == 3 and m["cv_rows"] == m["train_rows"]
+    assert m["cv_auc"] > 0.7 and abs(m["cv_auc"] - m["auc"]) < 0.1
+    assert "cv_calibration" in json.loads((tmp_path / "evaluation.json").read_text())
+
+
+@pytest.mark.parametrize("algorithm", ["h2o_gbm", "h2o_glm", "mllib_gbt"])
+def test_regression_reports_rmse_mae_and_r2(algorithm, request, training_table, tmp_path):
+    """Predict the 7-day spend from the other windows (its own count and mean left out)."""
+    import dataclasses
+
+    from engine.training import trainer_for
+
+    features = tuple(f for f in FEATURES if not f.endswith("_7d"))
+    spec = dataclasses.replace(spec_for(algorithm), features=features, label="amount_sum_7d",
+                               task="regression")
+    model = trainer_for(algorithm).train(data_for(algorithm, request, training_table), spec, tmp_path)
+    m = model.metrics
+    assert model.task == "regression" and "auc" not in m
+    assert m["r2"] > 0.3 and m["rmse"] > 0 and 0 < m["mae"] < m["rmse"] and m["train_rmse"] > 0
+    if model.kind == "mojo":
+        from engine.scoring.mojo import read_mojo_info
+
+        assert read_mojo_info(model.artifact).category == "Regression"
+
+
+def test_h2o_automl_with_a_model_budget_exports_its_leader_as_a_mojo(h2o_cluster, training_table, tmp_path):
+    import dataclasses
+
+    from engine.scoring.mojo import read_mojo_info
+    from engine.training import TrainingData, trainer_for
+
+    path, _ = training_table
+    spec = dataclasses.replace(spec_for("h2o_automl"), params={
+        "max_models": 2, "seed": 42, "nfolds": 2, "include_algos": ["GLM", "GBM"]})
+    model = trainer_for("h2o_automl").train(TrainingData(tuple(DeltaTable(path).file_uris())), spec, tmp_path)
+    assert model.metrics["auc"] > 0.7 and model.params["leader"]
+    assert read_mojo_info(model.artifact).category == "Binomial"
+
+
+def test_unknown_automl_parameters_and_algorithms_are_conf_errors(h2o_cluster, training_table, tmp_path):
+    import dataclasses
+
+    from engine.training import TrainingData, trainer_for
+
+    path, _ = training_table
+    spec = dataclasses.replace(spec_for("h2o_automl"), params={"max_modelz": 2})
+    with pytest.raises(ConfError, match=r"H2O h2o_automl rejects \['max_models', 'max_modelz', 'seed'\]"):
+        trainer_for("h2o_automl").train(TrainingData(tuple(DeltaTable(path).file_uris())), spec, tmp_path)
+    with pytest.raises(ConfError, match="train.algorithm 'xgboost' is not known; choose one of h2o_automl"):
+        trainer_for("xgboost")
+
+
+def test_mllib_pipeline_indexes_string_features_and_scores_unseen_levels(spark, spark_frame, tmp_path):
+    from pyspark.sql import functions as F
+
+    from engine.training import TrainingData, trainer_for
+    from engine.training.mllib_trainer import model_features, score_mllib
+
+    from pyspark.ml import PipelineModel
+
+    segment = F.when(F.col("amount_count_30d") > 10, "busy").otherwise("quiet")
+    frame = spark_frame.withColumn("segment", segment)
+    features = ("segment", *FEATURES[:3])
+    for algorithm in ("mllib_lr", "mllib_rf"):
+        import dataclasses
+
+        spec = dataclasses.replace(spec_for(algorithm), features=features)
+        model = trainer_for(algorithm).train(TrainingData((), frame), spec, tmp_path / algorithm)
+        assert model.metrics["auc"] > 0.6 and model.importance["segment"] > 0
+        assert model_features(PipelineModel.load(str(model.artifact))) == features
+        unseen = frame.withColumn("segment", F.lit("never seen"))
+        scored = score_mllib(unseen, model.artifact, ["customer_id"]).toPandas()
+        assert scored["score"].between(0, 1).all() and len(scored) == frame.count()

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from engine.backend import CanConcat
 from engine.conf import Conf
 from engine.session import dask_client
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class DaskBackend:
+class DaskBackend(CanConcat):
     client: Client
     owns_client: bool = False
     show_progress: bool = True
@@ -56,6 +57,11 @@ class DaskBackend:
         from engine.storage.dask import rewrite_dask
 
         return rewrite_dask(table, files, files_out)
+
+    def concat(self, frames):
+        import dask.dataframe as dd
+
+        return dd.concat(list(frames))
 
     def close(self) -> None:
         if self.owns_client:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.backend import CanTrainMllib
+from engine.backend import CanConcat, CanTrainMllib
 from engine.conf import Conf
 from engine.session import spark_session
 
@@ -22,7 +22,7 @@ def _with_constants(frame: DataFrame, constants: Mapping[str, str]) -> DataFrame
 
 
 @dataclass
-class SparkBackend(CanTrainMllib):
+class SparkBackend(CanTrainMllib, CanConcat):
     spark: SparkSession
     name: str = "spark"
 
@@ -71,6 +71,11 @@ class SparkBackend(CanTrainMllib):
         from engine.storage.spark import rewrite_spark
 
         return rewrite_spark(self.spark, table, files, files_out)
+
+    def concat(self, frames):
+        from functools import reduce
+
+        return reduce(lambda a, b: a.unionByName(b), frames)
 
     def close(self) -> None:
         """The session is shared by the process (and by tests); it stops at exit."""

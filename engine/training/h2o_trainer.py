@@ -1,11 +1,13 @@
-"""H2O GBM on the training set's Parquet files, exported as a MOJO.
+"""The H2O family (GBM, GLM, DRF, AutoML) on the training set's Parquet files, exported as MOJOs.
 
 H2O imports the Delta table's data files itself (``h2o.import_file``), so the training data
-never passes through the engine's driver or this Python process. The out-of-time split is done
-inside H2O on the time column. H2O 3.46 parses a Parquet ``timestamp[us, UTC]`` column as an
-``int`` column of the raw microseconds since the epoch (not as a ``time`` column, which would be
-milliseconds), so the boundary is expressed in the unit the Parquet schema declares (read from
-the first file's footer) before comparing.
+never passes through the engine's driver or this Python process; only the label and the
+prediction of the evaluated rows come back, to be scored by the same metric functions as every
+other trainer (``engine.training.metrics``). The out-of-time split is done inside H2O on the
+time column. H2O 3.46 parses a Parquet ``timestamp[us, UTC]`` column as an ``int`` column of the
+raw microseconds since the epoch (not as a ``time`` column, which would be milliseconds), so the
+boundary is expressed in the unit the Parquet schema declares (read from the first file's
+footer) before comparing.
 """
 
 from __future__ import annotations
@@ -13,18 +15,32 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 from engine.errors import ConfError, DefinitionError, SchemaMismatch
-from engine.training import TrainedModel, merged_params, model_id_for, write_metrics
+from engine.training import (DEFAULT_PARAMS, TrainedModel, TrainingData, TrainSpec, model_id_for,
+                             shares, write_evaluation, write_metrics)
+from engine.training.metrics import evaluate
 from engine.training.split import OutOfTimeSplit
 
 log = logging.getLogger(__name__)
 
 ALGORITHM = "h2o_gbm"
 MOJO_NAME = "model.mojo"
+FOLD_COLUMN = "__ls_fold"
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "h2o_gbm": dict(DEFAULT_PARAMS),
+    "h2o_drf": {"ntrees": 50, "max_depth": 10, "seed": 42},
+    "h2o_glm": {"seed": 42},
+    "h2o_automl": {"max_models": 5, "seed": 42},
+}
+"""Hyper-parameters per algorithm when ``train.params`` does not set them (H2O's names)."""
 
 
 def _h2o_path(uri: str) -> str:
@@ -52,82 +68,196 @@ def _time_unit(first_file: str, time_column: str, h2o_type: str) -> str:
     return field_type.unit
 
 
+def _estimator(algorithm: str, model_id: str, task: str, params: dict[str, Any]) -> Any:
+    """The H2O estimator (or AutoML run) of ``algorithm`` with ``params``; ``ConfError`` naming
+    the parameters when H2O rejects them."""
+    from h2o.automl import H2OAutoML
+    from h2o.estimators import (H2OGeneralizedLinearEstimator, H2OGradientBoostingEstimator,
+                                H2ORandomForestEstimator)
+
+    binary = task == "binary"
+    try:
+        if algorithm == "h2o_gbm":
+            return H2OGradientBoostingEstimator(model_id=model_id,
+                                                distribution="bernoulli" if binary else "gaussian", **params)
+        if algorithm == "h2o_drf":
+            return H2ORandomForestEstimator(model_id=model_id, **params)
+        if algorithm == "h2o_glm":
+            return H2OGeneralizedLinearEstimator(model_id=model_id,
+                                                 family="binomial" if binary else "gaussian", **params)
+        return H2OAutoML(project_name=model_id, **params)
+    except (TypeError, ValueError) as exc:
+        raise ConfError(f"train.params: H2O {algorithm} rejects {sorted(params)}: {exc}") from exc
+
+
+def _pull(frame: Any) -> Any:
+    """A small H2O frame (label and prediction columns) as pandas."""
+    with warnings.catch_warnings():  # "install polars for a faster conversion"
+        warnings.simplefilter("ignore")
+        return frame.as_data_frame(use_multi_thread=False)
+
+
+def _label_and_prediction(label_column: Any, predictions: Any, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, P(1) or the predicted value) as float arrays, row for row."""
+    wanted = "p1" if task == "binary" else "predict"
+    both = _pull(label_column.ascharacter().cbind(predictions[wanted]) if task == "binary"
+                 else label_column.cbind(predictions[wanted]))
+    return both.iloc[:, 0].astype("float64").to_numpy(), both[wanted].astype("float64").to_numpy()
+
+
+def _importance(model: Any, features: Sequence[str]) -> dict[str, float]:
+    """Each feature's share of H2O's variable importance (GLM: standardized coefficients);
+    empty for models without one (stacked ensembles)."""
+    try:
+        table = model.varimp(use_pandas=False)
+    except Exception:  # noqa: BLE001 - H2O raises for models that have no importance
+        table = None
+    if not table:
+        return {}
+    raw = {row[0]: float(row[1]) for row in table}
+    # GLM reports a one-hot level as "column.level": fold levels into their column.
+    out: dict[str, float] = {f: 0.0 for f in features}
+    for name, value in raw.items():
+        owner = name if name in out else next((f for f in features if name.startswith(f + ".")), None)
+        if owner is not None:
+            out[owner] += value
+    return shares(out)
+
+
+@dataclass(frozen=True)
+class H2OTrainer:
+    """GBM, GLM, DRF or AutoML (with a ``max_models`` or ``max_runtime_secs`` budget) in H2O.
+
+    Reads ``data.files`` only, so it runs with any engine. AutoML selects its leader by its own
+    cross-validation within the training period; the leader is then judged on the validation
+    side like any other model. ``spec.folds`` adds a grouped k-fold on the training side for the
+    single algorithms (AutoML's own folds are ``params.nfolds``)."""
+
+    algorithm: str
+    family: Literal["h2o", "mllib"] = "h2o"
+
+    def train(self, data: TrainingData, spec: TrainSpec, out_dir: Path) -> TrainedModel:
+        return train_h2o(self.algorithm, data.files, spec, out_dir)
+
+
 def train_h2o_gbm(files: Sequence[str], features: Sequence[str], label: str, time_column: str,
                   split: OutOfTimeSplit, params: Mapping[str, Any] | None, out_dir: Path) -> TrainedModel:
-    """Train a binomial GBM on the rows of ``files`` before ``split.valid_from``; validate on the rest.
+    """A binomial GBM (``train_h2o`` with ``h2o_gbm``), kept for callers of the first API."""
+    spec = TrainSpec(features=tuple(features), label=label, time_column=time_column, split=split,
+                     params=dict(params or {}))
+    return train_h2o(ALGORITHM, files, spec, out_dir)
+
+
+def train_h2o(algorithm: str, files: Sequence[str], spec: TrainSpec, out_dir: Path) -> TrainedModel:
+    """Train ``algorithm`` on the rows of ``files`` before ``spec.split.valid_from``; validate on
+    the rest.
 
     ``files`` are the Parquet files of one version of the training-set Delta table
-    (``DeltaTable(path, version=v).file_uris()``). ``label`` must hold 0/1 and is made a factor
-    (an integer label would train a regression). ``params`` overlay ``DEFAULT_PARAMS`` and are
-    passed to ``H2OGradientBoostingEstimator``. Writes ``out_dir/model.mojo`` and
-    ``out_dir/metrics.json``. Needs a connected H2O (``engine.session.h2o_connection``).
+    (``DeltaTable(path, version=v).file_uris()``). A binary ``label`` must hold 0/1 and is made a
+    factor (an integer label would train a regression). ``spec.params`` overlay ``DEFAULTS`` and
+    are passed to the H2O estimator. Writes ``out_dir/model.mojo``, ``metrics.json`` and
+    ``evaluation.json``. Needs a connected H2O (``engine.session.h2o_connection``).
 
     Rows whose time is null belong to neither side. Raises ``SchemaMismatch`` naming missing
-    columns, ``DefinitionError`` when a side of the split is empty or the label is not binary,
+    columns, ``DefinitionError`` when a side of the split is empty or a binary label is not 0/1,
     ``ConfError`` for a parameter H2O does not know.
     """
     import h2o
-    from h2o.estimators import H2OGradientBoostingEstimator
 
+    if algorithm not in DEFAULTS:
+        raise ConfError(f"train.algorithm {algorithm!r} is not an H2O algorithm ({', '.join(DEFAULTS)})")
     if not files:
         raise DefinitionError("the training set has no data files: nothing to train on; "
                               "build the training set (features job) first")
-    features = tuple(features)
-    params = merged_params(params)
+    if spec.folds and algorithm == "h2o_automl":
+        raise ConfError("train.folds does not apply to h2o_automl, which cross-validates by itself; "
+                        "set train.params.nfolds instead")
+    features, label, task = tuple(spec.features), spec.label, spec.task
+    params = {**DEFAULTS[algorithm], **spec.params}
     created_at = datetime.now(timezone.utc)
-    model_id = model_id_for(ALGORITHM, created_at, features=features, label=label, params=params,
-                            inputs=[Path(f).name for f in files], valid_from=split.valid_from)
+    model_id = model_id_for(algorithm, created_at, features=features, label=label, params=params,
+                            inputs=[Path(f).name for f in files], valid_from=spec.split.valid_from)
     table = f"training set ({len(files)} file(s) under {str(Path(_h2o_path(files[0])).parent)})"
-    try:
-        estimator = H2OGradientBoostingEstimator(model_id=model_id, distribution="bernoulli", **params)
-    except (TypeError, ValueError) as exc:
-        raise ConfError(f"train.params: H2O GBM rejects {sorted(params)}: {exc}") from exc
+    estimator = _estimator(algorithm, model_id, task, params)
 
     frames: list[Any] = []
-    trained = False
+    models: list[Any] = []
     try:
         data = h2o.import_file(path=[_h2o_path(f) for f in files])
         frames.append(data)
-        missing = [c for c in (*features, label, time_column) if c not in data.columns]
+        needed = (*features, label, spec.time_column, *([spec.group_column] if spec.folds else []))
+        missing = [c for c in needed if c not in data.columns]
         if missing:
             raise SchemaMismatch(f"{table} lacks the column(s) {missing} needed for training "
                                  f"(it has {sorted(data.columns)})")
-        unit = _time_unit(files[0], time_column, data.types[time_column])
-        boundary = split.boundary_epoch(unit)
-        with warnings.catch_warnings():  # "install polars for a faster conversion": two values
-            warnings.simplefilter("ignore")
-            labels = data[label].unique().as_data_frame(use_multi_thread=False).iloc[:, 0]
-        if not set(labels.dropna().astype(str)) <= {"0", "1"} or labels.isna().any():
-            raise DefinitionError(f"{table}: label {label!r} must hold only 0 and 1 (no nulls), "
-                                  f"found {sorted(labels.astype(str))[:10]}")
-        is_train = data[time_column] < boundary
+        unit = _time_unit(files[0], spec.time_column, data.types[spec.time_column])
+        boundary = spec.split.boundary_epoch(unit)
+        if task == "binary":
+            labels = _pull(data[label].unique()).iloc[:, 0]
+            if not set(labels.dropna().astype(str)) <= {"0", "1"} or labels.isna().any():
+                raise DefinitionError(f"{table}: label {label!r} must hold only 0 and 1 (no nulls), "
+                                      f"found {sorted(labels.astype(str))[:10]}")
+        is_train = data[spec.time_column] < boundary
         train, valid = data[is_train], data[~is_train]
         frames += [is_train, train, valid]
         train_rows, valid_rows = train.nrows, valid.nrows
-        split.check_sides(train_rows, valid_rows, table, time_column)
-        positives = {"train_positives": float(train[label].sum()),
-                     "valid_positives": float(valid[label].sum())}
-        for frame in (train, valid):
-            frame[label] = frame[label].asfactor()
+        spec.split.check_sides(train_rows, valid_rows, table, spec.time_column)
+        counts = {"train_rows": float(train_rows), "valid_rows": float(valid_rows)}
+        if task == "binary":
+            counts |= {"train_positives": float(train[label].sum()),
+                       "valid_positives": float(valid[label].sum())}
+            for frame in (train, valid):
+                frame[label] = frame[label].asfactor()
+        fit_args: dict[str, Any] = {}
+        if spec.folds:
+            if spec.folds < 2:
+                raise ConfError(f"train.folds must be 0 (off) or at least 2, got {spec.folds}")
+            train[FOLD_COLUMN] = train[spec.group_column] % spec.folds
+            fit_args = {"fold_column": FOLD_COLUMN}
+            estimator.keep_cross_validation_predictions = True
 
-        estimator.train(x=list(features), y=label, training_frame=train, validation_frame=valid)
-        trained = True
-        valid_perf = estimator.model_performance(valid=True)
-        train_perf = estimator.model_performance(train=True)
-        metrics = {"auc": float(valid_perf.auc()), "logloss": float(valid_perf.logloss()),
-                   "train_auc": float(train_perf.auc()), "train_logloss": float(train_perf.logloss()),
-                   "train_rows": float(train_rows), "valid_rows": float(valid_rows), **positives}
+        if algorithm == "h2o_automl":
+            estimator.train(x=list(features), y=label, training_frame=train)
+            model = estimator.leader
+            models.append(estimator)
+        else:
+            estimator.train(x=list(features), y=label, training_frame=train, validation_frame=valid,
+                            **fit_args)
+            model = estimator
+            models.append(model)
+
+        predictions = model.predict(valid)
+        frames.append(predictions)
+        metrics, details = evaluate(task, *_label_and_prediction(valid[label], predictions, task),
+                                    spec.threshold)
+        train_perf = model.model_performance(train=True) if algorithm != "h2o_automl" else \
+            model.model_performance(test_data=train)
+        metrics |= ({"train_auc": float(train_perf.auc()), "train_logloss": float(train_perf.logloss())}
+                    if task == "binary" else {"train_rmse": float(train_perf.rmse())})
+        if spec.folds:
+            holdout = model.cross_validation_holdout_predictions()
+            frames.append(holdout)
+            cv_metrics, cv_details = evaluate(task, *_label_and_prediction(train[label], holdout, task),
+                                              spec.threshold, prefix="cv_")
+            metrics |= cv_metrics | {"cv_folds": float(spec.folds)}
+            details |= cv_details
+        metrics = {k: v for k, v in metrics.items() if k not in ("rows", "positives")} | counts
+        importance = _importance(model, features)
 
         out_dir.mkdir(parents=True, exist_ok=True)
-        artifact = Path(estimator.download_mojo(path=str(out_dir / MOJO_NAME)))
+        artifact = Path(model.download_mojo(path=str(out_dir / MOJO_NAME)))
         write_metrics(out_dir, metrics)
+        write_evaluation(out_dir, details, importance)
+        if algorithm == "h2o_automl":
+            params = {**params, "leader": model.model_id}
     finally:
         # The MOJO is the model from here on: free the cluster's memory for the next job.
         for frame in frames:
             h2o.remove(frame, cascade=False)
-        if trained:
-            h2o.remove(estimator)
-    log.info("trained %s: validation AUC %.4f on %d rows", model_id, metrics["auc"], valid_rows)
-    return TrainedModel(model_id=model_id, algorithm=ALGORITHM, features=features, label=label,
+        for each in models:
+            h2o.remove(each)
+    log.info("trained %s: %s", model_id, ", ".join(f"{k} {metrics[k]:.4f}" for k in ("auc", "rmse")
+                                                  if k in metrics))
+    return TrainedModel(model_id=model_id, algorithm=algorithm, features=features, label=label,
                         metrics=metrics, artifact=artifact, kind="mojo", params=params,
-                        created_at=created_at)
+                        created_at=created_at, task=task, importance=importance)

@@ -1,39 +1,94 @@
-"""A local model registry: one directory per model under ``models_dir``.
+"""The model registry: MLflow tracking runs and registered model versions.
 
-``<models_dir>/<model_id>/meta.json`` says what the model is (algorithm, kind, features, label,
-the feature definition's hash), what it was trained on (training table path and Delta version),
-how good it is (metrics), and who made it (run id, engine, validation results); the artifact (a
-MOJO file or an MLlib pipeline directory) is copied next to it and named relative to it, so a
-model directory can be moved or archived whole. ``meta.json`` is written last and atomically: a
-directory without it is not a registered model. (MLflow replaces this later; the surface is kept
-to ``register`` and ``resolve``.)
+Each trained model is one MLflow run (its parameters, metrics, the MOJO or the MLlib pipeline
+directory and the evaluation files as artifacts) and one version of a registered model, whose
+tags say what it was trained on: the training set's Delta table and version, the feature
+definition's hash and feature list, the validation results that gated the training set, the
+code version (git commit) and the engine. The MOJO is logged as a plain artifact, not with
+``mlflow.h2o`` (that flavour stores H2O binary models, which need a running H2O of the same
+version to load); our scorers read it directly.
+
+By default the tracking and registry store is a SQLite file under the lakehouse and artifacts
+live beside it, so a lakehouse carries its own registry; ``registry.tracking_uri`` points a team
+at its MLflow server instead. Aliases (``champion``, ``challenger``) select versions (MLflow's
+stages are deprecated). A reference in conf is ``name@alias``, ``name/version``, a model name
+(its newest version) or ``latest`` (the newest version of ``registry.model_name``).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+import logging
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import ConfError
 from engine.training import TrainedModel
 
-META_FILE = "meta.json"
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from engine.conf import RegistryConf
+
+log = logging.getLogger(__name__)
+
 LATEST = "latest"
+ARTIFACT_DIR = "model"
+TAG = "lakescore."
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed model reference: exactly one of ``alias`` and ``version`` or neither (newest)."""
+
+    name: str
+    alias: str | None = None
+    version: int | None = None
+
+    def __str__(self) -> str:
+        if self.alias:
+            return f"{self.name}@{self.alias}"
+        return f"{self.name}/{self.version}" if self.version is not None else self.name
+
+
+def parse_model_ref(text: str, default_name: str) -> ModelRef:
+    """``name@alias``, ``name/version``, ``name`` or ``latest`` (→ ``default_name``'s newest).
+
+    Raises ``ConfError`` for anything else, showing the accepted forms."""
+    text = text.strip()
+    forms = "use name@alias (e.g. churn@champion), name/version (e.g. churn/3), a name, or latest"
+    if text == LATEST:
+        return ModelRef(default_name)
+    if "@" in text:
+        name, alias = text.split("@", 1)
+        if _NAME.match(name) and _ALIAS.match(alias):
+            return ModelRef(name, alias=alias)
+    elif "/" in text:
+        name, version = text.split("/", 1)
+        if _NAME.match(name) and version.isdigit() and int(version) > 0:
+            return ModelRef(name, version=int(version))
+    elif _NAME.match(text):
+        return ModelRef(text)
+    raise ConfError(f"model reference {text!r} is not valid; {forms}")
 
 
 @dataclass(frozen=True)
 class ModelRecord:
-    """A registered model as read from its ``meta.json``; ``path`` is its directory."""
+    """A registered model version as the registry holds it; ``path`` is its local directory
+    (the downloaded ``model`` artifact), ``artifact`` the MOJO file or pipeline directory in it."""
 
-    model_id: str
+    name: str
+    version: int
+    mlflow_run_id: str
     algorithm: str
     kind: str
+    task: str
     features: tuple[str, ...]
     label: str
     feature_hash: str
@@ -45,87 +100,233 @@ class ModelRecord:
     engine: str
     artifact: str
     path: Path
+    git_commit: str = "unknown"
     params: dict[str, Any] = field(default_factory=dict)
     validation_ids: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    feature_fingerprints: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model_id(self) -> str:
+        """``name/version``: how scores rows and messages name the model."""
+        return f"{self.name}/{self.version}"
 
     @property
     def artifact_path(self) -> Path:
-        """Absolute path of the MOJO file or MLlib pipeline directory."""
+        """Absolute local path of the MOJO file or MLlib pipeline directory."""
         return self.path / self.artifact
 
-    def to_meta(self) -> dict[str, Any]:
-        meta = asdict(self)
-        meta.pop("path")
-        meta["features"] = list(self.features)
-        meta["validation_ids"] = list(self.validation_ids)
-        return meta
 
-
-def register(models_dir: str | Path, trained: TrainedModel, *, feature_hash: str,
-             training_table: str, training_version: int, run_id: str, engine: str,
-             validation_ids: Sequence[str] = ()) -> ModelRecord:
-    """Copy ``trained``'s artifact into ``<models_dir>/<model_id>/`` and write its ``meta.json``.
-
-    Registering the same ``model_id`` twice is refused (``ConfError``): a registered model never
-    changes under the scores that name it.
-    """
-    model_dir = Path(models_dir) / trained.model_id
-    if (model_dir / META_FILE).exists():
-        raise ConfError(f"model {trained.model_id} is already registered in {models_dir}; "
-                        "a registered model is immutable, train a new one")
-    model_dir.mkdir(parents=True, exist_ok=True)
-    source = Path(trained.artifact)
-    target = model_dir / source.name
-    if source.is_dir():
-        shutil.copytree(source, target, dirs_exist_ok=True)
+def default_uris(conf: RegistryConf, lakehouse: str) -> tuple[str, str]:
+    """(tracking URI, artifact location): conf's, else a SQLite file and a directory under a
+    local lakehouse. A lakehouse on an object store has no local file for SQLite: ``ConfError``
+    asking for ``registry.tracking_uri``."""
+    if conf.tracking_uri:
+        tracking = conf.tracking_uri
+    elif "://" in lakehouse and not lakehouse.startswith("file://"):
+        raise ConfError(f"registry.tracking_uri is not set and the lakehouse {lakehouse} is not a "
+                        "local directory, so no SQLite registry can live in it; set "
+                        "registry.tracking_uri to your MLflow server (e.g. http://mlflow:5000)")
     else:
-        shutil.copy2(source, target)
-    record = ModelRecord(
-        model_id=trained.model_id, algorithm=trained.algorithm, kind=trained.kind,
-        features=tuple(trained.features), label=trained.label, feature_hash=feature_hash,
-        training_table=str(training_table), training_version=int(training_version),
-        metrics=dict(trained.metrics), created_at=trained.created_at.isoformat(), run_id=run_id,
-        engine=engine, artifact=source.name, path=model_dir.resolve(), params=dict(trained.params),
-        validation_ids=tuple(validation_ids))
-    partial = model_dir / (META_FILE + ".tmp")
-    partial.write_text(json.dumps(record.to_meta(), indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(partial, model_dir / META_FILE)
-    return record
+        root = Path(lakehouse.removeprefix("file://")) / "registry"
+        root.mkdir(parents=True, exist_ok=True)
+        tracking = f"sqlite:///{root.resolve()}/mlflow.db"
+    if conf.artifact_location:
+        artifacts = conf.artifact_location
+    elif "://" in lakehouse and not lakehouse.startswith("file://"):
+        artifacts = lakehouse.rstrip("/") + "/registry/artifacts"
+    else:
+        artifacts = (Path(lakehouse.removeprefix("file://")) / "registry" / "artifacts").resolve().as_uri()
+    return tracking, artifacts
 
 
-def read_record(model_dir: str | Path) -> ModelRecord:
-    """The ``ModelRecord`` of one model directory."""
-    model_dir = Path(model_dir)
+def git_commit(repo: Path) -> str:
+    """The checkout's HEAD commit, ``-dirty`` when tracked files differ; ``unknown`` outside git."""
     try:
-        meta = json.loads((model_dir / META_FILE).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfError(f"cannot read the model's {META_FILE} in {model_dir}: {exc}") from exc
-    meta["features"] = tuple(meta["features"])
-    meta["validation_ids"] = tuple(meta.get("validation_ids", ()))
-    return ModelRecord(path=model_dir.resolve(), **meta)
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
 
 
-def list_models(models_dir: str | Path) -> list[ModelRecord]:
-    """Every registered model, oldest first (by ``created_at``, then id)."""
-    root = Path(models_dir)
-    records = [read_record(p.parent) for p in root.glob(f"*/{META_FILE}")] if root.is_dir() else []
-    return sorted(records, key=lambda r: (datetime.fromisoformat(r.created_at), r.model_id))
+def _flat_params(params: Mapping[str, Any]) -> dict[str, str]:
+    return {k: (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list, tuple)) else str(v))
+            for k, v in params.items()}
 
 
-def resolve(models_dir: str | Path, ref: str) -> ModelRecord:
-    """The model ``ref`` names: ``"latest"`` (newest ``created_at``) or a model id.
+class Registry:
+    """One MLflow tracking + registry store, and the experiment the train job logs to."""
 
-    Raises ``ConfError`` when nothing is registered or ``ref`` is unknown, listing the ids that
-    exist (newest first)."""
-    records = list_models(models_dir)
-    if not records:
-        raise ConfError(f"no model is registered in {models_dir}; run the train job first")
-    if ref == LATEST:
-        return records[-1]
-    for record in records:
-        if record.model_id == ref:
-            return record
-    known = [r.model_id for r in reversed(records)]
-    shown = ", ".join(known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
-    raise ConfError(f"score.model {ref!r} is not registered in {models_dir}; registered models "
-                    f"(newest first): {shown}; or use {LATEST!r}")
+    def __init__(self, tracking_uri: str, artifact_location: str | None = None,
+                 experiment: str = "lakescore", default_name: str = "churn") -> None:
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.artifact_location = artifact_location
+        self.experiment = experiment
+        self.default_name = default_name
+        self.client: MlflowClient = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    @classmethod
+    def from_conf(cls, conf: RegistryConf, lakehouse: str) -> Registry:
+        tracking, artifacts = default_uris(conf, lakehouse)
+        return cls(tracking, artifacts, conf.experiment, conf.model_name)
+
+    def _experiment_id(self) -> str:
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        return self.client.create_experiment(self.experiment, artifact_location=self.artifact_location)
+
+    def register(self, trained: TrainedModel, *, feature_hash: str, training_table: str,
+                 training_version: int, run_id: str, engine: str, git_commit: str = "unknown",
+                 validation_ids: Sequence[str] = (), name: str | None = None,
+                 feature_fingerprints: Mapping[str, str] | None = None,
+                 extra_artifacts: Sequence[Path] = ()) -> ModelRecord:
+        """Log ``trained`` as a finished MLflow run and register it as a new version of ``name``
+        (default ``registry.model_name``). The version's tags carry the lineage; the run carries
+        the same tags, the parameters, the metrics and the artifacts. A failure while logging
+        marks the run FAILED and registers nothing."""
+        name = name or self.default_name
+        tags = {
+            f"{TAG}training_table": str(training_table),
+            f"{TAG}training_version": str(int(training_version)),
+            f"{TAG}feature_hash": feature_hash,
+            f"{TAG}features": json.dumps(list(trained.features)),
+            f"{TAG}feature_fingerprints": json.dumps(dict(feature_fingerprints or {}), sort_keys=True),
+            f"{TAG}label": trained.label,
+            f"{TAG}validation_ids": json.dumps(list(validation_ids)),
+            f"{TAG}git_commit": git_commit,
+            f"{TAG}engine": engine,
+            f"{TAG}algorithm": trained.algorithm,
+            f"{TAG}kind": trained.kind,
+            f"{TAG}task": trained.task,
+            f"{TAG}artifact": Path(trained.artifact).name,
+            f"{TAG}run_id": run_id,
+            f"{TAG}trained_id": trained.model_id,
+            f"{TAG}created_at": trained.created_at.isoformat(),
+        }
+        run = self.client.create_run(self._experiment_id(), run_name=trained.model_id, tags=tags)
+        mlflow_run = run.info.run_id
+        try:
+            from mlflow.entities import Metric, Param
+
+            stamp = int(trained.created_at.timestamp() * 1000)
+            self.client.log_batch(
+                mlflow_run,
+                metrics=[Metric(k, float(v), stamp, 0) for k, v in sorted(trained.metrics.items())],
+                params=[Param(k, v) for k, v in sorted(_flat_params(trained.params).items())])
+            source = Path(trained.artifact)
+            if source.is_dir():
+                self.client.log_artifacts(mlflow_run, str(source), f"{ARTIFACT_DIR}/{source.name}")
+            else:
+                self.client.log_artifact(mlflow_run, str(source), ARTIFACT_DIR)
+            for extra in extra_artifacts:
+                self.client.log_artifact(mlflow_run, str(extra), "evaluation")
+        except BaseException:
+            self.client.set_terminated(mlflow_run, status="FAILED")
+            raise
+        self.client.set_terminated(mlflow_run)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(name, tags={f"{TAG}created_by": "lakescore"})
+        except MlflowException as exc:
+            if "RESOURCE_ALREADY_EXISTS" not in str(getattr(exc, "error_code", "")) + str(exc):
+                raise
+        artifact_uri = self.client.get_run(mlflow_run).info.artifact_uri
+        version = self.client.create_model_version(
+            name, source=f"{artifact_uri}/{ARTIFACT_DIR}", run_id=mlflow_run, tags=tags)
+        log.info("registered %s/%s (MLflow run %s)", name, version.version, mlflow_run)
+        return self._record(version)
+
+    def resolve(self, ref: str | ModelRef) -> ModelRecord:
+        """The version ``ref`` names, its artifact available locally.
+
+        Raises ``ConfError`` when the model, version or alias does not exist, listing what does."""
+        from mlflow.exceptions import MlflowException
+
+        parsed = ref if isinstance(ref, ModelRef) else parse_model_ref(ref, self.default_name)
+        versions = self.versions(parsed.name)
+        if not versions:
+            names = sorted(m.name for m in self.client.search_registered_models())
+            raise ConfError(f"model {str(parsed)!r}: no registered model {parsed.name!r} in "
+                            f"{self.tracking_uri} (registered: {', '.join(names) or 'none'}); "
+                            "run the train job first")
+        if parsed.alias:
+            try:
+                return self._record(self.client.get_model_version_by_alias(parsed.name, parsed.alias))
+            except MlflowException:
+                aliases = self.aliases(parsed.name)
+                shown = ", ".join(f"{a}→v{v}" for a, v in sorted(aliases.items())) or "none"
+                raise ConfError(f"model {str(parsed)!r}: {parsed.name!r} has no alias "
+                                f"{parsed.alias!r} (aliases: {shown}); set one with "
+                                f"`python -m jobs.promote --model {parsed.name}/<version> "
+                                f"--alias {parsed.alias}`") from None
+        if parsed.version is None:
+            return self._record(versions[-1])
+        for version in versions:
+            if int(version.version) == parsed.version:
+                return self._record(version)
+        known = ", ".join(str(v.version) for v in reversed(versions))
+        raise ConfError(f"model {str(parsed)!r}: {parsed.name!r} has no version {parsed.version} "
+                        f"(versions, newest first: {known})")
+
+    def versions(self, name: str) -> list[Any]:
+        """Every version of ``name`` (MLflow ``ModelVersion``), oldest first."""
+        found = self.client.search_model_versions(f"name='{name}'")
+        return sorted(found, key=lambda v: int(v.version))
+
+    def aliases(self, name: str) -> dict[str, int]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(name)
+        except MlflowException:
+            return {}
+        return {alias: int(version) for alias, version in model.aliases.items()}
+
+    def set_alias(self, ref: str | ModelRef, alias: str) -> ModelRecord:
+        """Point ``alias`` of the model at the version ``ref`` names (moving it if it was set)."""
+        if not _ALIAS.match(alias) or alias == LATEST or alias.startswith("v") and alias[1:].isdigit():
+            raise ConfError(f"alias {alias!r} is not valid: use letters, digits and _, not "
+                            f"{LATEST!r} nor v<number> (MLflow reserves them)")
+        record = self.resolve(ref)
+        self.client.set_registered_model_alias(record.name, alias, str(record.version))
+        return self.resolve(ModelRef(record.name, alias=alias))
+
+    def describe(self, name: str, version: int) -> ModelRecord | None:
+        """The record of ``name``/``version`` without fetching its artifact (``path`` is then the
+        artifact's URI), or None when the registry does not hold it. For lineage queries."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._record(self.client.get_model_version(name, str(version)), download=False)
+        except MlflowException:
+            return None
+
+    def _record(self, version: Any, download: bool = True) -> ModelRecord:
+        from mlflow.artifacts import download_artifacts
+
+        tags = dict(version.tags)
+
+        def tag(key: str, default: str = "") -> str:
+            return tags.get(TAG + key, default)
+
+        run = self.client.get_run(version.run_id)
+        local = Path(download_artifacts(artifact_uri=version.source, tracking_uri=self.tracking_uri)
+                     if download else version.source)
+        aliases = tuple(sorted(getattr(version, "aliases", []) or []))
+        return ModelRecord(
+            name=version.name, version=int(version.version), mlflow_run_id=version.run_id,
+            algorithm=tag("algorithm"), kind=tag("kind"), task=tag("task", "binary"),
+            features=tuple(json.loads(tag("features", "[]"))), label=tag("label"),
+            feature_hash=tag("feature_hash"), training_table=tag("training_table"),
+            training_version=int(tag("training_version", "-1")), metrics=dict(run.data.metrics),
+            created_at=tag("created_at"), run_id=tag("run_id"), engine=tag("engine"),
+            artifact=tag("artifact"), path=local, git_commit=tag("git_commit", "unknown"),
+            params=dict(run.data.params), validation_ids=tuple(json.loads(tag("validation_ids", "[]"))),
+            aliases=aliases, feature_fingerprints=json.loads(tag("feature_fingerprints", "{}")))
