@@ -151,11 +151,9 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
 
     Every report is written under the run directory whatever the verdict, so a failed run
     leaves the evidence behind."""
-    from engine.validation.suite import check_supported, enforce, load_suite, write_report
+    from engine.validation.suite import enforce, load_suite, write_report
 
-    loaded = [load_suite(ctx.conf.resolve(path)) for path in suites]
-    for suite in loaded:
-        check_supported(suite, backend.name)
+    loaded = [load_suite(ctx.conf.resolve(path), engine=backend.name) for path in suites]
     reports = []
     with ctx.summary.stage(stage, backend.name) as record:
         read = backend.read(ctx.table(logical))

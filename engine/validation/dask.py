@@ -34,6 +34,7 @@ from engine.validation.suite import (
     ge_results_by_index,
     ge_suite,
     outcome_from_ge,
+    plain_value,
 )
 
 if TYPE_CHECKING:
@@ -54,9 +55,9 @@ def validate_dask(ddf: dd.DataFrame, suite: Suite, table: str) -> ValidationRepo
     outcomes: dict[int, Outcome] = {}
     map_indices, schema_indices, aggregate_indices = [], [], []
     for index, spec in enumerate(suite.expectations):
-        if spec.column is not None and spec.type != "expect_column_to_exist" \
-                and spec.column not in columns:
-            outcomes[index] = outcome_from_ge(spec, False, {}, exception=_missing_column(spec.column))
+        missing = [c for c in spec.columns if c not in columns]
+        if missing and spec.type != "expect_column_to_exist":
+            outcomes[index] = outcome_from_ge(spec, False, {}, exception=_missing_column(missing[0]))
         elif spec.type in MAP_EXPECTATIONS:
             map_indices.append(index)
         elif spec.type in AGGREGATE_EXPECTATIONS:
@@ -70,8 +71,7 @@ def validate_dask(ddf: dd.DataFrame, suite: Suite, table: str) -> ValidationRepo
             outcomes[index] = outcome_from_ge(suite.expectations[index], **schema_results[index])
 
     row_count = ddf.map_partitions(len, meta=("rows", "int64")).sum()
-    aggregates = {index: _aggregate_metric(ddf, suite.expectations[index].type,
-                                           suite.expectations[index].column)
+    aggregates = {index: _aggregate_metric(ddf, suite.expectations[index], row_count)
                   for index in aggregate_indices}
     # One row of counts per partition, as a Dask frame: the whole check is one expression graph.
     counts = (ddf.map_partitions(_map_counts_of_partition, suite, map_indices,
@@ -149,18 +149,65 @@ def _map_counts_of_partition(pdf: pd.DataFrame, suite: Suite, indices: list[int]
         _counts_meta(indices).dtypes.to_dict())
 
 
-def _aggregate_metric(ddf: dd.DataFrame, expectation_type: str, column: str | None) -> Any:
-    """A lazy exact metric for an aggregate expectation (computed with everything else)."""
-    if expectation_type == "expect_table_row_count_to_be_between":
-        return None  # the shared row count is used
-    series = ddf[column]
-    if expectation_type == "expect_column_mean_to_be_between":
-        return series.mean(skipna=True)
-    if expectation_type == "expect_column_values_to_be_unique":
+# Aggregate expectation → the GE metric its ``_validate`` reads (fed by ``_aggregate_metric``).
+_METRIC_OF = {
+    "expect_table_row_count_to_be_between": "table.row_count",
+    "expect_table_row_count_to_equal": "table.row_count",
+    "expect_column_mean_to_be_between": "column.mean",
+    "expect_column_min_to_be_between": "column.min",
+    "expect_column_max_to_be_between": "column.max",
+    "expect_column_sum_to_be_between": "column.sum",
+    "expect_column_proportion_of_non_null_values_to_be_between": "column.non_null_proportion",
+    "expect_column_unique_value_count_to_be_between": "column.distinct_values.count",
+}
+
+
+def _aggregate_metric(ddf: dd.DataFrame, spec: ExpectationSpec, row_count: Any) -> Any:
+    """A lazy exact metric for an aggregate expectation (computed with everything else).
+
+    Metrics over no non-null value (the mean, min, max and sum of an empty or all-null column)
+    come out as None, as Spark's SQL aggregates give them."""
+    if spec.type in ("expect_table_row_count_to_be_between", "expect_table_row_count_to_equal"):
+        return row_count
+    if spec.type == "expect_compound_columns_to_be_unique":
+        return _compound_duplicates(ddf, list(spec.columns),
+                                    spec.kwargs.get("ignore_row_if", "all_values_are_missing"))
+    series = ddf[spec.column]
+    if spec.type == "expect_column_values_to_be_unique":
         # Every row whose value occurs more than once is unexpected (as GE counts it).
         counts = series.dropna().value_counts()
         return {"missing": series.isna().sum(), "unexpected": counts[counts > 1].sum()}
-    raise AssertionError(f"no aggregate metric for {expectation_type}")
+    non_null = series.count()
+    if spec.type == "expect_column_proportion_of_non_null_values_to_be_between":
+        return {"non_null": non_null, "rows": row_count}
+    if spec.type == "expect_column_unique_value_count_to_be_between":
+        return series.nunique(dropna=True)
+    if spec.type == "expect_column_mean_to_be_between":
+        value = series.mean(skipna=True)
+    elif spec.type == "expect_column_min_to_be_between":
+        value = series.min(skipna=True)
+    elif spec.type == "expect_column_max_to_be_between":
+        value = series.max(skipna=True)
+    elif spec.type == "expect_column_sum_to_be_between":
+        value = series.sum(skipna=True)
+    else:
+        raise AssertionError(f"no aggregate metric for {spec.type}")
+    return {"value": value, "non_null": non_null}
+
+
+def _compound_duplicates(ddf: dd.DataFrame, columns: list[str], ignore_row_if: str) -> dict:
+    """Rows GE considers and rows whose combination of ``columns`` occurs more than once.
+
+    Nulls compare equal (pandas ``duplicated`` and Spark's window over a struct both group
+    them); rows are ignored as GE's ``ignore_row_if`` says."""
+    frame = ddf[columns]
+    if ignore_row_if == "all_values_are_missing":
+        frame = frame[~frame.isna().all(axis=1)]
+    elif ignore_row_if == "any_value_is_missing":
+        frame = frame[~frame.isna().any(axis=1)]
+    sizes = frame.groupby(columns, dropna=False).size()
+    return {"considered": frame.map_partitions(len, meta=("rows", "int64")).sum(),
+            "unexpected": sizes[sizes > 1].sum()}
 
 
 def _judge_map(expectation_type: str, kwargs: Mapping[str, Any], rows: int, missing: int,
@@ -188,13 +235,41 @@ def _judge_aggregate(expectation_type: str, kwargs: Mapping[str, Any], rows: int
     if expectation_type == "expect_column_values_to_be_unique":
         return _judge_map(expectation_type, kwargs, rows, int(metric["missing"]),
                           int(metric["unexpected"]))
+    if expectation_type == "expect_compound_columns_to_be_unique":
+        return _judge_multicolumn(expectation_type, kwargs, rows, int(metric["considered"]),
+                                  int(metric["unexpected"]))
     expectation = get_expectation_impl(expectation_type)(**dict(kwargs))
-    if expectation_type == "expect_table_row_count_to_be_between":
-        metrics = {"table.row_count": rows}
+    name = _METRIC_OF[expectation_type]
+    if name == "table.row_count":
+        value: Any = rows
+    elif name == "column.non_null_proportion":
+        value = int(metric["non_null"]) / rows if rows else 0  # GE's own rule for 0 rows
+    elif name == "column.distinct_values.count":
+        value = int(metric)
+    elif name == "column.mean":
+        value = _python_float(metric["value"]) if int(metric["non_null"]) else None
     else:
-        metrics = {"column.mean": None if rows == 0 else _python_float(metric)}
-    verdict = expectation._validate(metrics=metrics,  # noqa: SLF001 - GE's own bounds rule
+        value = plain_value(metric["value"]) if int(metric["non_null"]) else None
+    verdict = expectation._validate(metrics={name: value},  # noqa: SLF001 - GE's own bounds rule
                                     runtime_configuration={"result_format": RESULT_FORMAT})
+    return outcome_from_ge(ExpectationSpec(expectation_type, kwargs), verdict["success"],
+                           verdict["result"])
+
+
+def _judge_multicolumn(expectation_type: str, kwargs: Mapping[str, Any], rows: int,
+                       considered: int, unexpected: int) -> Outcome:
+    """GE's multicolumn verdict (mostly over the rows not ignored) over whole-frame counts."""
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    expectation = get_expectation_impl(expectation_type)(**dict(kwargs))
+    metric = expectation.map_metric
+    verdict = expectation._validate(  # noqa: SLF001 - GE's decision rule, fed exact metrics
+        metrics={"table.row_count": rows,
+                 f"{metric}.unexpected_count": unexpected,
+                 f"{metric}.filtered_row_count": considered,
+                 f"{metric}.unexpected_values": [],
+                 f"{metric}.unexpected_index_list": None},
+        runtime_configuration={"result_format": RESULT_FORMAT})
     return outcome_from_ge(ExpectationSpec(expectation_type, kwargs), verdict["success"],
                            verdict["result"])
 

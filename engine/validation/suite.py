@@ -34,19 +34,37 @@ log = logging.getLogger(__name__)
 # Row-level expectations: each row is judged alone, so per-partition counts add up exactly.
 MAP_EXPECTATIONS = frozenset({
     "expect_column_values_to_not_be_null",
+    "expect_column_values_to_be_null",
     "expect_column_values_to_be_between",
     "expect_column_values_to_be_in_set",
+    "expect_column_values_to_not_be_in_set",
 })
 # Judged on the frame's schema alone (no rows needed).
 SCHEMA_EXPECTATIONS = frozenset({
     "expect_column_to_exist",
     "expect_table_columns_to_match_set",
+    "expect_table_columns_to_match_ordered_list",
+    "expect_table_column_count_to_equal",
+    "expect_table_column_count_to_be_between",
 })
 # Need the whole frame at once; the Dask backend computes their metric exactly across partitions.
 AGGREGATE_EXPECTATIONS = frozenset({
     "expect_table_row_count_to_be_between",
+    "expect_table_row_count_to_equal",
     "expect_column_values_to_be_unique",
+    "expect_compound_columns_to_be_unique",
     "expect_column_mean_to_be_between",
+    "expect_column_min_to_be_between",
+    "expect_column_max_to_be_between",
+    "expect_column_sum_to_be_between",
+    "expect_column_proportion_of_non_null_values_to_be_between",
+    "expect_column_unique_value_count_to_be_between",
+})
+# Row-level failures that identify the rows to set aside under policy ``quarantine``: every
+# row-level expectation, and uniqueness (every row of a duplicated key, as GE counts them).
+ROW_LEVEL_EXPECTATIONS = MAP_EXPECTATIONS | frozenset({
+    "expect_column_values_to_be_unique",
+    "expect_compound_columns_to_be_unique",
 })
 SUPPORTED_ON_DASK = MAP_EXPECTATIONS | SCHEMA_EXPECTATIONS | AGGREGATE_EXPECTATIONS
 
@@ -71,9 +89,21 @@ class ExpectationSpec:
         column = self.kwargs.get("column")
         return str(column) if column is not None else None
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column the expectation reads (``column``, or ``column_list`` for compound ones)."""
+        if self.column is not None:
+            return (self.column,)
+        return tuple(str(c) for c in self.kwargs.get("column_list") or ())
+
+    @property
+    def column_label(self) -> str | None:
+        """The column, or the compound columns joined by ``,``, as shown in reports."""
+        return ",".join(self.columns) or None
+
     def label(self) -> str:
         """``type(column)`` or ``type``, as used in messages."""
-        return f"{self.type}({self.column})" if self.column else self.type
+        return f"{self.type}({self.column_label})" if self.column_label else self.type
 
 
 @dataclass(frozen=True)
@@ -150,12 +180,14 @@ class ValidationReport:
         return json.dumps(self.to_dict(), indent=2, default=_json_default, allow_nan=False)
 
 
-def load_suite(path: str | Path) -> Suite:
+def load_suite(path: str | Path, engine: str | None = None) -> Suite:
     """Read a GE 1.x suite JSON file and check every expectation against GE's own models.
 
     Raises ``DefinitionError`` naming the file (and the expectation, by index and type) when
     the file is missing or not JSON, an expectation type is unknown to Great Expectations, or
-    its kwargs are rejected by GE (e.g. a missing ``column``).
+    its kwargs are rejected by GE (e.g. a missing ``column``). With ``engine``, also raises
+    ``NotSupportedByBackend`` naming an expectation type that engine cannot evaluate exactly
+    (see ``check_supported``), so a job fails at load, before reading any data.
     """
     path = Path(path)
     try:
@@ -180,6 +212,8 @@ def load_suite(path: str | Path) -> Suite:
         specs.append(ExpectationSpec(type=item["type"], kwargs=kwargs))
     suite = Suite(name=str(name), path=str(path), expectations=tuple(specs))
     _check_with_great_expectations(suite)
+    if engine is not None:
+        check_supported(suite, engine)
     return suite
 
 
@@ -301,7 +335,7 @@ def outcome_from_ge(spec: ExpectationSpec, success: bool, result: Mapping[str, A
     if unexpected is None and result.get("element_count") is not None:
         unexpected = 0
     return Outcome(
-        expectation_type=spec.type, column=spec.column,
+        expectation_type=spec.type, column=spec.column_label,
         success=bool(success) and exception is None,
         unexpected_count=_opt_int(unexpected),
         element_count=_opt_int(result.get("element_count")),
