@@ -62,6 +62,15 @@ class CanTrainMllib:
         raise NotImplementedError
 
 
+class CanQuarantine:
+    """Mixin: the backend can split a frame into the rows failed row-level expectations blame
+    (with their reasons) and the rest (``engine.validation.quarantine``)."""
+
+    def quarantine_split(self, frame: Any, rules: Sequence[Any],
+                         constants: Mapping[str, str]) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+
 C = TypeVar("C")
 
 

@@ -72,6 +72,7 @@ class TablesConf:
     training_set: str = "tables/training_set"
     scoring_set: str = "tables/scoring_set"
     scores: str = "tables/scores"
+    quarantine: str = "tables/quarantine"
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,14 @@ class ValidationConf:
     training_suites: list[str] = field(default_factory=lambda: [
         "expectations/customer_features.json", "expectations/training_labels.json"])
     scoring_suites: list[str] = field(default_factory=lambda: ["expectations/customer_features.json"])
-    policy: Literal["fail", "warn"] = "fail"
+    policy: Literal["fail", "warn", "quarantine"] = "fail"
+    training_policy: Literal["fail", "warn", "quarantine"] | None = None
+    scoring_policy: Literal["fail", "warn", "quarantine"] | None = None
+
+    def policy_for(self, logical: str) -> str:
+        """The gate for a table: ``training_policy``/``scoring_policy`` when set, else ``policy``."""
+        specific = {"training_set": self.training_policy, "scoring_set": self.scoring_policy}
+        return specific.get(logical) or self.policy
 
 
 @dataclass(frozen=True)

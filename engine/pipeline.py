@@ -150,24 +150,61 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
     """Run each suite over the table's latest version; raise ``ValidationFailed`` per policy.
 
     Every report is written under the run directory whatever the verdict, so a failed run
-    leaves the evidence behind."""
+    leaves the evidence behind. Under policy ``quarantine`` (``validation.policy_for``) the
+    rows failed row-level expectations blame go to the quarantine table and the table keeps
+    only the others (``engine.validation.quarantine.quarantine_rows``)."""
     from engine.validation.suite import enforce, load_suite, write_report
 
     loaded = [load_suite(ctx.conf.resolve(path), engine=backend.name) for path in suites]
+    policy = ctx.conf.validation.policy_for(logical)
     reports = []
     with ctx.summary.stage(stage, backend.name) as record:
         read = backend.read(ctx.table(logical))
         record.rows_in = row_count(read.table, read.version)
-        for suite in loaded:
-            report = backend.validate(read.frame, suite, f"{read.table.name}@v{read.version}")
-            path = write_report(report, ctx.run_dir / "validation" / backend.name)
-            record.outputs[f"validation {suite.name} ({read.table.name})"] = str(path)
-            ctx.validation_ids.setdefault(read.table.name, []).append(report.result_id)
-            reports.append(report)
-        for report in reports:
-            enforce(report, ctx.conf.validation.policy)
-        record.note = "all expectations met" if all(r.success for r in reports) else "warnings"
+
+        def validate(frame: Any, table: str) -> list[ValidationReport]:
+            checked = []
+            for suite in loaded:
+                report = backend.validate(frame, suite, table)
+                path = write_report(report, ctx.run_dir / "validation" / backend.name)
+                record.outputs[f"validation {suite.name} ({table})"] = str(path)
+                ctx.validation_ids.setdefault(read.table.name, []).append(report.result_id)
+                checked.append(report)
+            return checked
+
+        reports = validate(read.frame, f"{read.table.name}@v{read.version}")
+        if policy == "quarantine":
+            _quarantine(backend, ctx, read, reports, validate, record)
+        else:
+            for report in reports:
+                enforce(report, policy)
+        if not record.note:
+            record.note = "all expectations met" if all(r.success for r in reports) else "warnings"
     return reports
+
+
+def _quarantine(backend: Backend, ctx: RunContext, read: Any, reports: list[ValidationReport],
+                validate: Any, record: Any) -> None:
+    from engine.validation.quarantine import QUARANTINE_RUN_ID, QUARANTINE_SOURCE, quarantine_rows
+
+    base = ctx.table("quarantine")
+    target = TableRef(name=f"quarantine_{read.table.name}", path=f"{base.path}/{read.table.name}",
+                      storage_options=base.storage_options)
+    result = quarantine_rows(
+        backend, read, reports, target,
+        commit_for=lambda job, table, lineage: ctx.commit(job, backend.name, table, lineage),
+        revalidate=lambda kept: validate(kept, f"{read.table.name} (kept rows)"),
+        constants={QUARANTINE_RUN_ID: ctx.run_id,
+                   QUARANTINE_SOURCE: f"{read.table.name}@v{read.version}"})
+    if result is not None:
+        record.rows_out = result.kept
+        if result.kept_version is not None:
+            record.written[read.table.name] = result.kept_version
+        if result.quarantine_version is not None:
+            record.written[target.name] = result.quarantine_version
+        record.outputs[target.name] = target.path
+        record.note = (f"quarantined {result.quarantined:,} rows ({'; '.join(result.reasons)}), "
+                       f"kept {result.kept:,}")
 
 
 def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:

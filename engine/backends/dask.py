@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from engine.backend import CanQuarantine
 from engine.conf import Conf
 from engine.session import dask_client
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class DaskBackend:
+class DaskBackend(CanQuarantine):
     client: Client
     owns_client: bool = False
     show_progress: bool = True
@@ -45,6 +46,11 @@ class DaskBackend:
         from engine.validation.dask import validate_dask
 
         return validate_dask(frame, suite, table)
+
+    def quarantine_split(self, frame, rules, constants):
+        from engine.validation.dask import quarantine_split_dask
+
+        return quarantine_split_dask(frame, rules, constants)
 
     def score_mojo(self, frame: Any, mojo_path: str, keep: Sequence[str],
                    constants: Mapping[str, str]) -> Any:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.backend import CanTrainMllib
+from engine.backend import CanQuarantine, CanTrainMllib
 from engine.conf import Conf
 from engine.session import spark_session
 
@@ -22,7 +22,7 @@ def _with_constants(frame: DataFrame, constants: Mapping[str, str]) -> DataFrame
 
 
 @dataclass
-class SparkBackend(CanTrainMllib):
+class SparkBackend(CanTrainMllib, CanQuarantine):
     spark: SparkSession
     name: str = "spark"
 
@@ -49,6 +49,11 @@ class SparkBackend(CanTrainMllib):
         from engine.validation.spark import validate_spark
 
         return validate_spark(frame, suite, table)
+
+    def quarantine_split(self, frame, rules, constants):
+        from engine.validation.spark import quarantine_split_spark
+
+        return quarantine_split_spark(frame, rules, constants)
 
     def score_mojo(self, frame: Any, mojo_path: str, keep: Sequence[str],
                    constants: Mapping[str, str]) -> Any:

@@ -17,9 +17,10 @@ metrics reaches the client.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from engine.validation.quarantine import QUARANTINE_REASONS, RowRule
 from engine.validation.suite import (
     AGGREGATE_EXPECTATIONS,
     MAP_EXPECTATIONS,
@@ -279,3 +280,116 @@ def _python_float(value: Any) -> float | None:
         return None
     value = float(value)
     return None if value != value else value
+
+
+def quarantine_split_dask(ddf: dd.DataFrame, rules: Sequence[RowRule],
+                          constants: Mapping[str, str]) -> tuple[dd.DataFrame, dd.DataFrame]:
+    """``(kept, quarantined)``: the rows no rule blames, and the others with their reasons.
+
+    Row-by-row rules are judged inside each partition. Uniqueness rules need the whole frame:
+    the duplicated keys are computed first (one distributed count; only the duplicated keys,
+    the defects themselves, reach the client) and each partition then looks its rows up."""
+    import dask
+
+    duplicated = dask.compute({i: _duplicated_keys(ddf, rule) for i, rule in enumerate(rules)
+                               if rule.expectation_type in _UNIQUENESS})[0]
+    meta = ddf._meta  # noqa: SLF001
+    quarantined_meta = meta.assign(**{QUARANTINE_REASONS: pd_object_series(meta)},
+                                   **{name: pd_object_series(meta) for name in constants})
+    kept = ddf.map_partitions(_split_partition, list(rules), duplicated, dict(constants), False,
+                              meta=meta)
+    quarantined = ddf.map_partitions(_split_partition, list(rules), duplicated, dict(constants),
+                                     True, meta=quarantined_meta)
+    return kept, quarantined
+
+
+_UNIQUENESS = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
+
+
+def pd_object_series(meta: pd.DataFrame) -> pd.Series:
+    import pandas as pd
+
+    return pd.Series([], dtype="object", index=meta.index)
+
+
+def _flags(comparison: Any) -> Any:
+    """A comparison as a plain boolean array (pandas' nullable types give NA for nulls)."""
+    return comparison.fillna(False).to_numpy(dtype=bool)
+
+
+def _duplicated_keys(ddf: dd.DataFrame, rule: RowRule) -> Any:
+    """Keys occurring more than once among the rows GE considers (a lazy Dask series)."""
+    if rule.expectation_type == "expect_column_values_to_be_unique":
+        counts = ddf[rule.column].dropna().value_counts()
+        return counts[counts > 1].index.to_series()
+    columns = list(rule.columns)
+    frame = _considered_rows(ddf[columns], rule.kwargs.get("ignore_row_if", "all_values_are_missing"))
+    sizes = frame.groupby(columns, dropna=False).size()
+    return sizes[sizes > 1].reset_index()[columns]
+
+
+def _considered_rows(frame: Any, ignore_row_if: str) -> Any:
+    if ignore_row_if == "all_values_are_missing":
+        return frame[~frame.isna().all(axis=1)]
+    if ignore_row_if == "any_value_is_missing":
+        return frame[~frame.isna().any(axis=1)]
+    return frame
+
+
+def _split_partition(pdf: pd.DataFrame, rules: list[RowRule], duplicated: dict[int, Any],
+                     constants: dict[str, str], want_quarantined: bool) -> pd.DataFrame:
+    """The partition's kept rows, or its quarantined rows with their reasons (on a worker)."""
+    import numpy as np
+    import pandas as pd
+
+    blamed = [_blames(pdf, rule, duplicated.get(i)) for i, rule in enumerate(rules)]
+    any_rule = np.logical_or.reduce(blamed) if blamed else np.zeros(len(pdf), dtype=bool)
+    if not want_quarantined:
+        return pdf[~any_rule]
+    out = pdf[any_rule].copy()
+    out[QUARANTINE_REASONS] = pd.Series(
+        ["; ".join(rule.reason for rule, flags in zip(rules, blamed) if flags[row])
+         for row in np.flatnonzero(any_rule)], index=out.index, dtype="object")
+    for name, value in constants.items():
+        out[name] = pd.Series([value] * len(out), index=out.index, dtype="object")
+    return out
+
+
+def _blames(pdf: pd.DataFrame, rule: RowRule, duplicated: Any) -> Any:
+    """A numpy boolean array: true where ``rule`` blames the row (GE's semantics)."""
+    import numpy as np
+    import pandas as pd
+
+    kwargs = rule.kwargs
+    if rule.expectation_type == "expect_compound_columns_to_be_unique":
+        columns = list(rule.columns)
+        missing = pdf[columns].isna()
+        ignore_row_if = kwargs.get("ignore_row_if", "all_values_are_missing")
+        considered = (~missing.all(axis=1) if ignore_row_if == "all_values_are_missing"
+                      else ~missing.any(axis=1) if ignore_row_if == "any_value_is_missing"
+                      else np.ones(len(pdf), dtype=bool))
+        considered = np.asarray(considered, dtype=bool)
+        keys = pd.MultiIndex.from_frame(pdf[columns])
+        dup = pd.MultiIndex.from_frame(duplicated[columns]) if len(duplicated) else keys[:0]
+        return np.asarray(considered & keys.isin(dup), dtype=bool)
+    column = pdf[rule.column]
+    present = column.notna().to_numpy(dtype=bool)
+    if rule.expectation_type == "expect_column_values_to_not_be_null":
+        return ~present
+    if rule.expectation_type == "expect_column_values_to_be_null":
+        return present
+    if rule.expectation_type == "expect_column_values_to_be_in_set":
+        return present & ~_flags(column.isin(list(kwargs["value_set"])))
+    if rule.expectation_type == "expect_column_values_to_not_be_in_set":
+        return present & _flags(column.isin(list(kwargs["value_set"])))
+    if rule.expectation_type == "expect_column_values_to_be_unique":
+        return present & _flags(column.isin(list(duplicated)))
+    if rule.expectation_type == "expect_column_values_to_be_between":
+        low, high = kwargs.get("min_value"), kwargs.get("max_value")
+        out = np.zeros(len(pdf), dtype=bool)
+        if low is not None:
+            out |= _flags(column <= low if kwargs.get("strict_min") else column < low)
+        if high is not None:
+            out |= _flags(column >= high if kwargs.get("strict_max") else column > high)
+        return present & out
+    raise AssertionError(f"no row rule for {rule.expectation_type}")

@@ -7,8 +7,10 @@ whole batch). Every metric is computed by Spark jobs; nothing is collected but t
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from engine.validation.quarantine import QUARANTINE_REASONS, RowRule
 from engine.validation.suite import (
     RESULT_FORMAT,
     Suite,
@@ -45,3 +47,78 @@ def validate_spark(df: DataFrame, suite: Suite, table: str) -> ValidationReport:
 
 def _asset_name(table: str) -> str:
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in table) or "frame"
+
+
+def quarantine_split_spark(df: DataFrame, rules: Sequence[RowRule],
+                           constants: Mapping[str, str]) -> tuple[DataFrame, DataFrame]:
+    """``(kept, quarantined)``: the rows no rule blames, and the others with their reasons.
+
+    Both are lazy; uniqueness rules count keys with a window over the whole frame (every row
+    of a duplicated key is blamed, as GE counts it). ``constants`` become string columns of the
+    quarantined rows (run id, source table version)."""
+    from pyspark.sql import functions as F
+
+    blamed = [(rule.reason, F.coalesce(_blames(rule), F.lit(False))) for rule in rules]
+    flags = df.withColumns({f"__rule_{i}": flag for i, (_, flag) in enumerate(blamed)})
+    any_rule = F.lit(False)
+    for i in range(len(blamed)):
+        any_rule = any_rule | F.col(f"__rule_{i}")
+    reasons = F.concat_ws("; ", *[F.when(F.col(f"__rule_{i}"), F.lit(reason))
+                                  for i, (reason, _) in enumerate(blamed)])
+    kept = flags.filter(~any_rule).select(*df.columns)
+    quarantined = (flags.filter(any_rule)
+                   .withColumn(QUARANTINE_REASONS, reasons)
+                   .withColumns({name: F.lit(value) for name, value in constants.items()})
+                   .select(*df.columns, QUARANTINE_REASONS, *constants))
+    return kept, quarantined
+
+
+def _blames(rule: RowRule):
+    """A Spark boolean column: true where ``rule`` blames the row (GE's semantics)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    kwargs = rule.kwargs
+    if rule.expectation_type == "expect_compound_columns_to_be_unique":
+        cols = [F.col(c) for c in rule.columns]
+        considered = _considered(cols, kwargs.get("ignore_row_if", "all_values_are_missing"))
+        count = F.count(F.lit(1)).over(Window.partitionBy(F.struct(*cols), considered))
+        return considered & (count > 1)
+    column = F.col(rule.column)
+    if rule.expectation_type == "expect_column_values_to_not_be_null":
+        return column.isNull()
+    if rule.expectation_type == "expect_column_values_to_be_null":
+        return column.isNotNull()
+    if rule.expectation_type == "expect_column_values_to_be_in_set":
+        return column.isNotNull() & ~column.isin(list(kwargs["value_set"]))
+    if rule.expectation_type == "expect_column_values_to_not_be_in_set":
+        return column.isNotNull() & column.isin(list(kwargs["value_set"]))
+    if rule.expectation_type == "expect_column_values_to_be_unique":
+        return column.isNotNull() & (F.count(F.lit(1)).over(Window.partitionBy(column)) > 1)
+    if rule.expectation_type == "expect_column_values_to_be_between":
+        low, high = kwargs.get("min_value"), kwargs.get("max_value")
+        out = F.lit(False)
+        if low is not None:
+            out = out | ((column <= F.lit(low)) if kwargs.get("strict_min") else (column < F.lit(low)))
+        if high is not None:
+            out = out | ((column >= F.lit(high)) if kwargs.get("strict_max") else (column > F.lit(high)))
+        return column.isNotNull() & out
+    raise AssertionError(f"no row rule for {rule.expectation_type}")
+
+
+def _considered(cols, ignore_row_if: str):
+    """Rows GE judges for a compound check (``ignore_row_if``); the others are never blamed."""
+    from pyspark.sql import functions as F
+
+    present = [c.isNotNull() for c in cols]
+    if ignore_row_if == "all_values_are_missing":
+        out = F.lit(False)
+        for flag in present:
+            out = out | flag
+        return out
+    if ignore_row_if == "any_value_is_missing":
+        out = F.lit(True)
+        for flag in present:
+            out = out & flag
+        return out
+    return F.lit(True)
