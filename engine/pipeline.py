@@ -149,10 +149,12 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
                    stage: str = "validate") -> list[ValidationReport]:
     """Run each suite over the table's latest version; raise ``ValidationFailed`` per policy.
 
-    Every report is written under the run directory whatever the verdict, so a failed run
-    leaves the evidence behind. Under policy ``quarantine`` (``validation.policy_for``) the
+    Every report is written under the run directory whatever the verdict, as JSON and as GE
+    Data Docs HTML (``validation/<engine>/``), so a failed run leaves the evidence behind; the
+    summary lists both paths. Under policy ``quarantine`` (``validation.policy_for``) the
     rows failed row-level expectations blame go to the quarantine table and the table keeps
     only the others (``engine.validation.quarantine.quarantine_rows``)."""
+    from engine.validation.docs import write_data_docs
     from engine.validation.suite import enforce, load_suite, write_report
 
     loaded = [load_suite(ctx.conf.resolve(path), engine=backend.name) for path in suites]
@@ -167,7 +169,9 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
             for suite in loaded:
                 report = backend.validate(frame, suite, table)
                 path = write_report(report, ctx.run_dir / "validation" / backend.name)
+                docs = write_data_docs(report, ctx.run_dir / "validation" / backend.name, ctx.run_id)
                 record.outputs[f"validation {suite.name} ({table})"] = str(path)
+                record.outputs[f"data docs {suite.name} ({table})"] = str(docs)
                 ctx.validation_ids.setdefault(read.table.name, []).append(report.result_id)
                 checked.append(report)
             return checked

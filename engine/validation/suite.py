@@ -281,10 +281,14 @@ def write_report(report: ValidationReport, directory: str | Path) -> Path:
     """Write the report as JSON under ``directory`` (created) and return the file's path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    stem = re.sub(r"[^A-Za-z0-9_.@=-]+", "_", f"{report.table}.{report.suite}.{report.result_id}")
-    path = directory / f"{stem}.json"
+    path = directory / f"{report_stem(report)}.json"
     path.write_text(report.to_json())
     return path
+
+
+def report_stem(report: ValidationReport) -> str:
+    """``table.suite.result_id`` made safe as a file name (shared by the JSON and the HTML)."""
+    return re.sub(r"[^A-Za-z0-9_.@=-]+", "_", f"{report.table}.{report.suite}.{report.result_id}")
 
 
 # --- shared by the Spark and Dask implementations ---------------------------------------------
