@@ -71,6 +71,14 @@ class CanQuarantine:
         raise NotImplementedError
 
 
+class CanProfile:
+    """Mixin: the backend computes exact per-column statistics (``engine.validation.profile``)."""
+
+    def profile_columns(self, frame: Any, kinds: Mapping[str, str],
+                        max_values: int) -> tuple[int, dict[str, dict]]:
+        raise NotImplementedError
+
+
 C = TypeVar("C")
 
 

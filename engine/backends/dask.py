@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.backend import CanQuarantine
+from engine.backend import CanProfile, CanQuarantine
 from engine.conf import Conf
 from engine.session import dask_client
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class DaskBackend(CanQuarantine):
+class DaskBackend(CanQuarantine, CanProfile):
     client: Client
     owns_client: bool = False
     show_progress: bool = True
@@ -46,6 +46,11 @@ class DaskBackend(CanQuarantine):
         from engine.validation.dask import validate_dask
 
         return validate_dask(frame, suite, table)
+
+    def profile_columns(self, frame, kinds, max_values):
+        from engine.validation.dask import profile_columns_dask
+
+        return profile_columns_dask(frame, kinds, max_values)
 
     def quarantine_split(self, frame, rules, constants):
         from engine.validation.dask import quarantine_split_dask

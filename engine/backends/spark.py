@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.backend import CanQuarantine, CanTrainMllib
+from engine.backend import CanProfile, CanQuarantine, CanTrainMllib
 from engine.conf import Conf
 from engine.session import spark_session
 
@@ -22,7 +22,7 @@ def _with_constants(frame: DataFrame, constants: Mapping[str, str]) -> DataFrame
 
 
 @dataclass
-class SparkBackend(CanTrainMllib, CanQuarantine):
+class SparkBackend(CanTrainMllib, CanQuarantine, CanProfile):
     spark: SparkSession
     name: str = "spark"
 
@@ -49,6 +49,11 @@ class SparkBackend(CanTrainMllib, CanQuarantine):
         from engine.validation.spark import validate_spark
 
         return validate_spark(frame, suite, table)
+
+    def profile_columns(self, frame, kinds, max_values):
+        from engine.validation.spark import profile_columns_spark
+
+        return profile_columns_spark(frame, kinds, max_values)
 
     def quarantine_split(self, frame, rules, constants):
         from engine.validation.spark import quarantine_split_spark

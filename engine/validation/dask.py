@@ -25,6 +25,7 @@ from engine.validation.suite import (
     AGGREGATE_EXPECTATIONS,
     MAP_EXPECTATIONS,
     RESULT_FORMAT,
+    TYPE_EXPECTATIONS,
     ExpectationSpec,
     Outcome,
     Suite,
@@ -54,7 +55,7 @@ def validate_dask(ddf: dd.DataFrame, suite: Suite, table: str) -> ValidationRepo
     check_supported(suite, "dask")
     columns = set(ddf.columns)
     outcomes: dict[int, Outcome] = {}
-    map_indices, schema_indices, aggregate_indices = [], [], []
+    map_indices, schema_indices, aggregate_indices, type_indices = [], [], [], []
     for index, spec in enumerate(suite.expectations):
         missing = [c for c in spec.columns if c not in columns]
         if missing and spec.type != "expect_column_to_exist":
@@ -63,6 +64,8 @@ def validate_dask(ddf: dd.DataFrame, suite: Suite, table: str) -> ValidationRepo
             map_indices.append(index)
         elif spec.type in AGGREGATE_EXPECTATIONS:
             aggregate_indices.append(index)
+        elif spec.type in TYPE_EXPECTATIONS:
+            type_indices.append(index)
         else:
             schema_indices.append(index)
 
@@ -78,8 +81,13 @@ def validate_dask(ddf: dd.DataFrame, suite: Suite, table: str) -> ValidationRepo
     counts = (ddf.map_partitions(_map_counts_of_partition, suite, map_indices,
                                  meta=_counts_meta(map_indices))
               if map_indices else None)
-    counts, rows, aggregates = dask.compute(counts, row_count, aggregates)
+    verdicts = (ddf.map_partitions(_type_verdicts_of_partition, suite, type_indices,
+                                   meta=_type_meta(type_indices))
+                if type_indices else None)
+    counts, rows, aggregates, verdicts = dask.compute(counts, row_count, aggregates, verdicts)
     rows = int(rows)
+    for index in type_indices:
+        outcomes[index] = _combine_type_verdicts(suite.expectations[index], verdicts, index)
 
     for index in map_indices:
         spec = suite.expectations[index]
@@ -161,6 +169,56 @@ _METRIC_OF = {
     "expect_column_proportion_of_non_null_values_to_be_between": "column.non_null_proportion",
     "expect_column_unique_value_count_to_be_between": "column.distinct_values.count",
 }
+
+
+def _type_meta(indices: list[int]) -> pd.DataFrame:
+    import pandas as pd
+
+    columns = {}
+    for index in indices:
+        columns[f"success_{index}"] = pd.Series([], dtype="bool")
+        columns[f"observed_{index}"] = pd.Series([], dtype="object")
+        columns[f"elements_{index}"] = pd.Series([], dtype="int64")
+        columns[f"unexpected_{index}"] = pd.Series([], dtype="int64")
+        columns[f"error_{index}"] = pd.Series([], dtype="object")
+    return pd.DataFrame(columns)
+
+
+def _type_verdicts_of_partition(pdf: pd.DataFrame, suite: Suite, indices: list[int]) -> pd.DataFrame:
+    """One row: GE's verdict on each type expectation in this partition (runs on a worker).
+
+    Dask turns string columns into pandas' ``string`` dtype, which GE cannot name; they are
+    judged as the object columns of Python ``str`` they hold (``type_list: [..., "str"]``)."""
+    import pandas as pd
+
+    strings = [c for c in pdf.columns if isinstance(pdf[c].dtype, pd.StringDtype)]
+    if strings:
+        pdf = pdf.astype({c: "object" for c in strings})
+        pdf[strings] = pdf[strings].where(pdf[strings].notna(), None)
+    results = _validate_pandas(pdf, suite, indices)
+    row: dict[str, Any] = {}
+    for index in indices:
+        result = results[index]["result"]
+        row[f"success_{index}"] = results[index]["success"]
+        row[f"observed_{index}"] = result.get("observed_value")
+        row[f"elements_{index}"] = int(result.get("element_count") or 0)
+        row[f"unexpected_{index}"] = int(result.get("unexpected_count") or 0)
+        row[f"error_{index}"] = results[index]["exception"]
+    meta = _type_meta(indices)
+    return pd.DataFrame([row], columns=list(meta.columns)).astype(meta.dtypes.to_dict())
+
+
+def _combine_type_verdicts(spec: ExpectationSpec, verdicts: pd.DataFrame, index: int) -> Outcome:
+    """Every partition must pass (``mostly`` is refused on Dask); value-by-value counts add up,
+    a dtype verdict observes the dtype (the same in every partition)."""
+    errors = verdicts[f"error_{index}"].dropna()
+    if len(errors):
+        return outcome_from_ge(spec, False, {}, exception=str(errors.iloc[0]))
+    observed = verdicts[f"observed_{index}"].dropna()
+    result: dict[str, Any] = ({"observed_value": observed.iloc[0]} if len(observed) else
+                              {"element_count": int(verdicts[f"elements_{index}"].sum()),
+                               "unexpected_count": int(verdicts[f"unexpected_{index}"].sum())})
+    return outcome_from_ge(spec, bool(verdicts[f"success_{index}"].all()), result)
 
 
 def _aggregate_metric(ddf: dd.DataFrame, spec: ExpectationSpec, row_count: Any) -> Any:
@@ -393,3 +451,29 @@ def _blames(pdf: pd.DataFrame, rule: RowRule, duplicated: Any) -> Any:
             out |= _flags(column >= high if kwargs.get("strict_max") else column > high)
         return present & out
     raise AssertionError(f"no row rule for {rule.expectation_type}")
+
+
+def profile_columns_dask(ddf: dd.DataFrame, kinds: Mapping[str, str],
+                         max_values: int) -> tuple[int, dict[str, dict]]:
+    """Row count and, per column, exact non-null count, min, max, distinct count and (at most
+    ``max_values``) distinct values: one Dask computation, then one more for the value sets."""
+    import dask
+
+    from engine.validation.profile import BOOLEAN, OTHER
+
+    lazy: dict[str, dict[str, Any]] = {}
+    for name, kind in kinds.items():
+        series = ddf[name]
+        lazy[name] = {"non_null": series.count(), "distinct": series.nunique(dropna=True)}
+        if kind not in (BOOLEAN, OTHER):
+            lazy[name].update(min=series.min(skipna=True), max=series.max(skipna=True))
+    rows, stats = dask.compute(ddf.map_partitions(len, meta=("rows", "int64")).sum(), lazy)
+    few = [name for name in kinds if int(stats[name]["distinct"]) <= max_values]
+    values = dask.compute({name: ddf[name].dropna().unique() for name in few})[0]
+    for name in kinds:
+        stat = stats[name]
+        empty = int(stat["non_null"]) == 0
+        stat["min"] = None if empty else stat.get("min")
+        stat["max"] = None if empty else stat.get("max")
+        stat["values"] = list(values[name]) if name in values else None
+    return int(rows), stats

@@ -122,3 +122,29 @@ def _considered(cols, ignore_row_if: str):
             out = out & flag
         return out
     return F.lit(True)
+
+
+def profile_columns_spark(df: DataFrame, kinds: Mapping[str, str],
+                          max_values: int) -> tuple[int, dict[str, dict]]:
+    """Row count and, per column, exact non-null count, min, max, distinct count and (at most
+    ``max_values``) distinct values: one aggregation, then one more for the value sets."""
+    from pyspark.sql import functions as F
+
+    from engine.validation.profile import BOOLEAN, OTHER
+
+    names = list(kinds)
+    aggs = [F.count(F.lit(1)).alias("rows")]
+    for i, name in enumerate(names):
+        column = F.col(name)
+        aggs += [F.count(column).alias(f"n{i}"), F.count_distinct(column).alias(f"d{i}")]
+        if kinds[name] not in (BOOLEAN, OTHER):
+            aggs += [F.min(column).alias(f"lo{i}"), F.max(column).alias(f"hi{i}")]
+    row = df.agg(*aggs).first().asDict()
+    few = [i for i, _ in enumerate(names) if row[f"d{i}"] <= max_values]
+    sets = (df.agg(*[F.collect_set(F.col(names[i])).alias(f"v{i}") for i in few]).first().asDict()
+            if few else {})
+    stats = {name: {"non_null": row[f"n{i}"], "distinct": row[f"d{i}"],
+                    "min": row.get(f"lo{i}"), "max": row.get(f"hi{i}"),
+                    "values": sets.get(f"v{i}")}
+             for i, name in enumerate(names)}
+    return int(row["rows"]), stats
