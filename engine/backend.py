@@ -79,6 +79,17 @@ class CanProfile:
         raise NotImplementedError
 
 
+class CanMeasureDrift:
+    """Mixin: exact quantiles and binned counts of columns (``engine.validation.drift``)."""
+
+    def column_quantiles(self, frame: Any, columns: Sequence[str],
+                         probabilities: Sequence[float]) -> dict[str, list]:
+        raise NotImplementedError
+
+    def bin_counts(self, frame: Any, edges: Mapping[str, Sequence[float]]) -> dict[str, dict]:
+        raise NotImplementedError
+
+
 C = TypeVar("C")
 
 

@@ -287,6 +287,7 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord) -> WriteRe
 
     definition = feature_set(ctx.conf)
     check_model_fits(model, definition)
+    check_drift(backend, ctx, model)
     with ctx.summary.stage("score", backend.name) as record:
         scoring = backend.read(ctx.table("scoring_set"))
         record.rows_in = row_count(scoring.table, scoring.version)
@@ -308,6 +309,44 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord) -> WriteRe
             app_key=f"{model.model_id}:{scoring.table.name}@v{scoring.version}"))
         record.rows_out = result.rows
         _record_write(record, result)
+        return result
+
+
+def check_drift(backend: Backend, ctx: RunContext, model: ModelRecord) -> WriteResult | None:
+    """Compare each model feature in the scoring set with the model's training set (PSI over the
+    training deciles and null rate, ``engine.validation.drift``); log a warning per drifted
+    feature and append the figures to the drift metrics table with lineage. Warns, never fails."""
+    from engine.validation.drift import measure_drift, write_drift_metrics
+
+    drift = ctx.conf.drift
+    if not drift.enabled:
+        return None
+    with ctx.summary.stage("drift", backend.name) as record:
+        name = Path(model.training_table.rstrip("/")).name
+        train = backend.read(TableRef(name=name, path=model.training_table,
+                                      storage_options=dict(ctx.conf.storage_options)),
+                             version=model.training_version)
+        scoring = backend.read(ctx.table("scoring_set"))
+        features = list(model.features)
+        drifts = measure_drift(backend, train.frame, scoring.frame, features, drift.bins,
+                               drift.psi_threshold, drift.null_rate_threshold)
+        out = ctx.table("drift")
+        lineage = Lineage(inputs={name: train.version, scoring.table.name: scoring.version},
+                          input_paths={name: train.table.path, scoring.table.name: scoring.table.path},
+                          model_id=model.model_id,
+                          validation_ids=ctx.validation_ids.get(scoring.table.name, []))
+        commit = ctx.commit("drift", backend.name, out, lineage,
+                            app_key=f"{model.model_id}:{scoring.table.name}@v{scoring.version}")
+        result = write_drift_metrics(drifts, out, commit, constants={
+            "run_id": ctx.run_id, "model_id": model.model_id, "engine": backend.name,
+            "training_table": f"{name}@v{train.version}",
+            "scoring_table": f"{scoring.table.name}@v{scoring.version}"})
+        _record_write(record, result)
+        record.rows_in = row_count(scoring.table, scoring.version)
+        warned = [d.feature for d in drifts if d.warn]
+        worst = max((d for d in drifts if d.psi is not None), key=lambda d: d.psi, default=None)
+        record.note = (f"max PSI {worst.psi:.3f} ({worst.feature}); " if worst else "") + \
+            (f"drift warned: {', '.join(warned)}" if warned else "no drift above thresholds")
         return result
 
 

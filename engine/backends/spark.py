@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.backend import CanProfile, CanQuarantine, CanTrainMllib
+from engine.backend import CanMeasureDrift, CanProfile, CanQuarantine, CanTrainMllib
 from engine.conf import Conf
 from engine.session import spark_session
 
@@ -22,7 +22,7 @@ def _with_constants(frame: DataFrame, constants: Mapping[str, str]) -> DataFrame
 
 
 @dataclass
-class SparkBackend(CanTrainMllib, CanQuarantine, CanProfile):
+class SparkBackend(CanTrainMllib, CanQuarantine, CanProfile, CanMeasureDrift):
     spark: SparkSession
     name: str = "spark"
 
@@ -54,6 +54,16 @@ class SparkBackend(CanTrainMllib, CanQuarantine, CanProfile):
         from engine.validation.spark import profile_columns_spark
 
         return profile_columns_spark(frame, kinds, max_values)
+
+    def column_quantiles(self, frame, columns, probabilities):
+        from engine.validation.spark import column_quantiles_spark
+
+        return column_quantiles_spark(frame, columns, probabilities)
+
+    def bin_counts(self, frame, edges):
+        from engine.validation.spark import bin_counts_spark
+
+        return bin_counts_spark(frame, edges)
 
     def quarantine_split(self, frame, rules, constants):
         from engine.validation.spark import quarantine_split_spark

@@ -477,3 +477,71 @@ def profile_columns_dask(ddf: dd.DataFrame, kinds: Mapping[str, str],
         stat["max"] = None if empty else stat.get("max")
         stat["values"] = list(values[name]) if name in values else None
     return int(rows), stats
+
+
+def column_quantiles_dask(ddf: dd.DataFrame, columns: Sequence[str],
+                          probabilities: Sequence[float]) -> dict[str, list]:
+    """Exact quantiles of each column's non-null values with numpy's linear interpolation
+    (Dask's own ``quantile`` is approximate): the values are sorted across partitions and only
+    the order statistics needed are brought to the client."""
+    import dask
+    import numpy as np
+
+    out = {}
+    for column in columns:
+        values = ddf[[column]].dropna().astype({column: "float64"}).sort_values(column)[column]
+        lengths = [int(n) for n in values.map_partitions(len).compute()]
+        total = sum(lengths)
+        if total == 0:
+            out[column] = [None] * len(probabilities)
+            continue
+        ranks = {p: p * (total - 1) for p in probabilities}
+        wanted = sorted({int(np.floor(r)) for r in ranks.values()} | {int(np.ceil(r)) for r in ranks.values()})
+        starts = np.cumsum([0, *lengths])
+        picks: dict[int, list[int]] = {}
+        for position in wanted:
+            part = int(np.searchsorted(starts, position, side="right") - 1)
+            picks.setdefault(part, []).append(position - int(starts[part]))
+        got = dask.compute({part: dask.delayed(_take)(values.partitions[part].to_delayed()[0], offsets)
+                            for part, offsets in picks.items()})[0]
+        at = {int(starts[part]) + offset: value for part, offsets in picks.items()
+              for offset, value in zip(offsets, got[part])}
+        out[column] = [at[int(np.floor(r))] + (at[int(np.ceil(r))] - at[int(np.floor(r))]) * (r - np.floor(r))
+                       for r in ranks.values()]
+    return out
+
+
+def _take(series: pd.Series, offsets: list[int]) -> list[float]:
+    return [float(v) for v in series.iloc[offsets]]
+
+
+def bin_counts_dask(ddf: dd.DataFrame, edges: Mapping[str, Sequence[float]]) -> dict[str, dict]:
+    """Per column: rows, nulls, and the count of non-null values in each bin (bin ``k``: exactly
+    ``k`` edges below the value), counted per partition and summed."""
+    import dask
+
+    parts = [dask.delayed(_bin_counts_of_partition)(part, dict(edges)) for part in ddf.to_delayed()]
+    (per_partition,) = dask.compute(parts)
+    out = {}
+    for column, column_edges in edges.items():
+        counts = [0] * (len(column_edges) + 1)
+        rows = nulls = 0
+        for result in per_partition:
+            rows += result[column]["rows"]
+            nulls += result[column]["nulls"]
+            counts = [a + b for a, b in zip(counts, result[column]["counts"], strict=True)]
+        out[column] = {"rows": rows, "nulls": nulls, "counts": counts}
+    return out
+
+
+def _bin_counts_of_partition(pdf: pd.DataFrame, edges: dict[str, list[float]]) -> dict[str, dict]:
+    import numpy as np
+
+    out = {}
+    for column, column_edges in edges.items():
+        values = pdf[column].astype("float64").to_numpy(dtype="float64", na_value=np.nan)
+        present = ~np.isnan(values)
+        index = np.searchsorted(np.asarray(column_edges, dtype="float64"), values[present], side="left")
+        out[column] = {"rows": int(len(values)), "nulls": int((~present).sum()),
+                       "counts": [int(n) for n in np.bincount(index, minlength=len(column_edges) + 1)]}
+    return out

@@ -148,3 +148,34 @@ def profile_columns_spark(df: DataFrame, kinds: Mapping[str, str],
                     "values": sets.get(f"v{i}")}
              for i, name in enumerate(names)}
     return int(row["rows"]), stats
+
+
+def column_quantiles_spark(df: DataFrame, columns: Sequence[str],
+                           probabilities: Sequence[float]) -> dict[str, list]:
+    """Exact quantiles (Spark's ``percentile``: linear interpolation) of each column's non-null
+    values, in one aggregation; None for a column without values."""
+    from pyspark.sql import functions as F
+
+    row = df.agg(*[F.percentile(F.col(c).cast("double"), list(probabilities)).alias(f"q{i}")
+                   for i, c in enumerate(columns)]).first()
+    return {c: list(row[f"q{i}"] or [None] * len(probabilities)) for i, c in enumerate(columns)}
+
+
+def bin_counts_spark(df: DataFrame, edges: Mapping[str, Sequence[float]]) -> dict[str, dict]:
+    """Per column: rows, nulls, and the count of non-null values in each bin (bin ``k``: exactly
+    ``k`` edges below the value), in one aggregation."""
+    from pyspark.sql import functions as F
+
+    aggs = [F.count(F.lit(1)).alias("rows")]
+    for i, (c, column_edges) in enumerate(edges.items()):
+        value = F.col(c).cast("double")
+        below = F.lit(0)
+        for edge in column_edges:
+            below = below + F.when(value > F.lit(float(edge)), 1).otherwise(0)
+        aggs.append(F.count(F.when(value.isNull(), 1)).alias(f"n{i}"))
+        aggs += [F.count(F.when(value.isNotNull() & (below == k), 1)).alias(f"c{i}_{k}")
+                 for k in range(len(column_edges) + 1)]
+    row = df.agg(*aggs).first().asDict()
+    return {c: {"rows": row["rows"], "nulls": row[f"n{i}"],
+                "counts": [row[f"c{i}_{k}"] for k in range(len(column_edges) + 1)]}
+            for i, (c, column_edges) in enumerate(edges.items())}
