@@ -29,7 +29,14 @@ aggregate, one exact distributed metric judged by GE          ``expect_table_row
                                                               ``expect_column_sum_to_be_between``,
                                                               ``expect_column_proportion_of_non_null_values_to_be_between``,
                                                               ``expect_column_unique_value_count_to_be_between``
+type, GE's pandas engine in every partition, verdicts ANDed   ``expect_column_values_to_be_in_type_list``
+                                                              (no ``mostly``; list Spark's and pandas'
+                                                              names, e.g. ``["LongType", "int64"]``)
 ============================================================  ==========================================
+
+Modules: ``suite`` (definitions, report, gate), ``spark``/``dask`` (the engines), ``quarantine``
+(policy ``quarantine``), ``docs`` (Data Docs HTML), ``profile`` (starting suites),
+``drift`` (PSI and null rates between training and scoring).
 
 ``row_condition`` is supported on the row-level types only. Row-level types and the two
 uniqueness types can quarantine rows (policy ``quarantine``); the others only pass or fail.

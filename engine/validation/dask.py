@@ -352,8 +352,8 @@ def quarantine_split_dask(ddf: dd.DataFrame, rules: Sequence[RowRule],
     duplicated = dask.compute({i: _duplicated_keys(ddf, rule) for i, rule in enumerate(rules)
                                if rule.expectation_type in _UNIQUENESS})[0]
     meta = ddf._meta  # noqa: SLF001
-    quarantined_meta = meta.assign(**{QUARANTINE_REASONS: pd_object_series(meta)},
-                                   **{name: pd_object_series(meta) for name in constants})
+    quarantined_meta = meta.assign(**{QUARANTINE_REASONS: _empty_object_series(meta)},
+                                   **{name: _empty_object_series(meta) for name in constants})
     kept = ddf.map_partitions(_split_partition, list(rules), duplicated, dict(constants), False,
                               meta=meta)
     quarantined = ddf.map_partitions(_split_partition, list(rules), duplicated, dict(constants),
@@ -364,7 +364,7 @@ def quarantine_split_dask(ddf: dd.DataFrame, rules: Sequence[RowRule],
 _UNIQUENESS = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
 
 
-def pd_object_series(meta: pd.DataFrame) -> pd.Series:
+def _empty_object_series(meta: pd.DataFrame) -> pd.Series:
     import pandas as pd
 
     return pd.Series([], dtype="object", index=meta.index)
