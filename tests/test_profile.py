@@ -99,3 +99,17 @@ def test_the_starting_suite_catches_new_defects(engine_name, request, table, tmp
         ("expect_column_values_to_be_in_set", "segment", 2),
         ("expect_column_values_to_be_between", "amount_count_90d", 1),
         ("expect_column_values_to_be_in_set", "amount_count_90d", 1)}  # 0..5 only: a value set
+
+
+def test_profile_job_writes_a_suite_that_loads(dask_cluster_client, tmp_path, capsys):
+    from jobs.profile import main
+
+    write_deltalake(str(tmp_path / "tables" / "training_set"), profiled_frame(), mode="overwrite")
+    out = tmp_path / "start.json"
+    code = main(["--conf", "conf/test.yaml", "--set", f"lakehouse={tmp_path}", "--engine", "dask",
+                 "--scheduler", dask_cluster_client.scheduler.address, "--table", "training_set",
+                 "--out", str(out), "--max-values", "5"])
+    assert code == 0
+    suite = load_suite(out, engine="dask")
+    assert suite.name == "training_set" and len(suite.expectations) > 20
+    assert f"suite training_set: {out}" in capsys.readouterr().out
