@@ -187,15 +187,20 @@ def _type_meta(indices: list[int]) -> pd.DataFrame:
 def _type_verdicts_of_partition(pdf: pd.DataFrame, suite: Suite, indices: list[int]) -> pd.DataFrame:
     """One row: GE's verdict on each type expectation in this partition (runs on a worker).
 
-    Dask turns string columns into pandas' ``string`` dtype, which GE cannot name; they are
-    judged as the object columns of Python ``str`` they hold (``type_list: [..., "str"]``)."""
+    Dask holds string columns in pandas' ``string`` dtype, which GE's pandas engine cannot name
+    (it would judge every such column a mismatch). Like Spark's ``StringType``, the dtype alone
+    decides: the column matches when ``type_list`` names ``str`` (or ``string``,
+    ``StringDtype``), and the observed type is ``str`` (GE's own name for that dtype)."""
     import pandas as pd
 
-    strings = [c for c in pdf.columns if isinstance(pdf[c].dtype, pd.StringDtype)]
-    if strings:
-        pdf = pdf.astype({c: "object" for c in strings})
-        pdf[strings] = pdf[strings].where(pdf[strings].notna(), None)
-    results = _validate_pandas(pdf, suite, indices)
+    strings = {i for i in indices
+               if isinstance(pdf[suite.expectations[i].column].dtype, pd.StringDtype)}
+    results = _validate_pandas(pdf, suite, [i for i in indices if i not in strings]) \
+        if len(strings) < len(indices) else {}
+    for index in strings:
+        names = set(suite.expectations[index].kwargs.get("type_list") or ())
+        results[index] = {"success": bool(names & {"str", "string", "StringDtype"}),
+                          "result": {"observed_value": "str"}, "exception": None}
     row: dict[str, Any] = {}
     for index in indices:
         result = results[index]["result"]
@@ -259,11 +264,7 @@ def _compound_duplicates(ddf: dd.DataFrame, columns: list[str], ignore_row_if: s
 
     Nulls compare equal (pandas ``duplicated`` and Spark's window over a struct both group
     them); rows are ignored as GE's ``ignore_row_if`` says."""
-    frame = ddf[columns]
-    if ignore_row_if == "all_values_are_missing":
-        frame = frame[~frame.isna().all(axis=1)]
-    elif ignore_row_if == "any_value_is_missing":
-        frame = frame[~frame.isna().any(axis=1)]
+    frame = _considered_rows(ddf[columns], ignore_row_if)
     sizes = frame.groupby(columns, dropna=False).size()
     return {"considered": frame.map_partitions(len, meta=("rows", "int64")).sum(),
             "unexpected": sizes[sizes > 1].sum()}
