@@ -77,6 +77,34 @@ class CanConcat:
         raise NotImplementedError
 
 
+class CanQuarantine:
+    """Mixin: the backend can split a frame into the rows failed row-level expectations blame
+    (with their reasons) and the rest (``engine.validation.quarantine``)."""
+
+    def quarantine_split(self, frame: Any, rules: Sequence[Any],
+                         constants: Mapping[str, str]) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+
+class CanProfile:
+    """Mixin: the backend computes exact per-column statistics (``engine.validation.profile``)."""
+
+    def profile_columns(self, frame: Any, kinds: Mapping[str, str],
+                        max_values: int) -> tuple[int, dict[str, dict]]:
+        raise NotImplementedError
+
+
+class CanMeasureDrift:
+    """Mixin: exact quantiles and binned counts of columns (``engine.validation.drift``)."""
+
+    def column_quantiles(self, frame: Any, columns: Sequence[str],
+                         probabilities: Sequence[float]) -> dict[str, list]:
+        raise NotImplementedError
+
+    def bin_counts(self, frame: Any, edges: Mapping[str, Sequence[float]]) -> dict[str, dict]:
+        raise NotImplementedError
+
+
 C = TypeVar("C")
 
 

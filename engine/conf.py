@@ -72,6 +72,8 @@ class TablesConf:
     training_set: str = "tables/training_set"
     scoring_set: str = "tables/scoring_set"
     scores: str = "tables/scores"
+    quarantine: str = "tables/quarantine"
+    drift: str = "tables/drift_metrics"
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,24 @@ class ValidationConf:
     training_suites: list[str] = field(default_factory=lambda: [
         "expectations/customer_features.json", "expectations/training_labels.json"])
     scoring_suites: list[str] = field(default_factory=lambda: ["expectations/customer_features.json"])
-    policy: Literal["fail", "warn"] = "fail"
+    policy: Literal["fail", "warn", "quarantine"] = "fail"
+    training_policy: Literal["fail", "warn", "quarantine"] | None = None
+    scoring_policy: Literal["fail", "warn", "quarantine"] | None = None
+
+    def policy_for(self, logical: str) -> str:
+        """The gate for a table: ``training_policy``/``scoring_policy`` when set, else ``policy``."""
+        specific = {"training_set": self.training_policy, "scoring_set": self.scoring_policy}
+        return specific.get(logical) or self.policy
+
+
+@dataclass(frozen=True)
+class DriftConf:
+    """Drift of the scoring batch from the model's training set, checked by the score stage."""
+
+    enabled: bool = True
+    bins: int = 10
+    psi_threshold: float = 0.2
+    null_rate_threshold: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -154,6 +173,7 @@ class Conf:
     h2o: H2OConf = field(default_factory=H2OConf)
     tables: TablesConf = field(default_factory=TablesConf)
     validation: ValidationConf = field(default_factory=ValidationConf)
+    drift: DriftConf = field(default_factory=DriftConf)
     train: TrainConf = field(default_factory=TrainConf)
     score: ScoreConf = field(default_factory=ScoreConf)
     demo: DemoConf = field(default_factory=DemoConf)

@@ -154,26 +154,41 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
                    stage: str = "validate") -> list[ValidationReport]:
     """Run each suite over the table's latest version; raise ``ValidationFailed`` per policy.
 
-    Every report is written under the run directory whatever the verdict, so a failed run
-    leaves the evidence behind."""
-    from engine.validation.suite import check_supported, enforce, load_suite, write_report
+    Every report is written under the run directory whatever the verdict, as JSON and as GE
+    Data Docs HTML (``validation/<engine>/``), so a failed run leaves the evidence behind; the
+    summary lists both paths. Under policy ``quarantine`` (``validation.policy_for``) the
+    rows failed row-level expectations blame go to the quarantine table and the table keeps
+    only the others (``engine.validation.quarantine.quarantine_rows``)."""
+    from engine.validation.docs import write_data_docs
+    from engine.validation.suite import enforce, load_suite, write_report
 
-    loaded = [load_suite(ctx.conf.resolve(path)) for path in suites]
-    for suite in loaded:
-        check_supported(suite, backend.name)
+    loaded = [load_suite(ctx.conf.resolve(path), engine=backend.name) for path in suites]
+    policy = ctx.conf.validation.policy_for(logical)
     reports = []
     with ctx.summary.stage(stage, backend.name) as record:
         read = backend.read(ctx.table(logical))
         record.rows_in = row_count(read.table, read.version)
-        for suite in loaded:
-            report = backend.validate(read.frame, suite, f"{read.table.name}@v{read.version}")
-            path = write_report(report, ctx.run_dir / "validation" / backend.name)
-            record.outputs[f"validation {suite.name} ({read.table.name})"] = str(path)
-            ctx.validation_ids.setdefault(read.table.name, []).append(report.result_id)
-            reports.append(report)
-        for report in reports:
-            enforce(report, ctx.conf.validation.policy)
-        record.note = "all expectations met" if all(r.success for r in reports) else "warnings"
+
+        def validate(frame: Any, table: str) -> list[ValidationReport]:
+            checked = []
+            for suite in loaded:
+                report = backend.validate(frame, suite, table)
+                path = write_report(report, ctx.run_dir / "validation" / backend.name)
+                docs = write_data_docs(report, ctx.run_dir / "validation" / backend.name, ctx.run_id)
+                record.outputs[f"validation {suite.name} ({table})"] = str(path)
+                record.outputs[f"data docs {suite.name} ({table})"] = str(docs)
+                ctx.validation_ids.setdefault(read.table.name, []).append(report.result_id)
+                checked.append(report)
+            return checked
+
+        reports = validate(read.frame, f"{read.table.name}@v{read.version}")
+        if policy == "quarantine":
+            _quarantine(backend, ctx, read, reports, validate, record)
+        else:
+            for report in reports:
+                enforce(report, policy)
+        if not record.note:
+            record.note = "all expectations met" if all(r.success for r in reports) else "warnings"
     return reports
 
 
@@ -182,6 +197,30 @@ def model_registry(conf: Conf):
     from engine.training.registry import Registry
 
     return Registry.from_conf(conf.registry, conf.lakehouse_path())
+
+
+def _quarantine(backend: Backend, ctx: RunContext, read: Any, reports: list[ValidationReport],
+                validate: Any, record: Any) -> None:
+    from engine.validation.quarantine import QUARANTINE_RUN_ID, QUARANTINE_SOURCE, quarantine_rows
+
+    base = ctx.table("quarantine")
+    target = TableRef(name=f"quarantine_{read.table.name}", path=f"{base.path}/{read.table.name}",
+                      storage_options=base.storage_options)
+    result = quarantine_rows(
+        backend, read, reports, target,
+        commit_for=lambda job, table, lineage: ctx.commit(job, backend.name, table, lineage),
+        revalidate=lambda kept: validate(kept, f"{read.table.name} (kept rows)"),
+        constants={QUARANTINE_RUN_ID: ctx.run_id,
+                   QUARANTINE_SOURCE: f"{read.table.name}@v{read.version}"})
+    if result is not None:
+        record.rows_out = result.kept
+        if result.kept_version is not None:
+            record.written[read.table.name] = result.kept_version
+        if result.quarantine_version is not None:
+            record.written[target.name] = result.quarantine_version
+        record.outputs[target.name] = target.path
+        record.note = (f"quarantined {result.quarantined:,} rows ({'; '.join(result.reasons)}), "
+                       f"kept {result.kept:,}")
 
 
 def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
@@ -282,6 +321,7 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
     models = [model] + ([challenger] if challenger is not None else [])
     for each in models:
         check_model_fits(each, definition)
+    check_drift(backend, ctx, model)
     with ctx.summary.stage("score", backend.name) as record:
         scoring = backend.read(ctx.table("scoring_set"))
         record.rows_in = row_count(scoring.table, scoring.version)
@@ -306,6 +346,44 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
             app_key=f"{app_key}:{scoring.table.name}@v{scoring.version}"))
         record.rows_out = result.rows
         _record_write(record, result)
+        return result
+
+
+def check_drift(backend: Backend, ctx: RunContext, model: ModelRecord) -> WriteResult | None:
+    """Compare each model feature in the scoring set with the model's training set (PSI over the
+    training deciles and null rate, ``engine.validation.drift``); log a warning per drifted
+    feature and append the figures to the drift metrics table with lineage. Warns, never fails."""
+    from engine.validation.drift import measure_drift, write_drift_metrics
+
+    drift = ctx.conf.drift
+    if not drift.enabled:
+        return None
+    with ctx.summary.stage("drift", backend.name) as record:
+        name = Path(model.training_table.rstrip("/")).name
+        train = backend.read(TableRef(name=name, path=model.training_table,
+                                      storage_options=dict(ctx.conf.storage_options)),
+                             version=model.training_version)
+        scoring = backend.read(ctx.table("scoring_set"))
+        features = list(model.features)
+        drifts = measure_drift(backend, train.frame, scoring.frame, features, drift.bins,
+                               drift.psi_threshold, drift.null_rate_threshold)
+        out = ctx.table("drift")
+        lineage = Lineage(inputs={name: train.version, scoring.table.name: scoring.version},
+                          input_paths={name: train.table.path, scoring.table.name: scoring.table.path},
+                          model_id=model.model_id,
+                          validation_ids=ctx.validation_ids.get(scoring.table.name, []))
+        commit = ctx.commit("drift", backend.name, out, lineage,
+                            app_key=f"{model.model_id}:{scoring.table.name}@v{scoring.version}")
+        result = write_drift_metrics(drifts, out, commit, constants={
+            "run_id": ctx.run_id, "model_id": model.model_id, "engine": backend.name,
+            "training_table": f"{name}@v{train.version}",
+            "scoring_table": f"{scoring.table.name}@v{scoring.version}"})
+        _record_write(record, result)
+        record.rows_in = row_count(scoring.table, scoring.version)
+        warned = [d.feature for d in drifts if d.warn]
+        worst = max((d for d in drifts if d.psi is not None), key=lambda d: d.psi, default=None)
+        record.note = (f"max PSI {worst.psi:.3f} ({worst.feature}); " if worst else "") + \
+            (f"drift warned: {', '.join(warned)}" if warned else "no drift above thresholds")
         return result
 
 

@@ -434,3 +434,14 @@ def test_spark_validation_keeps_the_session_and_caches_nothing(spark, labels_sui
     assert spark.sparkContext._jsc.getPersistentRDDs().size() == cached_before
     assert not df.is_cached
     assert spark.range(3).count() == 3
+
+
+def test_unsupported_expectation_is_rejected_when_the_suite_is_loaded_for_dask(tmp_path):
+    path = tmp_path / "stdev.json"
+    path.write_text(json.dumps({"name": "stdev", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}},
+        {"type": "expect_column_stdev_to_be_between", "kwargs": {"column": "a", "max_value": 3}}]}))
+    assert len(load_suite(path, engine="spark").expectations) == 2
+    with pytest.raises(NotSupportedByBackend,
+                       match=r"expect_column_stdev_to_be_between \(suite .*stdev\.json; supported there"):
+        load_suite(path, engine="dask")

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.backend import CanConcat
+from engine.backend import CanConcat, CanMeasureDrift, CanProfile, CanQuarantine
 from engine.conf import Conf
 from engine.session import dask_client
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class DaskBackend(CanConcat):
+class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift):
     client: Client
     owns_client: bool = False
     show_progress: bool = True
@@ -46,6 +46,26 @@ class DaskBackend(CanConcat):
         from engine.validation.dask import validate_dask
 
         return validate_dask(frame, suite, table)
+
+    def profile_columns(self, frame, kinds, max_values):
+        from engine.validation.dask import profile_columns_dask
+
+        return profile_columns_dask(frame, kinds, max_values)
+
+    def column_quantiles(self, frame, columns, probabilities):
+        from engine.validation.dask import column_quantiles_dask
+
+        return column_quantiles_dask(frame, columns, probabilities)
+
+    def bin_counts(self, frame, edges):
+        from engine.validation.dask import bin_counts_dask
+
+        return bin_counts_dask(frame, edges)
+
+    def quarantine_split(self, frame, rules, constants):
+        from engine.validation.dask import quarantine_split_dask
+
+        return quarantine_split_dask(frame, rules, constants)
 
     def score_mojo(self, frame: Any, mojo_path: str, keep: Sequence[str],
                    constants: Mapping[str, str]) -> Any:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.backend import CanConcat, CanTrainMllib
+from engine.backend import CanConcat, CanMeasureDrift, CanProfile, CanQuarantine, CanTrainMllib
 from engine.conf import Conf
 from engine.session import spark_session
 
@@ -22,7 +22,7 @@ def _with_constants(frame: DataFrame, constants: Mapping[str, str]) -> DataFrame
 
 
 @dataclass
-class SparkBackend(CanTrainMllib, CanConcat):
+class SparkBackend(CanTrainMllib, CanConcat, CanQuarantine, CanProfile, CanMeasureDrift):
     spark: SparkSession
     name: str = "spark"
 
@@ -50,6 +50,26 @@ class SparkBackend(CanTrainMllib, CanConcat):
         from engine.validation.spark import validate_spark
 
         return validate_spark(frame, suite, table)
+
+    def profile_columns(self, frame, kinds, max_values):
+        from engine.validation.spark import profile_columns_spark
+
+        return profile_columns_spark(frame, kinds, max_values)
+
+    def column_quantiles(self, frame, columns, probabilities):
+        from engine.validation.spark import column_quantiles_spark
+
+        return column_quantiles_spark(frame, columns, probabilities)
+
+    def bin_counts(self, frame, edges):
+        from engine.validation.spark import bin_counts_spark
+
+        return bin_counts_spark(frame, edges)
+
+    def quarantine_split(self, frame, rules, constants):
+        from engine.validation.spark import quarantine_split_spark
+
+        return quarantine_split_spark(frame, rules, constants)
 
     def score_mojo(self, frame: Any, mojo_path: str, keep: Sequence[str],
                    constants: Mapping[str, str]) -> Any:

@@ -34,21 +34,44 @@ log = logging.getLogger(__name__)
 # Row-level expectations: each row is judged alone, so per-partition counts add up exactly.
 MAP_EXPECTATIONS = frozenset({
     "expect_column_values_to_not_be_null",
+    "expect_column_values_to_be_null",
     "expect_column_values_to_be_between",
     "expect_column_values_to_be_in_set",
+    "expect_column_values_to_not_be_in_set",
 })
 # Judged on the frame's schema alone (no rows needed).
 SCHEMA_EXPECTATIONS = frozenset({
     "expect_column_to_exist",
     "expect_table_columns_to_match_set",
+    "expect_table_columns_to_match_ordered_list",
+    "expect_table_column_count_to_equal",
+    "expect_table_column_count_to_be_between",
 })
 # Need the whole frame at once; the Dask backend computes their metric exactly across partitions.
 AGGREGATE_EXPECTATIONS = frozenset({
     "expect_table_row_count_to_be_between",
+    "expect_table_row_count_to_equal",
     "expect_column_values_to_be_unique",
+    "expect_compound_columns_to_be_unique",
     "expect_column_mean_to_be_between",
+    "expect_column_min_to_be_between",
+    "expect_column_max_to_be_between",
+    "expect_column_sum_to_be_between",
+    "expect_column_proportion_of_non_null_values_to_be_between",
+    "expect_column_unique_value_count_to_be_between",
 })
-SUPPORTED_ON_DASK = MAP_EXPECTATIONS | SCHEMA_EXPECTATIONS | AGGREGATE_EXPECTATIONS
+# Judged by GE's pandas engine in every partition: by the partition's dtype (the same in every
+# partition, so exact), or value by value for object columns (exact for the AND of the
+# partitions' verdicts, hence no ``mostly`` on Dask). Observed type names are the engine's own
+# (``LongType`` on Spark, ``int64`` on Dask): list both engines' names in ``type_list``.
+TYPE_EXPECTATIONS = frozenset({"expect_column_values_to_be_in_type_list"})
+# Row-level failures that identify the rows to set aside under policy ``quarantine``: every
+# row-level expectation, and uniqueness (every row of a duplicated key, as GE counts them).
+ROW_LEVEL_EXPECTATIONS = MAP_EXPECTATIONS | frozenset({
+    "expect_column_values_to_be_unique",
+    "expect_compound_columns_to_be_unique",
+})
+SUPPORTED_ON_DASK = MAP_EXPECTATIONS | SCHEMA_EXPECTATIONS | AGGREGATE_EXPECTATIONS | TYPE_EXPECTATIONS
 
 # Counts only: no example values. On Spark each example list is a separate job that scans the
 # whole frame when the data is clean (``limit(20)`` over a filter that finds nothing).
@@ -71,9 +94,21 @@ class ExpectationSpec:
         column = self.kwargs.get("column")
         return str(column) if column is not None else None
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column the expectation reads (``column``, or ``column_list`` for compound ones)."""
+        if self.column is not None:
+            return (self.column,)
+        return tuple(str(c) for c in self.kwargs.get("column_list") or ())
+
+    @property
+    def column_label(self) -> str | None:
+        """The column, or the compound columns joined by ``,``, as shown in reports."""
+        return ",".join(self.columns) or None
+
     def label(self) -> str:
         """``type(column)`` or ``type``, as used in messages."""
-        return f"{self.type}({self.column})" if self.column else self.type
+        return f"{self.type}({self.column_label})" if self.column_label else self.type
 
 
 @dataclass(frozen=True)
@@ -150,12 +185,14 @@ class ValidationReport:
         return json.dumps(self.to_dict(), indent=2, default=_json_default, allow_nan=False)
 
 
-def load_suite(path: str | Path) -> Suite:
+def load_suite(path: str | Path, engine: str | None = None) -> Suite:
     """Read a GE 1.x suite JSON file and check every expectation against GE's own models.
 
     Raises ``DefinitionError`` naming the file (and the expectation, by index and type) when
     the file is missing or not JSON, an expectation type is unknown to Great Expectations, or
-    its kwargs are rejected by GE (e.g. a missing ``column``).
+    its kwargs are rejected by GE (e.g. a missing ``column``). With ``engine``, also raises
+    ``NotSupportedByBackend`` naming an expectation type that engine cannot evaluate exactly
+    (see ``check_supported``), so a job fails at load, before reading any data.
     """
     path = Path(path)
     try:
@@ -180,6 +217,8 @@ def load_suite(path: str | Path) -> Suite:
         specs.append(ExpectationSpec(type=item["type"], kwargs=kwargs))
     suite = Suite(name=str(name), path=str(path), expectations=tuple(specs))
     _check_with_great_expectations(suite)
+    if engine is not None:
+        check_supported(suite, engine)
     return suite
 
 
@@ -219,6 +258,9 @@ def check_supported(suite: Suite, engine: str) -> None:
         if spec.kwargs.get("row_condition") and spec.type not in MAP_EXPECTATIONS:
             raise NotSupportedByBackend(
                 engine, f"row_condition on {spec.label()} (suite {suite.path})")
+        if spec.type in TYPE_EXPECTATIONS and spec.kwargs.get("mostly", 1) != 1:
+            raise NotSupportedByBackend(
+                engine, f"mostly on {spec.label()} (suite {suite.path})")
 
 
 def enforce(report: ValidationReport, policy: Literal["fail", "warn"]) -> None:
@@ -247,10 +289,14 @@ def write_report(report: ValidationReport, directory: str | Path) -> Path:
     """Write the report as JSON under ``directory`` (created) and return the file's path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    stem = re.sub(r"[^A-Za-z0-9_.@=-]+", "_", f"{report.table}.{report.suite}.{report.result_id}")
-    path = directory / f"{stem}.json"
+    path = directory / f"{report_stem(report)}.json"
     path.write_text(report.to_json())
     return path
+
+
+def report_stem(report: ValidationReport) -> str:
+    """``table.suite.result_id`` made safe as a file name (shared by the JSON and the HTML)."""
+    return re.sub(r"[^A-Za-z0-9_.@=-]+", "_", f"{report.table}.{report.suite}.{report.result_id}")
 
 
 # --- shared by the Spark and Dask implementations ---------------------------------------------
@@ -301,7 +347,7 @@ def outcome_from_ge(spec: ExpectationSpec, success: bool, result: Mapping[str, A
     if unexpected is None and result.get("element_count") is not None:
         unexpected = 0
     return Outcome(
-        expectation_type=spec.type, column=spec.column,
+        expectation_type=spec.type, column=spec.column_label,
         success=bool(success) and exception is None,
         unexpected_count=_opt_int(unexpected),
         element_count=_opt_int(result.get("element_count")),
