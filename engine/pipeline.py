@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ from engine.backend import Backend, CanConcat, CanTrainMllib, require
 from engine.conf import Conf
 from engine.errors import LakescoreError, ModelMismatch
 from engine.lineage import Lineage
+from engine.storage import delta_log
 from engine.storage.delta_log import row_count
 from engine.storage.table import CommitInfo, TableRef, WriteMode, WriteResult
 from engine.summary import RunSummary
@@ -313,8 +314,10 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
     with a ``challenger``, score the same rows with it too and write both in the same commit
     (one row per model, told apart by ``model_id``).
 
-    The commit's app transaction is keyed by model(s) and scoring-set version, so scoring the
-    same rows with the same model again is a no-op: the scores table never holds duplicates."""
+    The commit records one app transaction per model, keyed by model and scoring-set version:
+    a model that already scored this scoring-set version is left out (scoring the same rows with
+    the same model again is a no-op, alone or next to a challenger), so the scores table never
+    holds a model's rows for one input twice."""
     from engine.features.definitions import definition_hash
 
     definition = feature_set(ctx.conf)
@@ -325,25 +328,37 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
     with ctx.summary.stage("score", backend.name) as record:
         scoring = backend.read(ctx.table("scoring_set"))
         record.rows_in = row_count(scoring.table, scoring.version)
+        out = ctx.table("scores")
+        commits = {each.model_id: ctx.commit("score", backend.name, out, Lineage(),
+                                             app_key=f"{each.model_id}:{scoring.table.name}@v{scoring.version}")
+                   for each in models}
+        done = [m for m in models if delta_log.is_committed(out, commits[m.model_id])]
+        if done:
+            record.skipped.extend(f"{out.name} of {m.model_id}" for m in done)
+            models = [m for m in models if m not in done]
+            if not models:
+                record.rows_out = 0
+                return WriteResult(table=out, version=delta_log.table_version(out) or 0, rows=0,
+                                   files=0, skipped=True)
         keys = [definition.entity, definition.as_of]
         scored = [_score_frame(backend, scoring.frame, each, keys,
                                {"model_id": each.model_id, "run_id": ctx.run_id}) for each in models]
         frame = scored[0] if len(scored) == 1 else require(backend, CanConcat, "champion/challenger scoring").concat(scored)
-        out = ctx.table("scores")
-        roles = ["champion", "challenger"] if challenger is not None else ["model"]
+        roles = (["model"] if challenger is None else
+                 ["champion" if m is model else "challenger" for m in models])
         lineage = Lineage(inputs={scoring.table.name: scoring.version},
                           input_paths={scoring.table.name: scoring.table.path},
                           feature_set=definition.name, feature_hash=definition_hash(definition),
-                          model_id=model.model_id,
+                          model_id=models[0].model_id,
                           validation_ids=ctx.validation_ids.get(scoring.table.name, []),
                           models=[{"role": role, "name": each.name, "version": str(each.version),
                                    "mlflow_run_id": each.mlflow_run_id,
                                    "registry": model_registry(ctx.conf).tracking_uri}
                                   for role, each in zip(roles, models)])
-        app_key = "+".join(each.model_id for each in models)
-        result = backend.write(frame, out, WriteMode.APPEND, ctx.commit(
-            "score", backend.name, out, lineage,
-            app_key=f"{app_key}:{scoring.table.name}@v{scoring.version}"))
+        first = commits[models[0].model_id]
+        commit = replace(first, metadata=lineage.to_metadata(),
+                         also=tuple(commits[m.model_id].app_id for m in models[1:]))
+        result = backend.write(frame, out, WriteMode.APPEND, commit)
         record.rows_out = result.rows
         _record_write(record, result)
         return result

@@ -105,7 +105,8 @@ def test_score_stage_writes_drift_figures_with_lineage(engine_name, request, tmp
     write_deltalake(training_path, train, mode="overwrite")
     write_deltalake(training_path, train.iloc[:10], mode="overwrite")  # v1: not the trained one
     write_deltalake(ctx.table("scoring_set").path, score, mode="overwrite")
-    model = ModelRecord(model_id="m-1", algorithm="h2o_gbm", kind="mojo", features=tuple(FEATURES),
+    model = ModelRecord(name="m", version=1, mlflow_run_id="mlflow-run", algorithm="h2o_gbm",
+                        kind="mojo", task="binary", features=tuple(FEATURES),
                         label="churned", feature_hash="h", training_table=training_path,
                         training_version=0, metrics={}, created_at="", run_id="r", engine="spark",
                         artifact="model.zip", path=Path(tmp_path))
@@ -119,10 +120,10 @@ def test_score_stage_writes_drift_figures_with_lineage(engine_name, request, tmp
     assert bool(metrics.loc["shifted", "warn"]) and not bool(metrics.loc["stable", "warn"])
     assert set(metrics["training_table"]) == {"training_set_x@v0"}
     assert set(metrics["scoring_table"]) == {f"scoring_set_{engine_name}@v0"}
-    assert set(metrics["run_id"]) == {ctx.run_id} and set(metrics["model_id"]) == {"m-1"}
+    assert set(metrics["run_id"]) == {ctx.run_id} and set(metrics["model_id"]) == {"m/1"}
     commit = table.history(1)[0]
     assert json.loads(commit["lakescore.inputs"]) == {"training_set_x": 0, f"scoring_set_{engine_name}": 0}
-    assert commit["lakescore.model_id"] == "m-1" and commit["lakescore.job"] == "drift"
+    assert commit["lakescore.model_id"] == "m/1" and commit["lakescore.job"] == "drift"
     assert "drift warned: shifted, nullier" in ctx.summary.stages[-1].note
     # The same run scoring the same batch again writes nothing twice.
     again = check_drift(backend_for(engine_name, request), ctx, model)

@@ -196,3 +196,21 @@ def test_scoring_with_a_model_whose_features_are_defined_differently_is_refused(
     assert "churn/1" in message
     assert "only in the model: amount_count_90d, amount_sum_90d, amount_mean_90d" in message
     assert "only in the definition: amount_count_60d, amount_sum_60d, amount_mean_60d" in message
+
+
+def test_a_champion_that_already_scored_the_input_is_not_scored_again_next_to_a_challenger(
+        engine_name, trained_on_both, lakehouse, request):
+    backend, champion, challenger, _ = score_champion_and_challenger(engine_name, lakehouse, request)
+    ctx = context(lakehouse, f"solo_{engine_name}")
+    build_features(backend, ctx, "to_score", "scoring_set", "score features")
+    first = score_rows(backend, ctx, champion)  # the champion alone first
+    both = score_rows(backend, context(lakehouse, f"solo_{engine_name}"), champion, challenger)
+    assert not first.skipped and not both.skipped and both.version == first.version + 1
+    scores = DeltaTable(first.table.path).to_pandas()
+    to_score = DeltaTable(str(lakehouse / "tables" / "to_score")).to_pandas()
+    assert scores.groupby("model_id").size().to_dict() == {"churn/1": len(to_score),
+                                                           "churn/2": len(to_score)}
+    models = json.loads(DeltaTable(first.table.path).history(1)[0]["lakescore.models"])
+    assert [(m["role"], m["version"]) for m in models] == [("challenger", "2")]
+    again = score_rows(backend, context(lakehouse, f"solo_{engine_name}"), champion, challenger)
+    assert again.skipped and DeltaTable(first.table.path).version() == both.version

@@ -123,11 +123,12 @@ def file_uris(table: TableRef, version: int | None = None) -> list[str]:
 
 
 def is_committed(table: TableRef, commit: CommitInfo) -> bool:
-    """True when ``commit`` carries (app_id, batch) and that batch (or a newer) is committed."""
+    """True when ``commit`` carries (app_id, batch) and that batch (or a newer) is committed,
+    for any of its app ids (a commit of several must not land any of them twice)."""
     if commit.app_id is None or commit.batch is None:
         return False
-    done = committed_batch(table, commit.app_id)
-    return done is not None and done >= commit.batch
+    return any((done := committed_batch(table, app)) is not None and done >= batch
+               for app, batch in commit.transactions())
 
 
 
@@ -735,8 +736,7 @@ def commit_files(table: TableRef, files: Sequence[WrittenFile], schema: pa.Schem
     commit_id = uuid.uuid4().hex
     metadata = {**commit.commit_metadata(), COMMIT_ID_KEY: commit_id,
                 "lakescore.mode": mode.value}
-    txns = ([Transaction(app_id=commit.app_id, version=commit.batch)]
-            if commit.app_id is not None and commit.batch is not None else None)
+    txns = [Transaction(app_id=app, version=batch) for app, batch in commit.transactions()] or None
     properties = CommitProperties(custom_metadata=metadata, app_transactions=txns)
     actions = [f.add_action() for f in files]
     parts = list(table.partition_by if partition_by is None else partition_by)

@@ -54,6 +54,15 @@ class CommitInfo:
     app_id: str | None = None
     batch: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # more application ids committed with the same batch number in the same commit (e.g. one
+    # per model when two models' scores land together), each then skipped on its own later
+    also: tuple[str, ...] = ()
+
+    def transactions(self) -> list[tuple[str, int]]:
+        """Every (app id, batch) this commit records."""
+        if self.app_id is None or self.batch is None:
+            return []
+        return [(self.app_id, self.batch)] + [(a, self.batch) for a in self.also]
 
     def commit_metadata(self) -> dict[str, Any]:
         """The flat JSON object stored in the commit's ``commitInfo``."""
