@@ -86,11 +86,19 @@ class ValidationConf:
     policy: Literal["fail", "warn", "quarantine"] = "fail"
     training_policy: Literal["fail", "warn", "quarantine"] | None = None
     scoring_policy: Literal["fail", "warn", "quarantine"] | None = None
+    # suites of the other tables, by logical name: events, labels and to_score are checked
+    # before features are built from them, scores before a batch is written
+    suites: dict[str, list[str]] = field(default_factory=dict)
 
     def policy_for(self, logical: str) -> str:
         """The gate for a table: ``training_policy``/``scoring_policy`` when set, else ``policy``."""
         specific = {"training_set": self.training_policy, "scoring_set": self.scoring_policy}
         return specific.get(logical) or self.policy
+
+    def suites_for(self, logical: str) -> list[str]:
+        """The suites of a table (``training_suites``/``scoring_suites`` for the feature tables)."""
+        specific = {"training_set": self.training_suites, "scoring_set": self.scoring_suites}
+        return list(specific.get(logical) or self.suites.get(logical, []))
 
 
 @dataclass(frozen=True)
@@ -184,10 +192,11 @@ class Conf:
 
     def __post_init__(self) -> None:
         known = {f.name for f in dataclasses.fields(self.tables)}
-        unknown = sorted(set(self.layout) - known)
-        if unknown:
-            raise ConfError(f"layout: unknown table(s) {', '.join(unknown)}; the tables are "
-                            f"{', '.join(sorted(known))}")
+        for section, names in (("layout", self.layout), ("validation.suites", self.validation.suites)):
+            unknown = sorted(set(names) - known)
+            if unknown:
+                raise ConfError(f"{section}: unknown table(s) {', '.join(unknown)}; the tables "
+                                f"are {', '.join(sorted(known))}")
 
     def resolve(self, relative: str) -> str:
         """A path from conf: URIs and absolute paths as they are, others under the repo root."""

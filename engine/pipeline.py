@@ -160,8 +160,7 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
     summary lists both paths. Under policy ``quarantine`` (``validation.policy_for``) the
     rows failed row-level expectations blame go to the quarantine table and the table keeps
     only the others (``engine.validation.quarantine.quarantine_rows``)."""
-    from engine.validation.docs import write_data_docs
-    from engine.validation.suite import enforce, load_suite, write_report
+    from engine.validation.suite import enforce, load_suite
 
     loaded = [load_suite(ctx.conf.resolve(path), engine=backend.name) for path in suites]
     policy = ctx.conf.validation.policy_for(logical)
@@ -171,16 +170,7 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
         record.rows_in = row_count(read.table, read.version)
 
         def validate(frame: Any, table: str) -> list[ValidationReport]:
-            checked = []
-            for suite in loaded:
-                report = backend.validate(frame, suite, table)
-                path = write_report(report, ctx.run_dir / "validation" / backend.name)
-                docs = write_data_docs(report, ctx.run_dir / "validation" / backend.name, ctx.run_id)
-                record.outputs[f"validation {suite.name} ({table})"] = str(path)
-                record.outputs[f"data docs {suite.name} ({table})"] = str(docs)
-                ctx.validation_ids.setdefault(read.table.name, []).append(report.result_id)
-                checked.append(report)
-            return checked
+            return _run_suites(backend, ctx, loaded, frame, table, read.table.name, record)
 
         reports = validate(read.frame, f"{read.table.name}@v{read.version}")
         if policy == "quarantine":
@@ -191,6 +181,49 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
         if not record.note:
             record.note = "all expectations met" if all(r.success for r in reports) else "warnings"
     return reports
+
+
+def _run_suites(backend: Backend, ctx: RunContext, suites: list[Any], frame: Any, label: str,
+                table_name: str, record: Any) -> list[ValidationReport]:
+    """Each suite over ``frame``; its JSON report and Data Docs under the run directory, its
+    result id recorded for the lineage of what is written from ``table_name``."""
+    from engine.validation.docs import write_data_docs
+    from engine.validation.suite import write_report
+
+    checked = []
+    for suite in suites:
+        report = backend.validate(frame, suite, label)
+        path = write_report(report, ctx.run_dir / "validation" / backend.name)
+        docs = write_data_docs(report, ctx.run_dir / "validation" / backend.name, ctx.run_id)
+        record.outputs[f"validation {suite.name} ({label})"] = str(path)
+        record.outputs[f"data docs {suite.name} ({label})"] = str(docs)
+        ctx.validation_ids.setdefault(table_name, []).append(report.result_id)
+        checked.append(report)
+    return checked
+
+
+def validate_inputs(backend: Backend, ctx: RunContext, *logical: str) -> None:
+    """Validate input tables that have suites in conf (``validation.suites``) before anything
+    is built from them; tables without suites are skipped."""
+    for name in logical:
+        suites = ctx.conf.validation.suites_for(name)
+        if suites:
+            validate_table(backend, ctx, name, suites, stage=f"validate {name}")
+
+
+def _validate_scores(backend: Backend, ctx: RunContext, frame: Any, out: TableRef,
+                     record: Any) -> None:
+    """The scores batch against ``validation.suites.scores`` before it is written (policy
+    ``fail`` or ``warn``: a scores batch is never partly written)."""
+    from engine.validation.suite import enforce, load_suite
+
+    paths = ctx.conf.validation.suites_for("scores")
+    if not paths:
+        return
+    suites = [load_suite(ctx.conf.resolve(path), engine=backend.name) for path in paths]
+    policy = ctx.conf.validation.policy_for("scores")
+    for report in _run_suites(backend, ctx, suites, frame, f"{out.name} (batch)", out.name, record):
+        enforce(report, "warn" if policy == "warn" else "fail")
 
 
 def model_registry(conf: Conf):
@@ -355,6 +388,7 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
                                    "mlflow_run_id": each.mlflow_run_id,
                                    "registry": model_registry(ctx.conf).tracking_uri}
                                   for role, each in zip(roles, models)])
+        _validate_scores(backend, ctx, frame, out, record)
         first = commits[models[0].model_id]
         commit = replace(first, metadata=lineage.to_metadata(),
                          also=tuple(commits[m.model_id].app_id for m in models[1:]))

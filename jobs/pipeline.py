@@ -11,7 +11,7 @@ import sys
 from engine.cli import job_parser, run_job
 from engine.errors import LakescoreError
 from engine.pipeline import (build_features, compare_scores, score_rows, train_model,
-                             validate_table, write_demo_tables)
+                             validate_inputs, validate_table, write_demo_tables)
 from jobs._backend import backend_for
 
 TOLERANCE = 1e-9
@@ -25,6 +25,7 @@ def body(conf, ctx, args) -> None:
     for engine in engines:
         ctx.output_suffix = engine if len(engines) > 1 else ""
         with backend_for(conf, engine) as backend:
+            validate_inputs(backend, ctx, "events", "labels", "to_score")
             build_features(backend, ctx, "labels", "training_set", "features")
             validate_table(backend, ctx, "training_set", conf.validation.training_suites)
             if model is None:

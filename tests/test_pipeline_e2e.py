@@ -181,8 +181,9 @@ def test_notebook_executes_against_the_demo_outputs(demo_run):
 
 
 def test_bad_feature_values_stop_the_pipeline_before_training(tmp_path):
-    """Negative amounts make negative feature sums, which the suite rejects: the run exits 4,
-    names the expectation, and trains and scores nothing."""
+    """Negative amounts are stopped by the events suite before any feature is built; without
+    it, the negative feature sums they make are stopped by the features suite. Either way the
+    run exits 4, names the table, expectation, column and count, and trains and scores nothing."""
     lakehouse = tmp_path / "lake"
     result = run(job("generate"), lakehouse)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -196,6 +197,12 @@ def test_bad_feature_values_stop_the_pipeline_before_training(tmp_path):
     write_deltalake(str(events_path), pa.Table.from_pandas(frame, schema=events.schema, preserve_index=False),
                     mode="overwrite")
     result = run(job("pipeline"), lakehouse, "--engines", "dask", "--skip-generate")
+    assert result.returncode == 4, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "events@v1" in result.stderr
+    assert "expect_column_values_to_be_between(amount): 25 unexpected" in result.stderr
+    assert not (lakehouse / "tables" / "training_set").exists()
+    result = run(job("pipeline"), lakehouse, "--engines", "dask", "--skip-generate",
+                 "--set", "validation.suites.events=[]")
     assert result.returncode == 4, result.stdout[-3000:] + result.stderr[-3000:]
     assert "expect_column_values_to_be_between" in result.stderr
     assert "amount_sum_" in result.stderr

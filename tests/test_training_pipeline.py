@@ -15,7 +15,7 @@ from deltalake import DeltaTable
 from engine.backends.dask import DaskBackend
 from engine.backends.spark import SparkBackend
 from engine.conf import REPO_ROOT, load_conf
-from engine.errors import ModelMismatch
+from engine.errors import ModelMismatch, ValidationFailed
 from engine.pipeline import (RunContext, build_features, model_registry, resolve_model, score_rows,
                              train_model, validate_table, write_demo_tables)
 
@@ -214,3 +214,17 @@ def test_a_champion_that_already_scored_the_input_is_not_scored_again_next_to_a_
     assert [(m["role"], m["version"]) for m in models] == [("challenger", "2")]
     again = score_rows(backend, context(lakehouse, f"solo_{engine_name}"), champion, challenger)
     assert again.skipped and DeltaTable(first.table.path).version() == both.version
+
+
+def test_a_scores_batch_failing_its_suite_is_not_written(engine_name, trained_on_both, lakehouse,
+                                                         request, tmp_path):
+    suite = tmp_path / "scores.json"
+    suite.write_text(json.dumps({"name": "scores", "expectations": [
+        {"type": "expect_column_values_to_be_between",
+         "kwargs": {"column": "score", "min_value": 0.0, "max_value": 0.01}}]}))
+    ctx = context(lakehouse, f"gate_{engine_name}", f"validation.suites.scores=[{suite}]")
+    backend = backend_for(engine_name, request)
+    build_features(backend, ctx, "to_score", "scoring_set", "score features")
+    with pytest.raises(ValidationFailed, match=r"expect_column_values_to_be_between\(score\): \d+ unexpected"):
+        score_rows(backend, ctx, resolve_model(ctx, "churn/1"))
+    assert not DeltaTable.is_deltatable(ctx.table("scores").path)
