@@ -260,7 +260,7 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
     q_codes = np.where(q_valid, q_codes, -1)
     windows = plan.windows()
     upper = q_times + 1 if fs.inclusive else q_times
-    hi, *los = _positions(ev_codes, ev_times, q_codes, [upper, *(upper - w for w in windows)])
+    hi, *los = _positions(ev_codes, ev_times, q_codes, [upper, *(q_times - w for w in windows)])
     lo_of = {w: np.where(q_valid, lo, hi) for w, lo in zip(windows, los)}
 
     stats: dict[str, X._Value] = {}

@@ -26,7 +26,9 @@ arithmetic and comparisons with a null give null; ``AND``/``OR``/``NOT`` use thr
 logic; ``CASE`` takes the first branch whose condition is true (a null condition is not true)
 and is null without ``ELSE``; ``x IN (...)`` is null for a null ``x``. NaN in a numeric column
 is read as null. Division or ``%`` by zero gives null (not an error, not infinity); ``log`` of
-a value ≤ 0 gives null; a NaN produced by arithmetic (``inf - inf``) is null.
+a value ≤ 0 gives null; a NaN produced by arithmetic (``inf - inf``) is null. Arithmetic and
+comparisons give bit-identical results on both engines; ``log`` comes from each engine's math
+library (Java's, NumPy's) and may differ in the last bit.
 """
 
 from __future__ import annotations
@@ -532,7 +534,9 @@ def pandas_input(column: pd.Series, kind: str) -> _Value:
     valid = column.notna().to_numpy()
     if kind_type == "bool":
         return _Value("bool", column.fillna(False).astype(bool).to_numpy(), valid)
-    return _Value("str", column.astype(object).to_numpy(), valid)
+    data = column.astype(object).to_numpy()
+    data[~valid] = ""  # nulls are in ``valid``; a plain placeholder keeps comparisons total
+    return _Value("str", data, valid)
 
 
 def _broadcast(value: Any, n: int) -> _Value:
