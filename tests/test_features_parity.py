@@ -85,7 +85,7 @@ KITCHEN_SINK = Case(
         Spec({"column": "weekend_amount", "functions": ["sum"], "windows": ["7d"]},
              "CASE WHEN isodow(e.event_time) >= 6 THEN e.amount ELSE 0 END"),
         Spec({"column": "hour_mod", "functions": ["max", "distinct_count"], "windows": ["7d"]},
-             "CASE WHEN e.amount IS NULL THEN NULL ELSE fmod(hour(e.event_time) + coalesce(e.qty, 0), 5) END"),
+             "CASE WHEN e.amount IS NULL THEN NULL ELSE (hour(e.event_time) + coalesce(e.qty, 0)) % 5 END"),
     ),
     columns={
         "log_amount": "log(abs(amount) + 1)",
