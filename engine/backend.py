@@ -40,6 +40,10 @@ class Backend(Protocol):
     def training_set(self, definition: FeatureSet, events: Any, spine: Any) -> Any:
         """Every spine row with its features as of the row's time (point-in-time correct)."""
 
+    def scoring_set(self, definition: FeatureSet, events: Any, as_of: Any, entities: Any = None) -> Any:
+        """The same features as of one time for every entity (of ``entities``, or seen in
+        ``events`` by then): training and scoring share one definition, so they cannot skew."""
+
     def validate(self, frame: Any, suite: Suite, table: str) -> ValidationReport:
         """Run a Great Expectations suite over the whole frame."""
 

@@ -336,3 +336,60 @@ def test_property_any_small_input_matches_the_reference(compute, data):
                        "as_of": pd.Series([T0 + r[1] * HOUR for r in labels], dtype="datetime64[us, UTC]"),
                        "row_id": np.arange(len(labels), dtype="int64")})
     assert_same_features(compute(fs, ev, sp), reference(KITCHEN_SINK, fs, ev, sp), fs)
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring sets: the same definitions as of one time for every entity
+
+
+def test_scoring_set_is_the_training_set_of_every_entity_seen_by_then(engine_name, request):
+    fs = load_feature_set(KITCHEN_SINK.definition())
+    ev, _ = adversarial_inputs(seed=5)
+    at = T0 + pd.Timedelta(days=10, hours=3)
+    seen = ev[ev["customer_id"].notna() & (ev["event_time"] < at)]["customer_id"].dropna().unique()
+    spine = pd.DataFrame({"customer_id": pd.array(sorted(seen), dtype="string"),
+                          "as_of": pd.Series([at] * len(seen), dtype="datetime64[us, UTC]")})
+    if engine_name == "spark":
+        from engine.features.spark import scoring_set_spark
+
+        got = scoring_set_spark(fs, spark_frame(request.getfixturevalue("spark"), ev),
+                                at.to_pydatetime()).toPandas()
+    else:
+        import dask.dataframe as dd
+
+        from engine.features.dask import scoring_set_dask
+
+        got = scoring_set_dask(fs, dd.from_pandas(ev, npartitions=3), at.to_pydatetime()).compute()
+    assert "future" not in set(got["customer_id"]) and len(got) == len(seen)
+    assert sorted(got["customer_id"]) == sorted(seen)
+    assert (pd.to_datetime(got["as_of"], utc=True) == at).all()
+    got = got.merge(spine.assign(row_id=np.arange(len(spine), dtype="int64"))[["customer_id", "row_id"]],
+                    on="customer_id")
+    want = reference(KITCHEN_SINK, fs, ev, spine.assign(row_id=np.arange(len(spine), dtype="int64")))
+    assert_same_features(got, want, fs)
+
+
+def test_scoring_set_of_given_entities_keeps_unknown_ones_with_defaults(engine_name, request):
+    fs = load_feature_set(Case(specs=KITCHEN_SINK.specs[:1]).definition())
+    ev, _ = adversarial_inputs(seed=6)
+    who = pd.DataFrame({"customer_id": pd.array(["c1", "c1", "nobody"], dtype="string")})
+    at = "2025-03-08T00:00:00"  # naive: read as UTC
+    if engine_name == "spark":
+        from engine.features.spark import scoring_set_spark
+
+        spark = request.getfixturevalue("spark")
+        got = scoring_set_spark(fs, spark_frame(spark, ev), at, spark_frame(spark, who)).toPandas()
+    else:
+        import dask.dataframe as dd
+
+        from engine.features.dask import scoring_set_dask
+
+        got = scoring_set_dask(fs, dd.from_pandas(ev, npartitions=2), at, dd.from_pandas(who, npartitions=1)).compute()
+    got = got.sort_values("customer_id").reset_index(drop=True)
+    assert got["customer_id"].tolist() == ["c1", "nobody"]
+    assert got["amount_count_7d"].iloc[1] == 0 and np.isnan(got["amount_max_7d"].iloc[1])
+    spine = pd.DataFrame({"customer_id": pd.array(["c1", "nobody"], dtype="string"),
+                          "as_of": pd.Series([pd.Timestamp(at, tz="UTC")] * 2, dtype="datetime64[us, UTC]"),
+                          "row_id": np.arange(2, dtype="int64")})
+    case = Case(specs=KITCHEN_SINK.specs[:1])
+    assert_same_features(got.assign(row_id=np.arange(2, dtype="int64")), reference(case, fs, ev, spine), fs)

@@ -41,6 +41,11 @@ class DaskBackend:
 
         return training_set_dask(definition, events, spine)
 
+    def scoring_set(self, definition, events, as_of, entities=None):
+        from engine.features.dask import scoring_set_dask
+
+        return scoring_set_dask(definition, events, as_of, entities)
+
     def validate(self, frame, suite, table):
         from engine.validation.dask import validate_dask
 

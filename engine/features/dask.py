@@ -322,3 +322,31 @@ def training_set_dask(fs: FeatureSet, events: dd.DataFrame, spine: dd.DataFrame)
     meta = features_of_partition(spine._meta, events._meta, fs, kinds)
     return dd.map_partitions(features_of_partition, spine_parts, events, fs, kinds, meta=meta,
                              align_dataframes=False, enforce_metadata=False)
+
+
+def scoring_set_dask(fs: FeatureSet, events: dd.DataFrame, as_of: object,
+                     entities: dd.DataFrame | None = None) -> dd.DataFrame:
+    """The features of ``fs`` as of one time for every entity: the same point-in-time join as
+    ``training_set_dask`` over a spine of ``(entity, as_of)`` rows.
+
+    The entities are those of ``entities`` (its entity column, deduplicated) or, by default,
+    every entity with an event the window contract can see at ``as_of`` (before it, or at it
+    when inclusive); an entity whose events are all older than every window gets the defaults.
+    Entities are deduplicated by a hash shuffle into as many partitions as the events have, so
+    no worker holds them all.
+    """
+    from engine.features.definitions import scoring_time
+
+    at = scoring_time(as_of)
+    kinds = pandas_column_kinds(events.dtypes)
+    if entities is None:
+        check_inputs(fs, kinds, {fs.entity: kinds.get(fs.entity, "?"), fs.as_of: "timestamp"})
+        times = events[fs.timestamp]
+        if pandas_kind(times.dtype) == "timestamp" and getattr(times.dtype, "tz", None) is None:
+            times = times.dt.tz_localize("UTC")
+        seen = (times <= at) if fs.inclusive else (times < at)
+        entities = events[~events[fs.entity].isna() & seen]
+    keys = entities[[fs.entity]].drop_duplicates(split_out=max(events.npartitions, 1))
+    spine = keys.assign(**{fs.as_of: at})
+    spine = spine.astype({fs.as_of: "datetime64[us, UTC]"})
+    return training_set_dask(fs, events, spine)

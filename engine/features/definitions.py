@@ -219,6 +219,21 @@ class FeatureSet:
         return list(dict.fromkeys((agg.window_text, agg.micros) for agg in self.aggregations))
 
 
+def scoring_time(as_of: Any) -> Any:
+    """A scoring time as a UTC ``pandas.Timestamp`` in microseconds; a naive time is read as
+    UTC. Raises ``DefinitionError`` for anything that is not a single time."""
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(as_of)
+    except (TypeError, ValueError):
+        raise DefinitionError(f"scoring time {as_of!r} is not a time") from None
+    if stamp is pd.NaT:
+        raise DefinitionError("the scoring time is missing")
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.as_unit("us")
+
+
 def _fail(definition: str, message: str) -> DefinitionError:
     return DefinitionError(f"feature definition {definition!r}: {message}")
 

@@ -161,3 +161,29 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
             .select(*(F.col(c).cast(entity_type).alias(c) if c == entity else F.col(c)
                       for c in spine.columns),
                     *(column.alias(name) for name, column in features.items())))
+
+
+def scoring_set_spark(fs: FeatureSet, events: DataFrame, as_of: object,
+                      entities: DataFrame | None = None) -> DataFrame:
+    """The features of ``fs`` as of one time for every entity: the same point-in-time join as
+    ``training_set_spark`` over a spine of ``(entity, as_of)`` rows.
+
+    The entities are those of ``entities`` (its entity column, deduplicated) or, by default,
+    every entity with an event the window contract can see at ``as_of`` (before it, or at it
+    when inclusive); an entity whose events are all older than every window gets the defaults.
+    Distinct entities come from a shuffle (no collect).
+    """
+    from pyspark.sql import functions as F
+
+    from engine.features.definitions import scoring_time
+
+    at = scoring_time(as_of)
+    if entities is None:
+        check_inputs(fs, spark_column_kinds(events.schema),
+                     {fs.entity: spark_column_kinds(events.schema).get(fs.entity, "?"), fs.as_of: "timestamp"})
+        seen = F.col(fs.timestamp) <= F.lit(at.to_pydatetime()) if fs.inclusive else \
+            F.col(fs.timestamp) < F.lit(at.to_pydatetime())
+        entities = events.where(F.col(fs.entity).isNotNull() & seen)
+    spine = entities.select(fs.entity).distinct().withColumn(
+        fs.as_of, F.lit(at.to_pydatetime()).cast("timestamp"))
+    return training_set_spark(fs, events, spine)
