@@ -285,3 +285,18 @@ def test_expression_operators_match_duckdb(engine_name, request, ours, sql):
         inputs = {name: X.pandas_input(frame[name], kind) for name, kind in KINDS.items()}
         got = X.to_pandas(X.evaluate(tree, inputs, len(frame)))
     assert _comparable(got) == _comparable(want)
+
+
+def test_the_rich_example_definition_fits_the_demo_events():
+    from engine.demo_data import EVENTS_SCHEMA, LABELS_SCHEMA
+
+    def kinds(schema) -> dict[str, str]:
+        import pyarrow as pa
+
+        return {f.name: ("int" if pa.types.is_integer(f.type) else "float" if pa.types.is_floating(f.type)
+                         else "timestamp" if pa.types.is_timestamp(f.type) else "string") for f in schema}
+
+    fs = load_feature_set("conf/features/customer_rich.yaml")
+    check_inputs(fs, kinds(EVENTS_SCHEMA), kinds(LABELS_SCHEMA))
+    assert len(fs.feature_names()) == 36
+    assert fs.event_columns() == ["customer_id", "event_time", "amount", "category"]
