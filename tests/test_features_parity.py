@@ -393,3 +393,109 @@ def test_scoring_set_of_given_entities_keeps_unknown_ones_with_defaults(engine_n
                           "row_id": np.arange(2, dtype="int64")})
     case = Case(specs=KITCHEN_SINK.specs[:1])
     assert_same_features(got.assign(row_id=np.arange(2, dtype="int64")), reference(case, fs, ev, spine), fs)
+
+
+# ---------------------------------------------------------------------------------------------
+# named corners of the contract, on both engines
+
+
+def corner_events(rows: list[tuple[str, pd.Timestamp, float | None, str | None]]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "customer_id": pd.array([r[0] for r in rows], dtype="string"),
+        "event_time": pd.Series([r[1] for r in rows], dtype="datetime64[us, UTC]"),
+        "amount": pd.Series([r[2] for r in rows], dtype="float64"),
+        "category": pd.array([r[3] for r in rows], dtype="string"),
+        "qty": np.zeros(len(rows), dtype="int64"),
+    })
+
+
+def corner_spine(rows: list[tuple[str, pd.Timestamp]]) -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": pd.array([r[0] for r in rows], dtype="string"),
+                         "as_of": pd.Series([r[1] for r in rows], dtype="datetime64[us, UTC]"),
+                         "row_id": np.arange(len(rows), dtype="int64")})
+
+
+def corner(definition_aggs: list[dict], **top) -> FeatureSet:
+    return load_feature_set({"name": "corner", "entity": "customer_id", "timestamp": "event_time",
+                             "aggregations": definition_aggs, **top})
+
+
+def by_row(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values("row_id").reset_index(drop=True)
+
+
+def test_last_value_is_the_greatest_among_ties_at_the_latest_time(compute):
+    fs = corner([{"column": "amount", "functions": ["last"], "windows": ["1d"]}])
+    at = T0 - HOUR
+    ev = corner_events([("a", at, 5.0, None), ("a", at, 9.0, None), ("a", at, None, None),
+                        ("a", at - HOUR, 100.0, None), ("b", at, None, None), ("b", at - HOUR, 3.0, None)])
+    got = by_row(compute(fs, ev, corner_spine([("a", T0), ("b", T0)])))
+    assert got["amount_last_1d"].tolist() == [9.0, 3.0]  # b: the latest non-null value
+
+
+def test_time_since_last_is_seconds_to_the_as_of_time_and_zero_at_it_when_inclusive(compute):
+    aggs = [{"column": "amount", "functions": ["time_since_last", "count"], "windows": ["1d"]}]
+    ev = corner_events([("a", T0 - pd.Timedelta(seconds=90, microseconds=500), 1.0, None), ("a", T0, None, None)])
+    sp = corner_spine([("a", T0), ("z", T0)])
+    got = by_row(compute(corner(aggs), ev, sp))
+    assert got["amount_time_since_last_1d"].iloc[0] == 90.0005
+    assert np.isnan(got["amount_time_since_last_1d"].iloc[1])
+    got = by_row(compute(corner(aggs, inclusive=True), ev, sp))
+    assert got["amount_time_since_last_1d"].tolist()[0] == 0.0
+    assert got["amount_count_1d"].tolist() == [2, 0]
+
+
+def test_ttl_gives_the_default_when_the_latest_event_is_older_than_the_ttl(compute):
+    fs = corner([{"column": "amount", "functions": ["sum", "max", "count"], "windows": ["30d"], "ttl": "2d",
+                  "default": -1}])
+    ev = corner_events([("a", T0 - 10 * 24 * HOUR, 4.0, None),                      # stale for a
+                        ("b", T0 - 10 * 24 * HOUR, 4.0, None), ("b", T0 - 2 * 24 * HOUR, 6.0, None)])
+    got = by_row(compute(fs, ev, corner_spine([("a", T0), ("b", T0), ("c", T0)])))
+    assert got["amount_sum_30d"].tolist() == [-1.0, 10.0, -1.0]
+    assert got["amount_max_30d"].tolist() == [-1.0, 6.0, -1.0]
+    assert got["amount_count_30d"].tolist() == [-1, 2, -1]
+
+
+def test_defaults_apply_without_history_but_not_to_a_window_of_null_values(compute):
+    fs = corner([{"column": "amount", "functions": ["sum", "mean", "min"], "windows": ["1d"], "default": 7},
+                 {"column": "amount", "prefix": "plain", "functions": ["sum", "mean", "distinct_count"],
+                  "windows": ["1d"]}])
+    ev = corner_events([("a", T0 - HOUR, None, None), ("a", T0 - HOUR, np.nan, None)])
+    got = by_row(compute(fs, ev, corner_spine([("a", T0), ("new", T0)])))
+    assert got["amount_sum_1d"].tolist() == [0.0, 7.0]      # events, but no values: the sum is 0
+    assert np.isnan(got["amount_mean_1d"].iloc[0]) and got["amount_mean_1d"].iloc[1] == 7.0
+    assert np.isnan(got["amount_min_1d"].iloc[0]) and got["amount_min_1d"].iloc[1] == 7.0
+    assert got["plain_sum_1d"].tolist() == [0.0, 0.0]
+    assert got["plain_mean_1d"].isna().tolist() == [True, True]
+    assert got["plain_distinct_count_1d"].tolist() == [0, 0]
+
+
+def test_a_null_filter_condition_drops_the_event(compute):
+    fs = corner([{"column": "amount", "functions": ["count", "sum"], "windows": ["1d"], "prefix": "not_travel",
+                  "where": "NOT category = 'travel'"}])
+    ev = corner_events([("a", T0 - HOUR, 1.0, "travel"), ("a", T0 - HOUR, 2.0, None), ("a", T0 - HOUR, 4.0, "food")])
+    got = by_row(compute(fs, ev, corner_spine([("a", T0)])))
+    assert got["not_travel_count_1d"].tolist() == [1]
+    assert got["not_travel_sum_1d"].tolist() == [4.0]
+
+
+def test_distinct_count_and_stddev(compute):
+    fs = corner([{"column": "category", "functions": ["distinct_count"], "windows": ["1d", "7d"]},
+                 {"column": "amount", "functions": ["stddev"], "windows": ["1d", "7d"]}])
+    ev = corner_events([("a", T0 - HOUR, 1.0, "x"), ("a", T0 - 2 * HOUR, None, "x"), ("a", T0 - 3 * HOUR, None, None),
+                        ("a", T0 - 48 * HOUR, 3.0, "y"), ("a", T0 - 49 * HOUR, 5.0, "z")])
+    got = by_row(compute(fs, ev, corner_spine([("a", T0)])))
+    assert got["category_distinct_count_1d"].tolist() == [1]
+    assert got["category_distinct_count_7d"].tolist() == [3]
+    assert np.isnan(got["amount_stddev_1d"].iloc[0])  # one value: no sample deviation
+    assert got["amount_stddev_7d"].iloc[0] == pytest.approx(2.0, rel=1e-15)
+
+
+def test_derived_division_by_zero_is_null_unless_defaulted(compute):
+    fs = corner([{"column": "amount", "functions": ["sum", "count"], "windows": ["1d"]}],
+                derived={"avg": "amount_sum_1d / amount_count_1d",
+                         "avg0": {"expr": "amount_sum_1d / amount_count_1d", "default": 0}})
+    ev = corner_events([("a", T0 - HOUR, 3.0, None), ("a", T0 - HOUR, 5.0, None)])
+    got = by_row(compute(fs, ev, corner_spine([("a", T0), ("b", T0)])))
+    assert got["avg"].iloc[0] == 4.0 and np.isnan(got["avg"].iloc[1])
+    assert got["avg0"].tolist() == [4.0, 0.0]
