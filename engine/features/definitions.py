@@ -60,7 +60,7 @@ FUNCTIONS: tuple[str, ...] = get_args(Function)
 INTEGER_FUNCTIONS = frozenset({"count", "distinct_count"})
 # Functions that read the aggregated column's values as numbers.
 NUMERIC_FUNCTIONS = frozenset({"sum", "mean", "min", "max", "stddev", "last"})
-_BUILTIN_DEFAULTS: dict[str, float | int | None] = {"count": 0, "distinct_count": 0, "sum": 0.0}
+BUILTIN_DEFAULTS: dict[str, float | int | None] = {"count": 0, "distinct_count": 0, "sum": 0.0}
 
 # Bump when the meaning of a feature changes (window bounds, null handling, defaults): the
 # definition hash then changes, so tables and models built under the old meaning are not reused.
@@ -300,7 +300,7 @@ def _aggregations(definition: str, items: Any, ttl: timedelta | None) -> tuple[A
         for function in functions:
             default = (_number(definition, f"{where} ({function} of {column!r})", item["default"],
                                function in INTEGER_FUNCTIONS)
-                       if "default" in item else _BUILTIN_DEFAULTS.get(function))
+                       if "default" in item else BUILTIN_DEFAULTS.get(function))
             if function == "sum" and default is not None:
                 default = float(default)
             for text in windows:
@@ -453,7 +453,7 @@ def canonical_json(fs: FeatureSet) -> str:
             doc["where"] = a.where.canonical
         if a.prefix is not None:
             doc["prefix"] = a.prefix
-        if a.default != _BUILTIN_DEFAULTS.get(a.function):
+        if a.default != BUILTIN_DEFAULTS.get(a.function):
             doc["default"] = a.default
         if a.ttl is not None:
             doc["ttl_us"] = a.ttl_micros

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from engine.features import expressions as X
-from engine.features.definitions import Aggregation, Expression, FeatureSet
+from engine.features.definitions import BUILTIN_DEFAULTS, Aggregation, Expression, FeatureSet
 
 PREFIX = "__lakescore_"
 AS_OF_MICROS = PREFIX + "as_of_us"
@@ -102,11 +102,15 @@ class Plan:
                 value = X.Case(((X.Binary(">=", n, X.Lit(2.0)), self._stat("std", values, w)),), None)
             else:
                 value = self._stat({"min": "min", "max": "max", "last": "last"}[agg.function], values, w)
+        default = X.Lit(None if agg.default is None else float(agg.default))
+        if agg.default == BUILTIN_DEFAULTS.get(agg.function) and agg.ttl_micros is None:
+            # Over an empty window every function already gives its built-in default (0 for
+            # count, distinct_count and sum, null otherwise): no emptiness check to compute.
+            return value
         empty: X.Expr = X.Binary("=", self._stat("count", events, w), X.Lit(0.0))
         if agg.ttl_micros is not None:
             stale = X.Binary("=", self._stat("count", events, agg.ttl_micros), X.Lit(0.0))
             empty = X.Binary("OR", empty, stale)
-        default = X.Lit(None if agg.default is None else float(agg.default))
         return X.Case(((empty, default),), value)
 
     @cached_property
