@@ -44,6 +44,10 @@ class Backend(Protocol):
     def training_set(self, definition: FeatureSet, events: Any, spine: Any) -> Any:
         """Every spine row with its features as of the row's time (point-in-time correct)."""
 
+    def scoring_set(self, definition: FeatureSet, events: Any, as_of: Any, entities: Any = None) -> Any:
+        """The same features as of one time for every entity (of ``entities``, or seen in
+        ``events`` by then): training and scoring share one definition, so they cannot skew."""
+
     def rewrite_files(self, table: TableRef, files: Sequence[TableFile],
                       files_out: int) -> list[WrittenFile]:
         """The rows of ``files`` rewritten as ``files_out`` new, uncommitted files (compaction)."""

@@ -111,7 +111,8 @@ def build_features(backend: Backend, ctx: RunContext, spine_table: str, output_t
 
     definition = feature_set(ctx.conf)
     with ctx.summary.stage(stage, backend.name) as record:
-        events = backend.read(ctx.table("events"), columns=definition.event_columns())
+        events = backend.read(ctx.table("events"), version=definition.source_version,
+                              columns=definition.event_columns())
         spine = backend.read(ctx.table(spine_table))
         frame = backend.training_set(definition, events.frame, spine.frame)
         record.rows_in = row_count(spine.table, spine.version)

@@ -42,6 +42,11 @@ class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift):
 
         return training_set_dask(definition, events, spine)
 
+    def scoring_set(self, definition, events, as_of, entities=None):
+        from engine.features.dask import scoring_set_dask
+
+        return scoring_set_dask(definition, events, as_of, entities)
+
     def validate(self, frame, suite, table):
         from engine.validation.dask import validate_dask
 

@@ -46,6 +46,11 @@ class SparkBackend(CanTrainMllib, CanConcat, CanQuarantine, CanProfile, CanMeasu
 
         return training_set_spark(definition, events, spine)
 
+    def scoring_set(self, definition, events, as_of, entities=None):
+        from engine.features.spark import scoring_set_spark
+
+        return scoring_set_spark(definition, events, as_of, entities)
+
     def validate(self, frame, suite, table):
         from engine.validation.spark import validate_spark
 

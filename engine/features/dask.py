@@ -4,8 +4,11 @@ The spine and the events are hash-partitioned by entity into the same number of 
 (Dask's shuffle assigns a key to the same partition in both), so each pair of partitions holds
 every event of its spine rows' entities and nothing is ever gathered on one worker. Per pair,
 events are sorted by (entity, time, values); one merged sort finds each spine row's window
-``[as_of - window, as_of)`` as a slice of that order, and sums are added left to right in that
-order, exactly as Spark's window frame adds them, so both engines give bit-identical numbers.
+``[as_of - window, as_of)`` as a slice of that order, and each statistic of the plan
+(``engine.features.plan``) is a pass over those slices: counts and latest values by prefix
+arrays, sums, standard deviations, minima, maxima and distinct counts by folding each slice
+left to right, exactly as Spark's window frame folds its buffer, so both engines give
+bit-identical numbers. Each feature is then the plan's expression over the statistics.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from engine.features.definitions import FeatureSet, check_inputs
+from engine.features import expressions as X
+from engine.features.definitions import FeatureSet, check_inputs, event_kinds
+from engine.features.plan import AS_OF_MICROS, Plan
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -67,31 +72,108 @@ def _micros(times: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return micros, valid
 
 
-def _values(column: pd.Series) -> np.ndarray:
-    """float64 values with null (and NaN) as NaN."""
-    return pd.to_numeric(column, errors="raise").astype("float64").to_numpy(na_value=np.nan)
+def _slices(lo: np.ndarray, hi: np.ndarray):
+    """Walk every slice ``[lo[i], hi[i])`` left to right, all slices at once.
+
+    Yields ``(order, active, positions)``: rows are taken longest first (``order``), so step
+    ``j`` touches only the ``active`` first of them, which still have a ``j``-th element, at
+    ``positions``. The work is the total slice length, in as many NumPy steps as the longest
+    slice. Callers keep their state in ``order``'s row order and put it back at the end.
+    """
+    lengths = hi - lo
+    order = np.argsort(-lengths, kind="stable")
+    starts, descending = lo[order], lengths[order]
+    longest = int(descending[0]) if len(descending) else 0
+    for j in range(longest):
+        active = int(np.searchsorted(-descending, -j, side="left"))
+        yield order, active, starts[:active] + j
+
+
+def _unorder(order: np.ndarray, values: np.ndarray) -> np.ndarray:
+    out = np.empty_like(values)
+    out[order] = values
+    return out
 
 
 def _left_fold_sums(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """``sum(values[lo[i]:hi[i]])`` added strictly left to right from 0.0, NaN skipped.
 
     The order matters: Spark's sliding window frame adds its buffer in this order, and a
-    pairwise or prefix-difference sum would differ in the last bits. Rows are processed longest
-    first, so step ``j`` touches only the rows that still have a ``j``-th value: the work is the
-    total window length, in as many NumPy steps as the longest window.
+    pairwise or prefix-difference sum would differ in the last bits.
     """
     addends = np.where(np.isnan(values), 0.0, values)
-    lengths = hi - lo
-    order = np.argsort(-lengths, kind="stable")
-    starts, descending = lo[order], lengths[order]
     acc = np.zeros(len(lo), dtype="float64")
-    longest = int(descending[0]) if len(descending) else 0
-    for j in range(longest):
-        active = int(np.searchsorted(-descending, -j, side="left"))
-        acc[:active] += addends[starts[:active] + j]
-    sums = np.empty_like(acc)
-    sums[order] = acc
-    return sums
+    order = np.arange(len(lo))
+    for order, active, at in _slices(lo, hi):
+        acc[:active] += addends[at]
+    return _unorder(order, acc) if len(lo) else acc
+
+
+def _extremes(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, largest: bool) -> np.ndarray:
+    """Minimum (or maximum) of the non-NaN values of each slice; NaN for none."""
+    pick = np.fmax if largest else np.fmin
+    acc = np.full(len(lo), np.nan)
+    order = np.arange(len(lo))
+    for order, active, at in _slices(lo, hi):
+        acc[:active] = pick(acc[:active], values[at])
+    return _unorder(order, acc) if len(lo) else acc
+
+
+def _stddevs(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Sample standard deviation of each slice's non-NaN values by Welford's update, step for
+    step as Spark's ``stddev_samp`` (``CentralMomentAgg``) does it; NaN for fewer than two."""
+    n, avg, m2 = (np.zeros(len(lo)) for _ in range(3))
+    order = np.arange(len(lo))
+    for order, active, at in _slices(lo, hi):
+        x = values[at]
+        present = ~np.isnan(x)
+        new_n = n[:active] + 1.0
+        delta = x - avg[:active]
+        delta_n = delta / new_n
+        new_avg = avg[:active] + delta_n
+        new_m2 = m2[:active] + delta * (delta - delta_n)
+        n[:active] = np.where(present, new_n, n[:active])
+        avg[:active] = np.where(present, new_avg, avg[:active])
+        m2[:active] = np.where(present, new_m2, m2[:active])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.where(n >= 2, np.sqrt(m2 / (n - 1.0)), np.nan)
+    return _unorder(order, std) if len(lo) else std
+
+
+def _distinct_counts(codes: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Distinct non-null values per slice, for ``codes`` (one int per value, -1 for null) of
+    events sorted by entity: an element counts when its value did not occur earlier in the
+    slice, i.e. when its previous occurrence lies before the slice's start."""
+    n = len(codes)
+    previous = np.full(n, -1, dtype="int64")
+    valid = codes >= 0
+    if n:
+        by_value = np.lexsort((np.arange(n), codes))
+        same = codes[by_value][1:] == codes[by_value][:-1]
+        previous[by_value[1:][same]] = by_value[:-1][same]
+    acc = np.zeros(len(lo), dtype="int64")
+    order = np.arange(len(lo))
+    for order, active, at in _slices(lo, hi):
+        acc[:active] += valid[at] & (previous[at] < lo[order[:active]])
+    return (_unorder(order, acc) if len(lo) else acc).astype("float64")
+
+
+def _tie_group_max(values: np.ndarray, codes: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """For each element of the (entity, time)-sorted events: the greatest non-NaN value among
+    the events of the same entity at the same time (NaN if none)."""
+    if not len(values):
+        return values
+    starts = np.flatnonzero(np.concatenate([[True], (codes[1:] != codes[:-1]) | (times[1:] != times[:-1])]))
+    with np.errstate(invalid="ignore"):
+        group_max = np.fmax.reduceat(values, starts)
+    return np.repeat(group_max, np.diff(np.append(starts, len(values))))
+
+
+def _latest_before(present: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """For each ``hi``: the greatest index ``j < hi`` with ``present[j]``, or -1."""
+    index = np.where(present, np.arange(len(present)), -1)
+    latest = np.concatenate([[-1], np.maximum.accumulate(index)]) if len(present) else np.array([-1])
+    return latest[hi]
 
 
 def _positions(event_codes: np.ndarray, event_times: np.ndarray, query_codes: np.ndarray,
@@ -112,15 +194,54 @@ def _positions(event_codes: np.ndarray, event_times: np.ndarray, query_codes: np
     return out
 
 
-def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: FeatureSet) -> pd.DataFrame:
+def _prepared_inputs(plan: Plan, events: pd.DataFrame, kinds: dict[str, str]) -> list[np.ndarray]:
+    """Each plan input over the events (see ``engine.features.plan.Input``): float64 with NaN
+    as null for numeric inputs and indicators, factorized codes (-1 null) for raw values."""
+    n = len(events)
+    computed = plan.fs.computed()
+    cache: dict[str, X._Value] = {}
+
+    def column(name: str) -> X._Value:
+        if name not in cache:
+            if name in computed:
+                sources = {c: column(c) for c in X.columns_of(computed[name].tree)}
+                cache[name] = X.evaluate(computed[name].tree, sources, n)
+            else:
+                cache[name] = X.pandas_input(events[name], kinds[name])
+        return cache[name]
+
+    out = []
+    for item in plan.inputs:
+        keep = np.ones(n, dtype=bool)
+        if item.where is not None:
+            condition = X.evaluate(item.where.tree, {c: column(c) for c in X.columns_of(item.where.tree)}, n)
+            keep = condition.data.astype(bool) & condition.valid
+        if item.column is None:
+            out.append(np.where(keep, 1.0, np.nan))
+            continue
+        value = column(item.column)
+        present = keep & value.valid
+        if item.numeric:
+            data = value.data.astype("float64") if value.type != "bool" else value.data.astype("float64")
+            out.append(np.where(present, data, np.nan))
+        else:
+            codes, _ = pd.factorize(pd.Series(np.where(present, value.data, None), dtype=object),
+                                    use_na_sentinel=True)
+            out.append(codes.astype("int64"))
+    return out
+
+
+def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: FeatureSet,
+                          kinds: dict[str, str] | None = None) -> pd.DataFrame:
     """``spine`` with one column per feature, computed from ``events`` (which must hold every
     event of the spine's entities). Pure pandas/NumPy; the spine's rows, order and index are
     kept."""
-    summed = fs.summed_columns()
+    plan = Plan(fs)
+    kinds = kinds if kinds is not None else pandas_column_kinds(events.dtypes)
     ev_times, ev_valid = _micros(events[fs.timestamp])
     ev_valid &= events[fs.entity].notna().to_numpy()
     ev_times = ev_times[ev_valid]
-    ev_values = [_values(events[c])[ev_valid] for c in summed]
+    inputs = [values[ev_valid] for values in _prepared_inputs(plan, events, kinds)]
 
     q_times, q_valid = _micros(spine[fs.as_of])
     entities = pd.concat([events[fs.entity][ev_valid], spine[fs.entity]], ignore_index=True)
@@ -129,62 +250,103 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
     ev_codes, q_codes = codes[:n_events], codes[n_events:]
     q_valid &= q_codes >= 0
 
-    # Same order as Spark's sort: entity, time, then values ascending with nulls last.
-    order = np.lexsort((*reversed(ev_values), ev_times, ev_codes))
+    # Same order as Spark's sort: entity, time, then the added values ascending, nulls last.
+    sort_values = [inputs[i] for i in plan.sort_inputs]
+    order = np.lexsort((*reversed(sort_values), ev_times, ev_codes))
     ev_codes, ev_times = ev_codes[order], ev_times[order]
-    ev_values = [v[order] for v in ev_values]
-    present = {c: np.concatenate([[0], np.cumsum(~np.isnan(v))]) for c, v in zip(summed, ev_values)}
+    inputs = [values[order] for values in inputs]
 
     # Invalid queries (null entity or as-of time) get an empty window: the defaults.
     q_codes = np.where(q_valid, q_codes, -1)
-    windows = sorted({agg.micros for agg in fs.aggregations})
-    hi, *los = _positions(ev_codes, ev_times, q_codes, [q_times, *(q_times - w for w in windows)])
+    windows = plan.windows()
+    upper = q_times + 1 if fs.inclusive else q_times
+    hi, *los = _positions(ev_codes, ev_times, q_codes, [upper, *(q_times - w for w in windows)])
     lo_of = {w: np.where(q_valid, lo, hi) for w, lo in zip(windows, los)}
-    columns: dict[str, np.ndarray] = {}
-    sums: dict[tuple[str, int], np.ndarray] = {}
-    for agg in fs.aggregations:
-        lo = lo_of[agg.micros]
-        if agg.function == "count":
-            columns[agg.name] = (hi - lo).astype("int64")
-            continue
-        key = (agg.column, agg.micros)
-        if key not in sums:
-            sums[key] = _left_fold_sums(ev_values[summed.index(agg.column)], lo, hi)
-        total = sums[key]
-        if agg.function == "sum":
-            columns[agg.name] = total
-        else:
-            n = present[agg.column][hi] - present[agg.column][lo]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                columns[agg.name] = np.where(n > 0, total / n, np.nan)
-    return spine.assign(**{name: pd.Series(values, index=spine.index, dtype=_dtype(fs, name))
-                           for name, values in columns.items()})
 
+    stats: dict[str, X._Value] = {}
+    for stat in plan.stats:
+        values, lo = inputs[stat.input], lo_of[stat.micros]
+        if stat.kind in ("count", "n"):
+            prefix = np.concatenate([[0], np.cumsum(~np.isnan(values))])
+            result = (prefix[hi] - prefix[lo]).astype("float64")
+        elif stat.kind == "sum":
+            result = _left_fold_sums(values, lo, hi)
+        elif stat.kind in ("min", "max"):
+            result = _extremes(values, lo, hi, largest=stat.kind == "max")
+        elif stat.kind == "std":
+            result = _stddevs(values, lo, hi)
+        elif stat.kind == "distinct":
+            result = _distinct_counts(values, lo, hi)
+        else:  # last, last_time: the latest present element before hi, if it is in the slice
+            latest = _latest_before(~np.isnan(values), hi)
+            found = latest >= lo
+            # Window bounds are times, so a tie group (same entity and time) is never split:
+            # the latest value is the greatest of the latest group.
+            source = _tie_group_max(values, ev_codes, ev_times) if stat.kind == "last" else ev_times
+            safe = np.where(found, latest, 0)
+            result = np.where(found, source[safe].astype("float64") if len(source) else np.nan, np.nan)
+        stats[stat.name] = X._Value("num", result, ~np.isnan(result))
+    stats[AS_OF_MICROS] = X._Value("num", q_times.astype("float64"), q_valid.copy())
 
-def _dtype(fs: FeatureSet, name: str) -> str:
-    return next(agg.dtype for agg in fs.aggregations if agg.name == name)
+    columns: dict[str, pd.Series] = {}
+    dtypes = fs.dtypes()
+    for name in fs.feature_names():
+        value = X.evaluate(plan.features[name], stats, len(spine))
+        stats[name] = value
+        series = X.to_pandas(value, index=spine.index)
+        columns[name] = series.astype(dtypes[name])
+    return spine.assign(**columns)
 
 
 def training_set_dask(fs: FeatureSet, events: dd.DataFrame, spine: dd.DataFrame) -> dd.DataFrame:
     """Every row of ``spine`` exactly once, with one column per feature of ``fs``.
 
     A feature of a spine row is computed over the events of the same entity with
-    ``as_of - window <= event_time < as_of`` (see ``engine.features.definitions`` for nulls and
-    defaults). Spine columns and dtypes are kept; features are ``int64`` (count) or ``float64``
-    (sum, mean; NaN for a null mean). Lazy; each worker holds one entity-hash partition of the
-    events at a time. Raises ``DefinitionError`` / ``SchemaMismatch`` (from dtypes only) before
-    any task runs.
+    ``as_of - window <= event_time < as_of`` (see ``engine.features.definitions`` for filters,
+    nulls, defaults and ttl). Spine columns and dtypes are kept; features are ``int64`` (count,
+    distinct_count) or ``float64`` (NaN for null). Lazy; each worker holds one entity-hash
+    partition of the events at a time. Raises ``DefinitionError`` / ``SchemaMismatch`` (from
+    dtypes only) before any task runs.
     """
     import dask.dataframe as dd
 
-    check_inputs(fs, pandas_column_kinds(events.dtypes), pandas_column_kinds(spine.dtypes))
-    events = events[[fs.entity, fs.timestamp, *fs.summed_columns()]]
+    kinds = pandas_column_kinds(events.dtypes)
+    check_inputs(fs, kinds, pandas_column_kinds(spine.dtypes))
+    events = events[[c for c in fs.event_columns() if c in kinds]]
     if pandas_kind(events.dtypes[fs.entity]) == "string":
         # Dask hashes numbers as float64 whatever their width, but strings by dtype.
         events = events.astype({fs.entity: spine.dtypes[fs.entity]})
     n = max(events.npartitions, spine.npartitions)
     events = events.shuffle(on=fs.entity, npartitions=n)
     spine_parts = spine.shuffle(on=fs.entity, npartitions=n)
-    meta = features_of_partition(spine._meta, events._meta, fs)
-    return dd.map_partitions(features_of_partition, spine_parts, events, fs, meta=meta,
+    meta = features_of_partition(spine._meta, events._meta, fs, kinds)
+    return dd.map_partitions(features_of_partition, spine_parts, events, fs, kinds, meta=meta,
                              align_dataframes=False, enforce_metadata=False)
+
+
+def scoring_set_dask(fs: FeatureSet, events: dd.DataFrame, as_of: object,
+                     entities: dd.DataFrame | None = None) -> dd.DataFrame:
+    """The features of ``fs`` as of one time for every entity: the same point-in-time join as
+    ``training_set_dask`` over a spine of ``(entity, as_of)`` rows.
+
+    The entities are those of ``entities`` (its entity column, deduplicated) or, by default,
+    every entity with an event the window contract can see at ``as_of`` (before it, or at it
+    when inclusive); an entity whose events are all older than every window gets the defaults.
+    Entities are deduplicated by a hash shuffle into as many partitions as the events have, so
+    no worker holds them all.
+    """
+    from engine.features.definitions import scoring_time
+
+    at = scoring_time(as_of)
+    kinds = pandas_column_kinds(events.dtypes)
+    if entities is None:
+        check_inputs(fs, kinds, {fs.entity: kinds.get(fs.entity, "?"), fs.as_of: "timestamp"})
+        times = events[fs.timestamp]
+        if pandas_kind(times.dtype) == "timestamp" and getattr(times.dtype, "tz", None) is None:
+            times = times.dt.tz_localize("UTC")
+        seen = (times <= at) if fs.inclusive else (times < at)
+        entities = events[~events[fs.entity].isna() & seen]
+    keys = entities[[fs.entity]].drop_duplicates(split_out=max(events.npartitions, 1))
+    spine = keys.assign(**{fs.as_of: at})
+    spine = spine.astype({fs.as_of: "datetime64[us, UTC]"})
+    return training_set_dask(fs, events, spine)

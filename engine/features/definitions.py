@@ -1,20 +1,39 @@
 """Feature definitions: plain typed data, validated at load, shared by every engine.
 
-A ``FeatureSet`` declares windowed aggregations of event columns per entity. Each engine
-compiles it into a point-in-time join (``engine.features.spark`` / ``engine.features.dask``);
-what both must agree on lives here, once: feature names, defaults, the window contract and the
-column kinds each input must have.
+A ``FeatureSet`` declares windowed aggregations of event columns per entity, optional computed
+event columns and filters (row-level expressions, ``engine.features.expressions``) and derived
+features over other features. Each engine compiles it into a point-in-time join
+(``engine.features.spark`` / ``engine.features.dask``) from the same plan
+(``engine.features.plan``); what both must agree on lives here, once: feature names, defaults,
+the window contract and the column kinds each input must have.
 
 Semantics (the contract both compilers implement and the parity tests check):
 
 - A spine row ``(entity, as_of)`` sees the events of the same entity with
   ``as_of - window <= event_time < as_of``: the lower bound is included, events at exactly
-  ``as_of`` (and after it) are excluded. Times are compared in whole microseconds.
-- ``count`` is the number of events in the window (events whose aggregated value is null count
-  too); it is 0 when there are none.
-- ``sum`` adds the non-null values (NaN is treated as null) in event-time order; 0.0 when there
-  are none. ``mean`` is that sum divided by the number of non-null values; null when there are
-  none. ``sum`` and ``mean`` are float64, ``count`` is int64.
+  ``as_of`` (and after it) are excluded. With ``inclusive: true`` the window is
+  ``as_of - window <= event_time <= as_of``. Times are compared in whole microseconds.
+- An aggregation's ``where`` condition (a boolean expression over event columns) keeps the
+  events for which it is true; a null condition drops the event. "The window's events" below
+  means the events of the window that pass ``where``.
+- ``count`` is the number of the window's events (events whose aggregated value is null count
+  too). ``sum`` adds the non-null values (NaN is treated as null) in (event time, value) order;
+  ``mean`` is that sum divided by the number of non-null values, null when there are none.
+  ``min``/``max`` are over the non-null values. ``stddev`` is the sample standard deviation
+  (``stddev_samp``: n - 1 in the denominator), computed by Welford's one-pass update in the same
+  order as ``sum``; null with fewer than two non-null values. ``distinct_count`` is the exact
+  number of distinct non-null values (of any kind). ``last`` is the latest non-null value by
+  event time; among values at the same latest time, the greatest wins. ``time_since_last`` is
+  ``as_of`` minus the latest event's time, in seconds (float64, microsecond precision).
+- Defaults: a feature whose window holds no events (none at all, none passing ``where``, an
+  entity without history, a null entity or as-of time) takes its ``default``; built in, that is
+  0 for ``count``, ``distinct_count`` and ``sum`` and null for every other function. A window
+  with events but no non-null values gives the function's own result (``sum`` 0.0, ``mean``
+  null). With a ``ttl``, a feature whose latest event (passing ``where``) is older than
+  ``as_of - ttl`` also takes its default: stale values are never served.
+- ``count`` and ``distinct_count`` are int64; every other feature is float64. Derived features
+  are float64 expressions over other features (null where the expression is null, e.g. a
+  division by zero, unless a ``default`` is given).
 - Events with a null entity or a null event time are never matched; spine rows with a null
   entity or a null as-of time get the defaults. Every spine row is kept exactly once
   (duplicates stay duplicates); row order is not preserved.
@@ -24,20 +43,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from engine.errors import DefinitionError, SchemaMismatch
+from engine.features import expressions as X
 
-Function = Literal["count", "sum", "mean"]
+Function = Literal["count", "sum", "mean", "min", "max", "stddev", "distinct_count", "last",
+                   "time_since_last"]
 FUNCTIONS: tuple[str, ...] = get_args(Function)
+INTEGER_FUNCTIONS = frozenset({"count", "distinct_count"})
+# Functions that read the aggregated column's values as numbers.
+NUMERIC_FUNCTIONS = frozenset({"sum", "mean", "min", "max", "stddev", "last"})
+BUILTIN_DEFAULTS: dict[str, float | int | None] = {"count": 0, "distinct_count": 0, "sum": 0.0}
 
 # Bump when the meaning of a feature changes (window bounds, null handling, defaults): the
 # definition hash then changes, so tables and models built under the old meaning are not reused.
+# (Options added later only enter the hash when used, so older definitions keep their hash.)
 SEMANTICS_VERSION = 1
 
 # Column kinds, as both engines report them (see ``spark_column_kinds`` / ``pandas_column_kinds``).
@@ -45,15 +72,19 @@ INTEGER_KINDS = frozenset({"int"})
 NUMERIC_KINDS = frozenset({"int", "float", "decimal"})
 ENTITY_KINDS = frozenset({"int", "string"})
 TIMESTAMP_KINDS = frozenset({"timestamp"})
+DISTINCT_KINDS = frozenset({"int", "float", "decimal", "string", "bool"})
 
 _UNITS = {"s": timedelta(seconds=1), "m": timedelta(minutes=1), "h": timedelta(hours=1),
           "d": timedelta(days=1), "w": timedelta(weeks=1)}
 _DURATION = re.compile(r"^([1-9][0-9]*)([smhdw])$")
-_TOP_KEYS = ("name", "entity", "timestamp", "as_of", "source", "aggregations")
+_TOP_KEYS = ("name", "entity", "timestamp", "as_of", "source", "source_version", "inclusive",
+             "ttl", "columns", "aggregations", "derived")
 _REQUIRED_TOP_KEYS = ("name", "entity", "timestamp", "aggregations")
-_AGG_KEYS = ("column", "functions", "windows")
+_AGG_KEYS = ("column", "functions", "windows", "where", "prefix", "default", "ttl")
+_DERIVED_KEYS = ("expr", "default")
 _DEFAULT_AS_OF = "as_of"
 _DEFAULT_SOURCE = "events"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -76,27 +107,67 @@ def window_micros(window: timedelta) -> int:
 
 
 @dataclass(frozen=True)
+class Expression:
+    """A parsed row-level expression and the text it was written as."""
+
+    text: str
+    tree: X.Expr = field(compare=False)
+
+    @property
+    def canonical(self) -> str:
+        return X.to_sql(self.tree)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Expression) and self.canonical == other.canonical
+
+    def __hash__(self) -> int:
+        return hash(self.canonical)
+
+
+@dataclass(frozen=True)
 class Aggregation:
-    """One feature: ``function`` of ``column`` over the ``window`` before each as-of time."""
+    """One feature: ``function`` of ``column`` over the ``window`` before each as-of time,
+    over the events that pass ``where`` (all when None)."""
 
     column: str
     function: Function
     window: timedelta
     window_text: str
+    where: Expression | None = None
+    prefix: str | None = None
+    default: float | int | None = None
+    ttl: timedelta | None = None
 
     @property
     def name(self) -> str:
-        """``{column}_{function}_{window}``, e.g. ``amount_sum_30d``."""
-        return f"{self.column}_{self.function}_{self.window_text}"
+        """``{prefix or column}_{function}_{window}``, e.g. ``amount_sum_30d``."""
+        return f"{self.prefix or self.column}_{self.function}_{self.window_text}"
 
     @property
     def micros(self) -> int:
         return window_micros(self.window)
 
     @property
+    def ttl_micros(self) -> int | None:
+        return None if self.ttl is None else window_micros(self.ttl)
+
+    @property
     def dtype(self) -> str:
-        """The output's NumPy dtype: ``int64`` for count, ``float64`` otherwise."""
-        return "int64" if self.function == "count" else "float64"
+        """The output's NumPy dtype: ``int64`` for count and distinct_count, ``float64`` otherwise."""
+        return "int64" if self.function in INTEGER_FUNCTIONS else "float64"
+
+
+@dataclass(frozen=True)
+class DerivedFeature:
+    """A float64 feature computed from other features of the same set (e.g. a ratio)."""
+
+    name: str
+    expression: Expression
+    default: float | None = None
+
+    @property
+    def dtype(self) -> str:
+        return "float64"
 
 
 @dataclass(frozen=True)
@@ -109,24 +180,58 @@ class FeatureSet:
     as_of: str
     source: str
     aggregations: tuple[Aggregation, ...]
+    columns: tuple[tuple[str, Expression], ...] = ()
+    derived: tuple[DerivedFeature, ...] = ()
+    inclusive: bool = False
+    source_version: int | None = None
 
     def feature_names(self) -> list[str]:
-        """Output feature columns, in declaration order (column, then function, then window)."""
-        return [agg.name for agg in self.aggregations]
+        """Output feature columns: aggregations in declaration order (column, then function,
+        then window), then derived features in declaration order."""
+        return [agg.name for agg in self.aggregations] + [d.name for d in self.derived]
+
+    def dtypes(self) -> dict[str, str]:
+        """Feature name → NumPy dtype of every output feature."""
+        return {**{a.name: a.dtype for a in self.aggregations},
+                **{d.name: d.dtype for d in self.derived}}
+
+    def computed(self) -> dict[str, Expression]:
+        """Computed event column name → expression over source columns."""
+        return dict(self.columns)
 
     def event_columns(self) -> list[str]:
-        """The columns read from the source: entity, event time, then each aggregated column once."""
-        return list(dict.fromkeys([self.entity, self.timestamp,
-                                   *(agg.column for agg in self.aggregations)]))
-
-    def summed_columns(self) -> list[str]:
-        """Event columns whose values are added (``sum`` or ``mean``), each once, in declaration
-        order. ``count`` needs no values: it counts events."""
-        return list(dict.fromkeys(a.column for a in self.aggregations if a.function != "count"))
+        """The columns read from the source: entity, event time, then every source column an
+        aggregation, a computed column or a filter reads, each once."""
+        computed = self.computed()
+        used: list[str] = []
+        for agg in self.aggregations:
+            if agg.column in computed:
+                used += X.columns_of(computed[agg.column].tree)
+            else:
+                used.append(agg.column)
+            if agg.where is not None:
+                for column in X.columns_of(agg.where.tree):
+                    used += X.columns_of(computed[column].tree) if column in computed else [column]
+        return list(dict.fromkeys([self.entity, self.timestamp, *used]))
 
     def windows(self) -> list[tuple[str, int]]:
         """Distinct windows as ``(text, microseconds)``, in declaration order."""
         return list(dict.fromkeys((agg.window_text, agg.micros) for agg in self.aggregations))
+
+
+def scoring_time(as_of: Any) -> Any:
+    """A scoring time as a UTC ``pandas.Timestamp`` in microseconds; a naive time is read as
+    UTC. Raises ``DefinitionError`` for anything that is not a single time."""
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(as_of)
+    except (TypeError, ValueError):
+        raise DefinitionError(f"scoring time {as_of!r} is not a time") from None
+    if stamp is pd.NaT:
+        raise DefinitionError("the scoring time is missing")
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.as_unit("us")
 
 
 def _fail(definition: str, message: str) -> DefinitionError:
@@ -140,7 +245,25 @@ def _name(definition: str, mapping: Mapping[str, Any], key: str, default: str | 
     return value
 
 
-def _aggregations(definition: str, items: Any) -> tuple[Aggregation, ...]:
+def _expression(definition: str, where: str, text: Any) -> Expression:
+    try:
+        return Expression(text=str(text).strip(), tree=X.parse_expression(text))
+    except DefinitionError as exc:
+        raise _fail(definition, f"{where} expression {text!r} is not supported: {exc}") from None
+
+
+def _number(definition: str, where: str, value: Any, integer: bool) -> float | int | None:
+    if value is None and not integer:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if integer and not (ok and float(value).is_integer()):
+        raise _fail(definition, f"{where}: default must be a whole number for this function, got {value!r}")
+    if not ok:
+        raise _fail(definition, f"{where}: default must be null or a finite number, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _aggregations(definition: str, items: Any, ttl: timedelta | None) -> tuple[Aggregation, ...]:
     if not isinstance(items, list) or not items:
         raise _fail(definition, f"key 'aggregations' must be a non-empty list, got {items!r}")
     out: list[Aggregation] = []
@@ -163,19 +286,84 @@ def _aggregations(definition: str, items: Any) -> tuple[Aggregation, ...]:
             if function not in FUNCTIONS:
                 raise _fail(definition, f"{where}.functions of column {column!r}: unsupported function "
                                         f"{function!r}; choose from {', '.join(FUNCTIONS)}")
+        condition = (_expression(definition, f"{where}.where of column {column!r}", item["where"])
+                     if item.get("where") is not None else None)
+        prefix = item.get("prefix")
+        if prefix is not None and (not isinstance(prefix, str) or not _NAME.match(prefix)):
+            raise _fail(definition, f"{where}.prefix must be a name of letters, digits and _, got {prefix!r}")
+        agg_ttl = ttl
+        if item.get("ttl") is not None:
+            try:
+                agg_ttl = parse_duration(item["ttl"])
+            except DefinitionError as exc:
+                raise _fail(definition, f"{where}.ttl of column {column!r}: {exc}") from None
         for function in functions:
+            default = (_number(definition, f"{where} ({function} of {column!r})", item["default"],
+                               function in INTEGER_FUNCTIONS)
+                       if "default" in item else BUILTIN_DEFAULTS.get(function))
+            if function == "sum" and default is not None:
+                default = float(default)
             for text in windows:
                 try:
                     window = parse_duration(text)
                 except DefinitionError as exc:
                     raise _fail(definition, f"{where}.windows of column {column!r}: {exc}") from None
                 out.append(Aggregation(column=column, function=function, window=window,
-                                       window_text=text.strip()))
+                                       window_text=text.strip(), where=condition, prefix=prefix,
+                                       default=default, ttl=agg_ttl))
     seen: set[str] = set()
     for agg in out:
         if agg.name in seen:
-            raise _fail(definition, f"feature {agg.name!r} is declared twice")
+            raise _fail(definition, f"feature {agg.name!r} is declared twice (give aggregations of the "
+                                    f"same column a different 'prefix')")
         seen.add(agg.name)
+    return tuple(out)
+
+
+def _columns(definition: str, raw: Any) -> tuple[tuple[str, Expression], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise _fail(definition, f"key 'columns' must map a column name to an expression, got {raw!r}")
+    out = []
+    for name, text in raw.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise _fail(definition, f"computed column name {name!r} must be letters, digits and _")
+        out.append((name, _expression(definition, f"computed column {name!r}", text)))
+    return tuple(out)
+
+
+def _derived(definition: str, raw: Any, known: list[str]) -> tuple[DerivedFeature, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise _fail(definition, f"key 'derived' must map a feature name to an expression, got {raw!r}")
+    out: list[DerivedFeature] = []
+    available = {name: "float" for name in known}
+    for name, spec in raw.items():
+        where = f"derived feature {name!r}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise _fail(definition, f"{where}: the name must be letters, digits and _")
+        if isinstance(spec, Mapping):
+            unknown = sorted(set(spec) - set(_DERIVED_KEYS))
+            if unknown or "expr" not in spec:
+                raise _fail(definition, f"{where} needs 'expr' and may have 'default'; got keys "
+                                        f"{', '.join(map(str, spec))}")
+            text, default = spec["expr"], _number(definition, where, spec.get("default"), False)
+        else:
+            text, default = spec, None
+        expression = _expression(definition, where, text)
+        try:
+            kind = X.infer_type(expression.tree, available)
+        except (DefinitionError, SchemaMismatch) as exc:
+            raise _fail(definition, f"{where}: expression {text!r}: {exc} (a derived feature reads "
+                                    f"the features declared before it)") from None
+        if kind not in ("num", "null"):
+            raise _fail(definition, f"{where}: expression {text!r} is {kind}, expected a number")
+        if name in available:
+            raise _fail(definition, f"feature {name!r} is declared twice")
+        available[name] = "float"
+        out.append(DerivedFeature(name=name, expression=expression, default=default))
     return tuple(out)
 
 
@@ -184,9 +372,10 @@ def load_feature_set(path_or_mapping: str | Path | Mapping[str, Any]) -> Feature
 
     Fails with ``DefinitionError`` naming the definition, the key and the value on: an unknown
     key, a missing required key (``name``, ``entity``, ``timestamp``, ``aggregations``), an
-    unsupported function, a window that is not a duration, a feature declared twice, or a name
-    that the entity, time or as-of column would share. ``as_of`` defaults to ``"as_of"`` and
-    ``source`` to ``"events"``. Nothing is submitted to any engine before this passes.
+    unsupported function, a window or ttl that is not a duration, an expression outside the
+    supported grammar (naming the expression), a feature declared twice, or a name that the
+    entity, time or as-of column would share. ``as_of`` defaults to ``"as_of"`` and ``source``
+    to ``"events"``. Nothing is submitted to any engine before this passes.
     """
     if isinstance(path_or_mapping, Mapping):
         raw: Any = path_or_mapping
@@ -204,18 +393,43 @@ def load_feature_set(path_or_mapping: str | Path | Mapping[str, Any]) -> Feature
     missing = [key for key in _REQUIRED_TOP_KEYS if key not in raw]
     if missing:
         raise _fail(label, f"missing required key {missing[0]!r}")
+    inclusive = raw.get("inclusive", False)
+    if not isinstance(inclusive, bool):
+        raise _fail(label, f"key 'inclusive' must be true or false, got {inclusive!r}")
+    version = raw.get("source_version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
+        raise _fail(label, f"key 'source_version' must be a Delta version (a whole number >= 0), got {version!r}")
+    ttl = None
+    if raw.get("ttl") is not None:
+        try:
+            ttl = parse_duration(raw["ttl"])
+        except DefinitionError as exc:
+            raise _fail(label, f"key 'ttl': {exc}") from None
+    aggregations = _aggregations(label, raw["aggregations"], ttl)
     fs = FeatureSet(
         name=_name(label, raw, "name"),
         entity=_name(label, raw, "entity"),
         timestamp=_name(label, raw, "timestamp"),
         as_of=_name(label, raw, "as_of", _DEFAULT_AS_OF),
         source=_name(label, raw, "source", _DEFAULT_SOURCE),
-        aggregations=_aggregations(label, raw["aggregations"]),
+        aggregations=aggregations,
+        columns=_columns(label, raw.get("columns")),
+        derived=_derived(label, raw.get("derived"), [a.name for a in aggregations]),
+        inclusive=inclusive,
+        source_version=version,
     )
+    computed = fs.computed()
     for agg in fs.aggregations:
-        if agg.column in (fs.entity, fs.timestamp):
+        if agg.column in (fs.entity, fs.timestamp) and agg.function != "count":
             raise _fail(fs.name, f"column {agg.column!r} is the entity or event-time column and cannot "
                                  f"be aggregated")
+    for name, expression in fs.columns:
+        if name in (fs.entity, fs.timestamp):
+            raise _fail(fs.name, f"computed column {name!r} would replace the entity or event-time column")
+        inner = sorted(set(X.columns_of(expression.tree)) & set(computed))
+        if inner:
+            raise _fail(fs.name, f"computed column {name!r}: expression {expression.text!r} reads the "
+                                 f"computed column {inner[0]!r}; computed columns read source columns only")
     clashes = sorted(set(fs.feature_names()) & {fs.entity, fs.as_of})
     if clashes:
         raise _fail(fs.name, f"feature name {clashes[0]!r} is also the entity or as-of column")
@@ -223,18 +437,43 @@ def load_feature_set(path_or_mapping: str | Path | Mapping[str, Any]) -> Feature
 
 
 def canonical_json(fs: FeatureSet) -> str:
-    """The definition as canonical JSON: sorted keys, no whitespace, windows in microseconds.
+    """The definition as canonical JSON: sorted keys, no whitespace, windows in microseconds,
+    expressions in their canonical text.
 
-    Independent of YAML key order and formatting; any change of a feature (column, function,
-    window, names) or of ``SEMANTICS_VERSION`` changes it.
+    Independent of YAML key order, formatting, expression spacing and keyword case; any change
+    of a feature (column, function, window, filter, default, ttl, names, expressions) or of
+    ``SEMANTICS_VERSION`` changes it. Options that are not used (no filter, the built-in
+    default, no ttl, exclusive windows, no pinned version) are left out, so a definition written
+    before they existed keeps its hash.
     """
-    doc = {
+    def aggregation(a: Aggregation) -> dict[str, Any]:
+        doc: dict[str, Any] = {"column": a.column, "function": a.function, "window_us": a.micros,
+                               "window": a.window_text}
+        if a.where is not None:
+            doc["where"] = a.where.canonical
+        if a.prefix is not None:
+            doc["prefix"] = a.prefix
+        if a.default != BUILTIN_DEFAULTS.get(a.function):
+            doc["default"] = a.default
+        if a.ttl is not None:
+            doc["ttl_us"] = a.ttl_micros
+        return doc
+
+    doc: dict[str, Any] = {
         "semantics": SEMANTICS_VERSION,
         "name": fs.name, "entity": fs.entity, "timestamp": fs.timestamp, "as_of": fs.as_of,
         "source": fs.source,
-        "aggregations": [{"column": a.column, "function": a.function, "window_us": a.micros,
-                          "window": a.window_text} for a in fs.aggregations],
+        "aggregations": [aggregation(a) for a in fs.aggregations],
     }
+    if fs.columns:
+        doc["columns"] = {name: e.canonical for name, e in fs.columns}
+    if fs.derived:
+        doc["derived"] = {d.name: {"expr": d.expression.canonical, "default": d.default}
+                          for d in fs.derived}
+    if fs.inclusive:
+        doc["inclusive"] = True
+    if fs.source_version is not None:
+        doc["source_version"] = fs.source_version
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -244,14 +483,40 @@ def definition_hash(fs: FeatureSet) -> str:
     return hashlib.sha256(canonical_json(fs).encode("utf-8")).hexdigest()
 
 
+def event_kinds(fs: FeatureSet, event_columns: Mapping[str, str]) -> dict[str, str]:
+    """The events' column kinds plus those of ``fs``'s computed columns (typed from their
+    expressions). Raises like ``check_inputs`` when an expression cannot be typed."""
+    kinds = dict(event_columns)
+    for name, expression in fs.columns:
+        if name in event_columns:
+            raise SchemaMismatch(
+                f"feature definition {fs.name!r}: computed column {name!r} is also a column of the "
+                f"events table; rename the computed column")
+        kinds[name] = X.TYPE_KINDS[_typed(fs, f"computed column {name!r}", expression, event_columns)]
+    return kinds
+
+
+def _typed(fs: FeatureSet, where: str, expression: Expression, kinds: Mapping[str, str]) -> str:
+    try:
+        return X.infer_type(expression.tree, kinds)
+    except DefinitionError as exc:
+        raise DefinitionError(f"feature definition {fs.name!r}: {where}: expression "
+                              f"{expression.text!r}: the events table has no column: {exc}") from None
+    except SchemaMismatch as exc:
+        raise SchemaMismatch(f"feature definition {fs.name!r}: {where}: expression "
+                             f"{expression.text!r}: {exc}") from None
+
+
 def check_inputs(fs: FeatureSet, event_columns: Mapping[str, str], spine_columns: Mapping[str, str]) -> None:
     """Fail before any job runs if the events or the spine cannot feed ``fs``.
 
     ``*_columns`` map column name → kind (``"int"``, ``"float"``, ``"decimal"``, ``"string"``,
     ``"timestamp"``, ``"bool"``, ``"date"``, or another engine type name). A missing column
-    raises ``DefinitionError``; a column of the wrong kind, an entity of different kinds in
-    the two tables, or a spine column that a feature would overwrite raises ``SchemaMismatch``.
-    Messages name the definition, the table (events or spine) and the column.
+    (also one read by an expression) raises ``DefinitionError``; a column of the wrong kind, an
+    expression of the wrong type (a filter that is not boolean, arithmetic on strings), an
+    entity of different kinds in the two tables, or a spine column that a feature would
+    overwrite raises ``SchemaMismatch``. Messages name the definition, the table (events or
+    spine), the column and the expression.
     """
     def need(table: str, columns: Mapping[str, str], column: str, role: str,
              kinds: frozenset[str], expected: str) -> str:
@@ -274,9 +539,20 @@ def check_inputs(fs: FeatureSet, event_columns: Mapping[str, str], spine_columns
             f"events table but {spine_entity} in the spine table; cast one so both have the same kind")
     need("events", event_columns, fs.timestamp, "event-time", TIMESTAMP_KINDS, "a timestamp")
     need("spine", spine_columns, fs.as_of, "as-of", TIMESTAMP_KINDS, "a timestamp")
+    kinds = event_kinds(fs, event_columns)
     for agg in fs.aggregations:
-        kinds = NUMERIC_KINDS if agg.function != "count" else frozenset(event_columns.values())
-        need("events", event_columns, agg.column, f"aggregated ({agg.function})", kinds, "numeric")
+        if agg.function in NUMERIC_FUNCTIONS:
+            allowed, expected = NUMERIC_KINDS, "numeric"
+        elif agg.function == "distinct_count":
+            allowed, expected = DISTINCT_KINDS, "a number, string or boolean"
+        else:
+            allowed, expected = frozenset(kinds.values()), "any"
+        need("events", kinds, agg.column, f"aggregated ({agg.function})", allowed, expected)
+        if agg.where is not None:
+            found = _typed(fs, f"filter of {agg.name!r}", agg.where, kinds)
+            if found != "bool":
+                raise SchemaMismatch(f"feature definition {fs.name!r}: filter of {agg.name!r}: expression "
+                                     f"{agg.where.text!r} is {found}, expected a condition (boolean)")
     clashes = sorted(set(fs.feature_names()) & set(spine_columns))
     if clashes:
         raise SchemaMismatch(

@@ -1,9 +1,12 @@
 """Spark compiler of a ``FeatureSet``: a point-in-time join as window functions.
 
 The spine and the events are unioned into one frame, hash-partitioned by entity and sorted by
-(entity, time, values); each feature is a window aggregate over a range frame
-``[as_of - window, as_of - 1µs]`` of the time in microseconds. No Python UDF, no collect, no
-cross or range join: the work is one shuffle, one sort and one pass per partition.
+(entity, time, values); each statistic of the plan (``engine.features.plan``) is a window
+aggregate over a range frame ``[as_of - window, as_of - 1µs]`` (``[.., as_of]`` when inclusive)
+of the time in microseconds, and each feature is an expression over those statistics. No Python
+UDF, no collect, no cross or range join: the work is one shuffle, one sort and one pass per
+partition. Distinct counts use ``collect_set`` over the frame (Spark has no distinct window
+aggregate), which holds each frame's distinct values in memory.
 
 Why the explicit sort: Spark recomputes a sliding frame's sum from its buffer, in the buffer's
 order, which is the sorted input order. Sorting ties on time by the values themselves makes
@@ -16,19 +19,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.errors import SchemaMismatch
-from engine.features.definitions import FeatureSet, check_inputs
+from engine.features import expressions as X
+from engine.features.definitions import FeatureSet, check_inputs, event_kinds
+from engine.features.plan import AS_OF_MICROS, PREFIX, Plan
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import DataType, StructType
 
-_PREFIX = "__lakescore_"
-_TIME = _PREFIX + "time_us"
+_PREFIX = PREFIX
+_TIME = AS_OF_MICROS
 _IS_EVENT = _PREFIX + "is_event"
-
-
-def _value(i: int) -> str:
-    return f"{_PREFIX}value_{i}"
 
 
 def spark_kind(data_type: DataType) -> str:
@@ -64,64 +65,125 @@ def _micros(column: str) -> Column:
     return F.unix_micros(F.col(column).cast("timestamp"))
 
 
+def _stat_column(kind: str, value: str, frame) -> Column:
+    from pyspark.sql import functions as F
+
+    column = F.col(value)
+    if kind in ("count", "n"):
+        return F.count(column).over(frame)
+    if kind == "sum":
+        return F.sum(column).over(frame)
+    if kind == "min":
+        return F.min(column).over(frame)
+    if kind == "max":
+        return F.max(column).over(frame)
+    if kind == "std":
+        return F.stddev_samp(column).over(frame)
+    if kind == "last":
+        # Latest time first, then the greatest value: the struct order is (time, value).
+        latest = F.max(F.when(column.isNotNull(), F.struct(F.col(_TIME).alias("t"), column.alias("v"))))
+        return latest.over(frame).getField("v")
+    if kind == "last_time":
+        return F.max(F.when(column.isNotNull(), F.col(_TIME))).over(frame).cast("double")
+    if kind == "distinct":
+        return F.size(F.collect_set(column).over(frame)).cast("double")
+    raise AssertionError(kind)
+
+
 def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> DataFrame:
     """Every row of ``spine`` exactly once, with one column per feature of ``fs``.
 
     A feature of a spine row is computed over the events of the same entity with
-    ``as_of - window <= event_time < as_of`` (see ``engine.features.definitions`` for nulls and
-    defaults). The spine's columns and types are kept; features are ``long`` (count) or
-    ``double`` (sum, mean). Lazy: nothing runs until the result is used. Raises
+    ``as_of - window <= event_time < as_of`` (see ``engine.features.definitions`` for filters,
+    nulls, defaults and ttl). The spine's columns and types are kept; features are ``long``
+    (count, distinct_count) or ``double``. Lazy: nothing runs until the result is used. Raises
     ``DefinitionError`` / ``SchemaMismatch`` (from the schemas only) before any job runs.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    check_inputs(fs, spark_column_kinds(events.schema), spark_column_kinds(spine.schema))
+    source_kinds = spark_column_kinds(events.schema)
+    check_inputs(fs, source_kinds, spark_column_kinds(spine.schema))
     internal = [c for c in spine.columns if c.startswith(_PREFIX)]
     if internal:
         raise SchemaMismatch(f"feature definition {fs.name!r}: spine column {internal[0]!r} uses the "
                              f"prefix {_PREFIX!r} reserved for lakescore's internal columns; rename it")
     entity = fs.entity
-    summed = fs.summed_columns()
-    value_of = {column: _value(i) for i, column in enumerate(summed)}
+    plan = Plan(fs)
+    computed = fs.computed()
 
-    def as_double(column: str) -> Column:
-        value = F.col(column).cast("double")
-        return F.when(F.isnan(value), F.lit(None).cast("double")).otherwise(value)
+    def source(name: str) -> Column:
+        return X.spark_input(name, source_kinds[name])
+
+    def event_value(name: str, numeric: bool) -> Column:
+        if name in computed:
+            value = X.to_spark(computed[name].tree, source)
+        else:
+            value = source(name)
+        return value.cast("double") if numeric else value
+
+    def event_column(name: str) -> Column:
+        return event_value(name, False)
+
+    prepared = []
+    for i, item in enumerate(plan.inputs):
+        value = F.lit(1) if item.column is None else event_value(item.column, item.numeric)
+        if item.where is not None:
+            value = F.when(X.to_spark(item.where.tree, event_column), value)
+        prepared.append(value.alias(item.name(i)))
 
     event_rows = events.where(F.col(entity).isNotNull() & F.col(fs.timestamp).isNotNull()).select(
-        F.col(entity),
-        _micros(fs.timestamp).alias(_TIME),
-        F.lit(1).alias(_IS_EVENT),
-        *(as_double(column).alias(value_of[column]) for column in summed),
-    )
+        F.col(entity), _micros(fs.timestamp).alias(_TIME), F.lit(1).alias(_IS_EVENT), *prepared)
     spine_rows = spine.withColumn(_TIME, _micros(fs.as_of))
     rows = spine_rows.unionByName(event_rows, allowMissingColumns=True)
     ordered = rows.repartition(entity).sortWithinPartitions(
-        F.col(entity), F.col(_TIME), *(F.col(value_of[c]).asc_nulls_last() for c in summed))
+        F.col(entity), F.col(_TIME),
+        *(F.col(plan.inputs[i].name(i)).asc_nulls_last() for i in plan.sort_inputs))
 
     by_time = Window.partitionBy(entity).orderBy(_TIME)
-    # Each (column, window) aggregate once, however many features read it.
-    windowed: dict[str, Column] = {}
-    for agg in fs.aggregations:
-        frame = by_time.rangeBetween(-agg.micros, -1)
-        windowed[f"{_PREFIX}events_{agg.micros}"] = F.count(_IS_EVENT).over(frame)
-        if agg.function != "count":
-            value = value_of[agg.column]
-            windowed[f"{value}_sum_{agg.micros}"] = F.sum(value).over(frame)
-            windowed[f"{value}_n_{agg.micros}"] = F.count(value).over(frame)
+    upper = 0 if fs.inclusive else -1
+    windowed = {stat.name: _stat_column(stat.kind, plan.inputs[stat.input].name(stat.input),
+                                        by_time.rangeBetween(-stat.micros, upper))
+                for stat in plan.stats}
+
+    def stat_or_time(name: str) -> Column:
+        return F.col(name).cast("double")
+
     features: dict[str, Column] = {}
-    for agg in fs.aggregations:
-        if agg.function == "count":
-            features[agg.name] = F.col(f"{_PREFIX}events_{agg.micros}")
-            continue
-        total = F.col(f"{value_of[agg.column]}_sum_{agg.micros}")
-        present = F.col(f"{value_of[agg.column]}_n_{agg.micros}")
-        features[agg.name] = (F.coalesce(total, F.lit(0.0)) if agg.function == "sum"
-                              else F.when(present > 0, total / present))
+    feature_types = fs.dtypes()
+    for name in fs.feature_names():
+        spark_type = "bigint" if feature_types[name] == "int64" else "double"
+        features[name] = X.to_spark(plan.features[name], lambda c: features[c] if c in features
+                                    else stat_or_time(c)).cast(spark_type)
     entity_type = spine.schema[entity].dataType
     return (ordered.withColumns(windowed)
             .where(F.col(_IS_EVENT).isNull())
             .select(*(F.col(c).cast(entity_type).alias(c) if c == entity else F.col(c)
                       for c in spine.columns),
                     *(column.alias(name) for name, column in features.items())))
+
+
+def scoring_set_spark(fs: FeatureSet, events: DataFrame, as_of: object,
+                      entities: DataFrame | None = None) -> DataFrame:
+    """The features of ``fs`` as of one time for every entity: the same point-in-time join as
+    ``training_set_spark`` over a spine of ``(entity, as_of)`` rows.
+
+    The entities are those of ``entities`` (its entity column, deduplicated) or, by default,
+    every entity with an event the window contract can see at ``as_of`` (before it, or at it
+    when inclusive); an entity whose events are all older than every window gets the defaults.
+    Distinct entities come from a shuffle (no collect).
+    """
+    from pyspark.sql import functions as F
+
+    from engine.features.definitions import scoring_time
+
+    at = scoring_time(as_of)
+    if entities is None:
+        check_inputs(fs, spark_column_kinds(events.schema),
+                     {fs.entity: spark_column_kinds(events.schema).get(fs.entity, "?"), fs.as_of: "timestamp"})
+        seen = F.col(fs.timestamp) <= F.lit(at.to_pydatetime()) if fs.inclusive else \
+            F.col(fs.timestamp) < F.lit(at.to_pydatetime())
+        entities = events.where(F.col(fs.entity).isNotNull() & seen)
+    spine = entities.select(fs.entity).distinct().withColumn(
+        fs.as_of, F.lit(at.to_pydatetime()).cast("timestamp"))
+    return training_set_spark(fs, events, spine)

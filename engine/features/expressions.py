@@ -1,0 +1,667 @@
+"""Row-level expressions: a small SQL subset, parsed once, compiled for Spark and for pandas.
+
+A feature definition writes expressions as strings (``"category = 'travel'"``,
+``"CASE WHEN amount > 100 THEN log(amount) ELSE 0 END"``). ``parse_expression`` turns one into
+a tree of frozen nodes with a recursive-descent parser of our own, so nothing is ever handed to
+``eval`` or to an engine's SQL parser, and anything outside the grammar is rejected when the
+definition is loaded. The same tree is compiled to a Spark ``Column`` (``to_spark``) and
+evaluated on a pandas frame (``evaluate_pandas``); both follow the rules below, which the parity
+tests check against DuckDB.
+
+Grammar (keywords case-insensitive)::
+
+    expr   := or ;  or := and (OR and)* ;  and := not (AND not)* ;  not := NOT not | cmp
+    cmp    := sum [ (= | != | <> | < | <= | > | >=) sum | [NOT] IN (literal, ...) | IS [NOT] NULL ]
+    sum    := prod ((+ | -) prod)* ;  prod := unary ((* | / | %) unary)* ;  unary := - unary | atom
+    atom   := number | 'string' | TRUE | FALSE | NULL | column | function(expr, ...) | (expr)
+            | CASE WHEN expr THEN expr [WHEN expr THEN expr]* [ELSE expr] END
+
+Functions: ``log`` (natural, also ``ln``), ``abs``, ``coalesce(a, b, ...)``, and the date parts
+``year``, ``month``, ``day``, ``hour``, ``minute``, ``dayofweek`` (ISO: Monday 1 … Sunday 7) of a
+timestamp, in UTC. Columns are plain identifiers or ``"quoted"``.
+
+Types are ``num`` (every number is a float64: integers are read as doubles), ``str``, ``bool``
+and ``time`` (a timestamp, usable in date parts and ``IS NULL`` only). Null rules, as in SQL:
+arithmetic and comparisons with a null give null; ``AND``/``OR``/``NOT`` use three-valued
+logic; ``CASE`` takes the first branch whose condition is true (a null condition is not true)
+and is null without ``ELSE``; ``x IN (...)`` is null for a null ``x``. NaN in a numeric column
+is read as null. Division or ``%`` by zero gives null (not an error, not infinity); ``log`` of
+a value ≤ 0 gives null; a NaN produced by arithmetic (``inf - inf``) is null. Arithmetic and
+comparisons give bit-identical results on both engines; ``log`` comes from each engine's math
+library (Java's, NumPy's) and may differ in the last bit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+from engine.errors import DefinitionError, SchemaMismatch
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import Column
+
+Type = str  # "num" | "str" | "bool" | "time" | "null"
+
+# Column kind (see ``engine.features.definitions.check_inputs``) → expression type.
+KIND_TYPES = {"int": "num", "float": "num", "decimal": "num", "string": "str", "bool": "bool",
+              "timestamp": "time"}
+# Expression type → the column kind of a computed column.
+TYPE_KINDS = {"num": "float", "str": "string", "bool": "bool", "time": "timestamp", "null": "float"}
+
+DATE_PARTS = ("year", "month", "day", "hour", "minute", "dayofweek")
+FUNCTIONS = ("log", "ln", "abs", "coalesce", *DATE_PARTS)
+_COMPARISONS = ("=", "!=", "<>", "<", "<=", ">", ">=")
+_KEYWORDS = {"AND", "OR", "NOT", "IN", "IS", "NULL", "TRUE", "FALSE", "CASE", "WHEN", "THEN",
+             "ELSE", "END"}
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str
+
+
+@dataclass(frozen=True)
+class Lit:
+    value: float | str | bool | None
+
+
+@dataclass(frozen=True)
+class Unary:
+    op: str  # "-" | "NOT"
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Binary:
+    op: str  # + - * / % = != < <= > >= AND OR
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class InList:
+    operand: Expr
+    values: tuple[Lit, ...]
+    negated: bool
+
+
+@dataclass(frozen=True)
+class IsNull:
+    operand: Expr
+    negated: bool
+
+
+@dataclass(frozen=True)
+class Case:
+    whens: tuple[tuple[Expr, Expr], ...]
+    otherwise: Expr | None
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple[Expr, ...]
+
+
+Expr = Union[Col, Lit, Unary, Binary, InList, IsNull, Case, Call]
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing
+
+_TOKEN = re.compile(r"""\s*(?:
+    (?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<str>'(?:[^']|'')*')
+  | (?P<qid>"(?:[^"]|"")+")
+  | (?P<id>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op><=|>=|<>|!=|[-+*/%=<>(),])
+)""", re.VERBOSE)
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out, pos = [], 0
+    text = text.rstrip()
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None or match.end() == pos:
+            raise DefinitionError(f"cannot read {text[pos:].strip()[:20]!r} at position {pos}")
+        kind = match.lastgroup or ""
+        value = match.group(kind)
+        if kind == "id" and value.upper() in _KEYWORDS:
+            kind, value = "kw", value.upper()
+        out.append((kind, value))
+        pos = match.end()
+    return out
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokens(text)
+        self.i = 0
+
+    def peek(self, kind: str | None = None, value: str | None = None) -> bool:
+        if self.i >= len(self.tokens):
+            return False
+        k, v = self.tokens[self.i]
+        return (kind is None or k == kind) and (value is None or v == value)
+
+    def take(self, kind: str | None = None, value: str | None = None) -> str:
+        if not self.peek(kind, value):
+            found = repr(self.tokens[self.i][1]) if self.i < len(self.tokens) else "the end"
+            raise DefinitionError(f"expected {value or kind} but found {found}")
+        self.i += 1
+        return self.tokens[self.i - 1][1]
+
+    def accept(self, kind: str, value: str) -> bool:
+        if self.peek(kind, value):
+            self.i += 1
+            return True
+        return False
+
+    def parse(self) -> Expr:
+        expr = self.or_()
+        if self.i < len(self.tokens):
+            raise DefinitionError(f"unexpected {self.tokens[self.i][1]!r} after a complete expression")
+        return expr
+
+    def or_(self) -> Expr:
+        expr = self.and_()
+        while self.accept("kw", "OR"):
+            expr = Binary("OR", expr, self.and_())
+        return expr
+
+    def and_(self) -> Expr:
+        expr = self.not_()
+        while self.accept("kw", "AND"):
+            expr = Binary("AND", expr, self.not_())
+        return expr
+
+    def not_(self) -> Expr:
+        if self.accept("kw", "NOT"):
+            return Unary("NOT", self.not_())
+        return self.cmp()
+
+    def cmp(self) -> Expr:
+        left = self.sum_()
+        if self.peek("op") and self.tokens[self.i][1] in _COMPARISONS:
+            op = self.take("op")
+            return Binary("!=" if op == "<>" else op, left, self.sum_())
+        negated = self.peek("kw", "NOT") and self.i + 1 < len(self.tokens) and self.tokens[self.i + 1] == ("kw", "IN")
+        if negated:
+            self.i += 1
+        if self.accept("kw", "IN"):
+            self.take("op", "(")
+            values = [self.literal()]
+            while self.accept("op", ","):
+                values.append(self.literal())
+            self.take("op", ")")
+            return InList(left, tuple(values), negated)
+        if self.accept("kw", "IS"):
+            is_not = self.accept("kw", "NOT")
+            self.take("kw", "NULL")
+            return IsNull(left, is_not)
+        return left
+
+    def literal(self) -> Lit:
+        negative = self.accept("op", "-")
+        if self.peek("num"):
+            value = float(self.take("num"))
+            return Lit(-value if negative else value)
+        if not negative and self.peek("str"):
+            return Lit(self.take("str")[1:-1].replace("''", "'"))
+        raise DefinitionError("IN takes a list of number or string literals")
+
+    def sum_(self) -> Expr:
+        expr = self.prod()
+        while self.peek("op") and self.tokens[self.i][1] in ("+", "-"):
+            expr = Binary(self.take("op"), expr, self.prod())
+        return expr
+
+    def prod(self) -> Expr:
+        expr = self.unary()
+        while self.peek("op") and self.tokens[self.i][1] in ("*", "/", "%"):
+            expr = Binary(self.take("op"), expr, self.unary())
+        return expr
+
+    def unary(self) -> Expr:
+        if self.accept("op", "-"):
+            operand = self.unary()
+            if isinstance(operand, Lit) and isinstance(operand.value, float):
+                return Lit(-operand.value)
+            return Unary("-", operand)
+        return self.atom()
+
+    def atom(self) -> Expr:
+        if self.peek("num"):
+            return Lit(float(self.take("num")))
+        if self.peek("str"):
+            return Lit(self.take("str")[1:-1].replace("''", "'"))
+        if self.peek("qid"):
+            return Col(self.take("qid")[1:-1].replace('""', '"'))
+        if self.accept("op", "("):
+            expr = self.or_()
+            self.take("op", ")")
+            return expr
+        for word, value in (("TRUE", True), ("FALSE", False), ("NULL", None)):
+            if self.accept("kw", word):
+                return Lit(value)
+        if self.accept("kw", "CASE"):
+            whens = []
+            while self.accept("kw", "WHEN"):
+                condition = self.or_()
+                self.take("kw", "THEN")
+                whens.append((condition, self.or_()))
+            if not whens:
+                raise DefinitionError("CASE needs at least one WHEN ... THEN ...")
+            otherwise = self.or_() if self.accept("kw", "ELSE") else None
+            self.take("kw", "END")
+            return Case(tuple(whens), otherwise)
+        if self.peek("id"):
+            name = self.take("id")
+            if not self.accept("op", "("):
+                return Col(name)
+            function = name.lower()
+            if function not in FUNCTIONS:
+                raise DefinitionError(f"unsupported function {name!r}; supported: {', '.join(FUNCTIONS)}")
+            args = [self.or_()]
+            while self.accept("op", ","):
+                args.append(self.or_())
+            self.take("op", ")")
+            if function == "ln":
+                function = "log"
+            if function != "coalesce" and len(args) != 1:
+                raise DefinitionError(f"{function}() takes one argument, got {len(args)}")
+            return Call(function, tuple(args))
+        found = repr(self.tokens[self.i][1]) if self.i < len(self.tokens) else "the end"
+        raise DefinitionError(f"expected a value, a column or a function but found {found}")
+
+
+def parse_expression(text: str) -> Expr:
+    """The expression tree of ``text``; ``DefinitionError`` (saying what and where) if ``text``
+    is not in the grammar of this module."""
+    if not isinstance(text, str) or not text.strip():
+        raise DefinitionError(f"an expression must be a non-empty string, got {text!r}")
+    return _Parser(text).parse()
+
+
+def columns_of(expr: Expr) -> list[str]:
+    """Column names the expression reads, in first-use order."""
+    out: list[str] = []
+
+    def walk(node: Expr) -> None:
+        if isinstance(node, Col):
+            out.append(node.name)
+        elif isinstance(node, Unary):
+            walk(node.operand)
+        elif isinstance(node, Binary):
+            walk(node.left)
+            walk(node.right)
+        elif isinstance(node, (InList, IsNull)):
+            walk(node.operand)
+        elif isinstance(node, Case):
+            for condition, value in node.whens:
+                walk(condition)
+                walk(value)
+            if node.otherwise is not None:
+                walk(node.otherwise)
+        elif isinstance(node, Call):
+            for arg in node.args:
+                walk(arg)
+
+    walk(expr)
+    return list(dict.fromkeys(out))
+
+
+def to_sql(expr: Expr) -> str:
+    """A canonical text of the tree (fully parenthesised, keywords upper case): what the
+    definition hash reads, so spacing and keyword case never change a hash."""
+    if isinstance(expr, Col):
+        return '"' + expr.name.replace('"', '""') + '"'
+    if isinstance(expr, Lit):
+        if expr.value is None:
+            return "NULL"
+        if isinstance(expr.value, bool):
+            return "TRUE" if expr.value else "FALSE"
+        if isinstance(expr.value, float):
+            return repr(expr.value)
+        return "'" + expr.value.replace("'", "''") + "'"
+    if isinstance(expr, Unary):
+        return f"({expr.op} {to_sql(expr.operand)})"
+    if isinstance(expr, Binary):
+        return f"({to_sql(expr.left)} {expr.op} {to_sql(expr.right)})"
+    if isinstance(expr, InList):
+        values = ", ".join(to_sql(v) for v in expr.values)
+        return f"({to_sql(expr.operand)} {'NOT IN' if expr.negated else 'IN'} ({values}))"
+    if isinstance(expr, IsNull):
+        return f"({to_sql(expr.operand)} IS {'NOT NULL' if expr.negated else 'NULL'})"
+    if isinstance(expr, Case):
+        whens = " ".join(f"WHEN {to_sql(c)} THEN {to_sql(v)}" for c, v in expr.whens)
+        otherwise = f" ELSE {to_sql(expr.otherwise)}" if expr.otherwise is not None else ""
+        return f"(CASE {whens}{otherwise} END)"
+    return f"{expr.name}({', '.join(to_sql(a) for a in expr.args)})"
+
+
+# ---------------------------------------------------------------------------------------------
+# types
+
+
+def _unify(types: list[Type], what: str) -> Type:
+    known = sorted(set(types) - {"null"})
+    if len(known) > 1:
+        raise SchemaMismatch(f"{what} mixes types {', '.join(known)}")
+    return known[0] if known else "null"
+
+
+def infer_type(expr: Expr, kinds: Mapping[str, str]) -> Type:
+    """The expression's type given column kinds (name → kind). A column that is missing raises
+    ``DefinitionError`` naming it; a column or operand of the wrong type raises
+    ``SchemaMismatch`` naming the column or the operator."""
+    def of(node: Expr) -> Type:
+        return infer_type(node, kinds)
+
+    def need(node: Expr, allowed: tuple[Type, ...], where: str) -> Type:
+        found = of(node)
+        if found != "null" and found not in allowed:
+            named = f"column {node.name!r}" if isinstance(node, Col) else f"operand {to_sql(node)}"
+            raise SchemaMismatch(f"{where} needs {' or '.join(allowed)}, but {named} is {found}")
+        return found
+
+    if isinstance(expr, Col):
+        if expr.name not in kinds:
+            raise DefinitionError(f"unknown column {expr.name!r}; known columns: "
+                                  f"{', '.join(sorted(kinds)) or 'none'}")
+        kind = kinds[expr.name]
+        if kind not in KIND_TYPES:
+            raise SchemaMismatch(f"column {expr.name!r} is {kind}, which expressions cannot read; "
+                                 f"cast it to a number, string, boolean or timestamp")
+        return KIND_TYPES[kind]
+    if isinstance(expr, Lit):
+        value = expr.value
+        return ("null" if value is None else "bool" if isinstance(value, bool)
+                else "num" if isinstance(value, float) else "str")
+    if isinstance(expr, Unary):
+        if expr.op == "NOT":
+            need(expr.operand, ("bool",), "NOT")
+            return "bool"
+        need(expr.operand, ("num",), "unary -")
+        return "num"
+    if isinstance(expr, Binary):
+        if expr.op in ("AND", "OR"):
+            need(expr.left, ("bool",), expr.op)
+            need(expr.right, ("bool",), expr.op)
+            return "bool"
+        if expr.op in ("+", "-", "*", "/", "%"):
+            need(expr.left, ("num",), f"operator {expr.op}")
+            need(expr.right, ("num",), f"operator {expr.op}")
+            return "num"
+        allowed: tuple[Type, ...] = ("num", "str", "bool") if expr.op in ("=", "!=") else ("num", "str")
+        _unify([need(expr.left, allowed, f"comparison {expr.op}"),
+                need(expr.right, allowed, f"comparison {expr.op}")], f"comparison {to_sql(expr)}")
+        return "bool"
+    if isinstance(expr, InList):
+        _unify([need(expr.operand, ("num", "str"), "IN"), *(of(v) for v in expr.values)],
+               f"IN list {to_sql(expr)}")
+        return "bool"
+    if isinstance(expr, IsNull):
+        of(expr.operand)
+        return "bool"
+    if isinstance(expr, Case):
+        for condition, _ in expr.whens:
+            need(condition, ("bool",), "CASE WHEN")
+        values = [of(v) for _, v in expr.whens] + ([of(expr.otherwise)] if expr.otherwise else [])
+        return _unify(values, f"CASE {to_sql(expr)}")
+    if expr.name == "coalesce":
+        return _unify([of(a) for a in expr.args], f"coalesce {to_sql(expr)}")
+    if expr.name in DATE_PARTS:
+        need(expr.args[0], ("time",), f"{expr.name}()")
+        return "num"
+    need(expr.args[0], ("num",), f"{expr.name}()")
+    return "num"
+
+
+# ---------------------------------------------------------------------------------------------
+# Spark
+
+
+def to_spark(expr: Expr, column: Callable[[str], Column]) -> Column:
+    """A Spark ``Column`` for ``expr``; ``column(name)`` gives each input column already in its
+    expression form (numbers as double with NaN as null, see ``spark_input``). No UDF: every
+    node is a built-in Spark expression."""
+    from pyspark.sql import functions as F
+
+    def nan_to_null(value: Column) -> Column:
+        return F.when(~F.isnan(value), value)
+
+    def go(node: Expr) -> Column:
+        if isinstance(node, Col):
+            return column(node.name)
+        if isinstance(node, Lit):
+            return F.lit(node.value)
+        if isinstance(node, Unary):
+            return ~go(node.operand) if node.op == "NOT" else -go(node.operand)
+        if isinstance(node, Binary):
+            left, right = go(node.left), go(node.right)
+            op = node.op
+            if op == "AND":
+                return left & right
+            if op == "OR":
+                return left | right
+            if op == "+":
+                return nan_to_null(left + right)
+            if op == "-":
+                return nan_to_null(left - right)
+            if op == "*":
+                return nan_to_null(left * right)
+            if op == "/":
+                return nan_to_null(F.when(right != 0, left.cast("double") / right))
+            if op == "%":
+                return nan_to_null(F.when(right != 0, left.cast("double") % right))
+            return {"=": left == right, "!=": left != right, "<": left < right,
+                    "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+        if isinstance(node, InList):
+            found = go(node.operand).isin([v.value for v in node.values])
+            return ~found if node.negated else found
+        if isinstance(node, IsNull):
+            operand = go(node.operand)
+            return operand.isNotNull() if node.negated else operand.isNull()
+        if isinstance(node, Case):
+            out = None
+            for condition, value in node.whens:
+                out = F.when(go(condition), go(value)) if out is None else out.when(go(condition), go(value))
+            return out.otherwise(go(node.otherwise)) if node.otherwise is not None else out
+        args = [go(a) for a in node.args]
+        if node.name == "coalesce":
+            return F.coalesce(*args)
+        if node.name == "log":
+            return F.when(args[0] > 0, F.log(args[0]))
+        if node.name == "abs":
+            return F.abs(args[0])
+        time = args[0]
+        part = {"year": F.year, "month": F.month, "day": F.dayofmonth, "hour": F.hour,
+                "minute": F.minute}.get(node.name)
+        if part is not None:
+            return part(time).cast("double")
+        return ((F.dayofweek(time) + 5) % 7 + 1).cast("double")  # Sunday 1 … → Monday 1 …
+
+    return go(expr)
+
+
+def spark_input(name: str, kind: str) -> Column:
+    """A source column as expressions read it: numbers as double with NaN as null."""
+    from pyspark.sql import functions as F
+
+    if KIND_TYPES.get(kind) == "num":
+        value = F.col(name).cast("double")
+        return F.when(~F.isnan(value), value)
+    if kind == "timestamp":
+        return F.col(name).cast("timestamp")
+    return F.col(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# pandas / NumPy
+
+
+@dataclass(frozen=True)
+class _Value:
+    """One evaluated expression: ``data`` (float64 with NaN for num, object for str, bool for
+    bool, int64 microseconds for time) and ``valid`` (False where null)."""
+
+    type: Type
+    data: np.ndarray
+    valid: np.ndarray
+
+
+def pandas_input(column: pd.Series, kind: str) -> _Value:
+    """A pandas column as expressions read it (see ``to_spark``'s inputs)."""
+    import pandas as pd
+
+    kind_type = KIND_TYPES.get(kind, "str")
+    if kind_type == "num":
+        data = pd.to_numeric(column, errors="raise").astype("float64").to_numpy(na_value=np.nan)
+        return _Value("num", data, ~np.isnan(data))
+    if kind_type == "time":
+        utc = pd.to_datetime(column, utc=True)
+        valid = utc.notna().to_numpy()
+        micros = utc.dt.as_unit("us").array.asi8.copy()
+        return _Value("time", micros, valid)
+    valid = column.notna().to_numpy()
+    if kind_type == "bool":
+        return _Value("bool", column.fillna(False).astype(bool).to_numpy(), valid)
+    data = column.astype(object).to_numpy()
+    data[~valid] = ""  # nulls are in ``valid``; a plain placeholder keeps comparisons total
+    return _Value("str", data, valid)
+
+
+def _broadcast(value: Any, n: int) -> _Value:
+    if value is None:
+        return _Value("null", np.full(n, np.nan), np.zeros(n, dtype=bool))
+    if isinstance(value, bool):
+        return _Value("bool", np.full(n, value), np.ones(n, dtype=bool))
+    if isinstance(value, float):
+        return _Value("num", np.full(n, value), np.ones(n, dtype=bool))
+    return _Value("str", np.full(n, value, dtype=object), np.ones(n, dtype=bool))
+
+
+def _num(data: np.ndarray, valid: np.ndarray) -> _Value:
+    valid = valid & ~np.isnan(data)
+    return _Value("num", np.where(valid, data, np.nan), valid)
+
+
+def evaluate(expr: Expr, inputs: Mapping[str, _Value], n: int) -> _Value:
+    """Evaluate ``expr`` over ``n`` rows whose columns are ``inputs`` (see ``pandas_input``)."""
+    def go(node: Expr) -> _Value:
+        if isinstance(node, Col):
+            return inputs[node.name]
+        if isinstance(node, Lit):
+            return _broadcast(node.value, n)
+        if isinstance(node, Unary):
+            v = go(node.operand)
+            if node.op == "NOT":
+                return _Value("bool", ~v.data.astype(bool), v.valid)
+            return _num(-v.data.astype("float64"), v.valid)
+        if isinstance(node, Binary):
+            return binary(node.op, go(node.left), go(node.right))
+        if isinstance(node, InList):
+            v = go(node.operand)
+            values = [x.value for x in node.values]
+            if v.type == "num":
+                found = np.isin(v.data, np.asarray(values, dtype="float64"))
+            else:
+                found = np.isin(v.data.astype(object), np.asarray(values, dtype=object))
+            return _Value("bool", ~found if node.negated else found, v.valid.copy())
+        if isinstance(node, IsNull):
+            v = go(node.operand)
+            return _Value("bool", v.valid.copy() if node.negated else ~v.valid, np.ones(n, dtype=bool))
+        if isinstance(node, Case):
+            branches = [(go(c), go(v)) for c, v in node.whens]
+            out = go(node.otherwise) if node.otherwise is not None else _broadcast(None, n)
+            for condition, value in reversed(branches):
+                out = choose(condition.data.astype(bool) & condition.valid, value, out)
+            return out
+        args = [go(a) for a in node.args]
+        if node.name == "coalesce":
+            out = args[-1]
+            for value in reversed(args[:-1]):
+                out = choose(value.valid, value, out)
+            return out
+        x = args[0]
+        if node.name == "abs":
+            return _num(np.abs(x.data.astype("float64")), x.valid)
+        if node.name == "log":
+            data = x.data.astype("float64")
+            positive = x.valid & (data > 0)
+            with np.errstate(all="ignore"):
+                return _num(np.log(np.where(positive, data, 1.0)), positive)
+        import pandas as pd
+
+        times = pd.to_datetime(np.where(x.valid, x.data, 0), unit="us", utc=True)
+        parts = {"year": times.year, "month": times.month, "day": times.day, "hour": times.hour,
+                 "minute": times.minute, "dayofweek": times.dayofweek + 1}
+        return _num(np.asarray(parts[node.name], dtype="float64"), x.valid)
+
+    def choose(mask: np.ndarray, when: _Value, otherwise: _Value) -> _Value:
+        kind = when.type if when.type != "null" else otherwise.type
+        if kind == "null":
+            return otherwise
+        fill = {"num": np.nan, "str": None, "bool": False, "time": 0}[kind]
+        a = when.data if when.type != "null" else np.full(n, fill, dtype=object if kind == "str" else None)
+        b = otherwise.data if otherwise.type != "null" else np.full(n, fill, dtype=object if kind == "str" else None)
+        return _Value(kind, np.where(mask, a, b), np.where(mask, when.valid, otherwise.valid))
+
+    def binary(op: str, a: _Value, b: _Value) -> _Value:
+        if op in ("AND", "OR"):
+            x, y = a.data.astype(bool), b.data.astype(bool)
+            if op == "AND":
+                false = (a.valid & ~x) | (b.valid & ~y)
+                valid = false | (a.valid & b.valid)
+                return _Value("bool", ~false & x & y, valid)
+            true = (a.valid & x) | (b.valid & y)
+            valid = true | (a.valid & b.valid)
+            return _Value("bool", true, valid)
+        valid = a.valid & b.valid
+        if op in ("+", "-", "*", "/", "%"):
+            x, y = a.data.astype("float64"), b.data.astype("float64")
+            with np.errstate(all="ignore"):
+                if op == "+":
+                    return _num(x + y, valid)
+                if op == "-":
+                    return _num(x - y, valid)
+                if op == "*":
+                    return _num(x * y, valid)
+                nonzero = valid & (y != 0)
+                safe = np.where(nonzero, y, 1.0)
+                return _num(x / safe if op == "/" else np.fmod(x, safe), nonzero)
+        if a.type == "null" or b.type == "null":
+            return _Value("bool", np.zeros(n, dtype=bool), np.zeros(n, dtype=bool))
+        x, y = a.data, b.data
+        if a.type == "str":
+            x, y = np.where(valid, x, ""), np.where(valid, y, "")
+        elif a.type == "num":
+            x, y = np.where(valid, x, 0.0), np.where(valid, y, 0.0)
+        compare = {"=": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
+                   ">": np.greater, ">=": np.greater_equal}[op]
+        return _Value("bool", np.asarray(compare(x, y), dtype=bool), valid)
+
+    return go(expr)
+
+
+def to_pandas(value: _Value, index: Any = None) -> pd.Series:
+    """An evaluated expression as a pandas Series: float64 (NaN null), object strings (None
+    null), nullable ``boolean``, or UTC ``datetime64[us]``."""
+    import pandas as pd
+
+    if value.type in ("num", "null"):
+        return pd.Series(np.where(value.valid, value.data, np.nan).astype("float64"), index=index)
+    if value.type == "bool":
+        return pd.Series(pd.arrays.BooleanArray(value.data.astype(bool), ~value.valid), index=index)
+    if value.type == "time":
+        times = pd.to_datetime(value.data, unit="us", utc=True)
+        return pd.Series(times, index=index).where(value.valid)
+    return pd.Series(np.where(value.valid, value.data, None), index=index, dtype=object)

@@ -1,0 +1,302 @@
+"""Expressions and the richer definitions: what is accepted, what is rejected (at load, or
+from the schemas before any job runs), the definition hash, and each expression operator on
+both engines against DuckDB evaluating the same SQL."""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.errors import DefinitionError, SchemaMismatch
+from engine.features import check_inputs, definition_hash, load_feature_set
+from engine.features import expressions as X
+
+BASE = {
+    "name": "spend",
+    "entity": "customer_id",
+    "timestamp": "event_time",
+    "aggregations": [{"column": "amount", "functions": ["sum", "max"], "windows": ["7d"]}],
+}
+EVENT_KINDS = {"customer_id": "int", "event_time": "timestamp", "amount": "float", "category": "string",
+               "qty": "int", "flag": "bool"}
+SPINE_KINDS = {"customer_id": "int", "as_of": "timestamp"}
+# The hash of conf/features/customer.yaml before filters, defaults, ttl and expressions existed:
+# those options enter the hash only when used, so older tables and models stay valid.
+CUSTOMER_HASH_BEFORE = "1f07479517c573d340c593c8ff6057d3712c50e33eb50812429726e275f14eb8"
+
+
+def with_agg(**changes) -> dict:
+    return {**BASE, "aggregations": [{**BASE["aggregations"][0], **changes}]}
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing
+
+
+@pytest.mark.parametrize("text", [
+    "sqrt(amount)", "__import__('os').system('x')", "amount ** 2", "amount +", "amount; DROP TABLE x",
+    "amount[0]", "CASE amount END", "'unterminated", "category IN (qty)", "exp(amount)", "lambda: 1",
+    "amount.real", "log(amount, 2)", "",
+])
+def test_unsupported_expression_is_rejected_at_load_naming_definition_and_expression(text):
+    with pytest.raises(DefinitionError, match=rf"'spend'.*expression {re.escape(repr(text))} is not supported"):
+        load_feature_set(with_agg(where=text))
+
+
+def test_expression_syntax_and_precedence():
+    tree = X.parse_expression("a + b * 2 > 3 OR NOT c = 'x' AND d IN (1, -2.5)")
+    assert X.to_sql(tree) == ("((\"a\" + (\"b\" * 2.0)) > 3.0) OR ((NOT (\"c\" = 'x')) AND "
+                              "(\"d\" IN (1.0, -2.5)))").join("()")
+    assert X.columns_of(tree) == ["a", "b", "c", "d"]
+    same = X.parse_expression("  A+B*2>3 or not C='x' and D in (1,-2.5) ".replace("A", "a").replace("B", "b")
+                              .replace("C", "c").replace("D", "d"))
+    assert X.to_sql(same) == X.to_sql(tree)
+    assert X.to_sql(X.parse_expression("a <> b")) == X.to_sql(X.parse_expression("a != b"))
+    assert X.to_sql(X.parse_expression("ln(x)")) == X.to_sql(X.parse_expression("LOG(x)"))
+    assert X.to_sql(X.parse_expression("'it''s'")) == "'it''s'"
+
+
+def test_expression_types_are_checked_against_column_kinds():
+    kinds = {"amount": "float", "category": "string", "t": "timestamp", "flag": "bool"}
+    assert X.infer_type(X.parse_expression("amount * 2"), kinds) == "num"
+    assert X.infer_type(X.parse_expression("category IN ('a')"), kinds) == "bool"
+    assert X.infer_type(X.parse_expression("CASE WHEN flag THEN category END"), kinds) == "str"
+    assert X.infer_type(X.parse_expression("year(t)"), kinds) == "num"
+    for bad, pattern in [("category + 1", "operator \\+ needs num, but column 'category' is str"),
+                         ("amount = 'x'", "mixes types num, str"),
+                         ("year(amount)", "year\\(\\) needs time"),
+                         ("CASE WHEN amount THEN 1 END", "CASE WHEN needs bool"),
+                         ("coalesce(amount, category)", "mixes types")]:
+        with pytest.raises(SchemaMismatch, match=pattern):
+            X.infer_type(X.parse_expression(bad), kinds)
+    with pytest.raises(DefinitionError, match="unknown column 'nope'"):
+        X.infer_type(X.parse_expression("nope > 1"), kinds)
+
+
+# ---------------------------------------------------------------------------------------------
+# definitions
+
+
+def test_functions_filters_defaults_and_ttl_are_read():
+    fs = load_feature_set({**BASE, "ttl": "30d", "inclusive": True, "source_version": 3,
+                           "columns": {"travel": "CASE WHEN category = 'travel' THEN amount END"},
+                           "aggregations": [
+                               {"column": "amount", "functions": ["min", "stddev", "last", "time_since_last"],
+                                "windows": ["1h", "7d"], "where": "qty > 0", "prefix": "paid", "default": 0},
+                               {"column": "category", "functions": ["distinct_count"], "windows": ["7d"],
+                                "ttl": "2d"},
+                               {"column": "travel", "functions": ["sum", "count"], "windows": ["30d"]}],
+                           "derived": {"share": "travel_sum_30d / paid_min_7d"}})
+    assert fs.inclusive and fs.source_version == 3
+    assert fs.feature_names()[:3] == ["paid_min_1h", "paid_min_7d", "paid_stddev_1h"]
+    assert fs.feature_names()[-1] == "share"
+    paid = fs.aggregations[0]
+    assert paid.where is not None and paid.where.text == "qty > 0"
+    assert paid.default == 0.0 and paid.ttl == pd.Timedelta(days=30)
+    assert fs.aggregations[8].ttl == pd.Timedelta(days=2)
+    assert fs.event_columns() == ["customer_id", "event_time", "amount", "qty", "category"]
+    assert fs.dtypes()["category_distinct_count_7d"] == "int64" and fs.dtypes()["share"] == "float64"
+    check_inputs(fs, EVENT_KINDS, SPINE_KINDS)
+
+
+@pytest.mark.parametrize("changes, pattern", [
+    ({"functions": ["median"]}, "unsupported function 'median'; choose from count, sum, mean, min, max"),
+    ({"ttl": "a week"}, "aggregations\\[0\\].ttl of column 'amount'.*'a week'"),
+    ({"windows": ["7 days"]}, "windows of column 'amount'.*'7 days'"),
+    ({"functions": ["count"], "default": None}, "default must be a whole number"),
+    ({"functions": ["count"], "default": 1.5}, "default must be a whole number"),
+    ({"default": "zero"}, "default must be null or a finite number"),
+    ({"prefix": "has space"}, "prefix must be a name"),
+])
+def test_bad_aggregation_is_rejected_at_load_naming_definition(changes, pattern):
+    with pytest.raises(DefinitionError, match=rf"'spend'.*{pattern}"):
+        load_feature_set(with_agg(**changes))
+
+
+def test_same_column_with_two_filters_needs_a_prefix():
+    twice = {**BASE, "aggregations": [{"column": "amount", "functions": ["sum"], "windows": ["7d"]},
+                                      {"column": "amount", "functions": ["sum"], "windows": ["7d"],
+                                       "where": "category = 'travel'"}]}
+    with pytest.raises(DefinitionError, match="'amount_sum_7d' is declared twice.*'prefix'"):
+        load_feature_set(twice)
+
+
+@pytest.mark.parametrize("derived, pattern", [
+    ({"r": "amount_sum_7d / nope_7d"}, "derived feature 'r'.*unknown column 'nope_7d'"),
+    ({"r": "amount_sum_7d > 1"}, "derived feature 'r'.*is bool, expected a number"),
+    ({"r": "sqrt(amount_sum_7d)"}, "derived feature 'r' expression 'sqrt\\(amount_sum_7d\\)' is not supported"),
+    ({"r": "s2", "s2": "amount_sum_7d"}, "derived feature 'r'.*unknown column 's2'"),
+    ({"amount_max_7d": "amount_sum_7d * 2"}, "'amount_max_7d' is declared twice"),
+])
+def test_bad_derived_feature_is_rejected_at_load(derived, pattern):
+    with pytest.raises(DefinitionError, match=rf"'spend'.*{pattern}"):
+        load_feature_set({**BASE, "derived": derived})
+
+
+def test_computed_columns_read_source_columns_only():
+    bad = {**BASE, "columns": {"a": "amount * 2", "b": "a + 1"}}
+    with pytest.raises(DefinitionError, match="computed column 'b'.*reads the computed column 'a'"):
+        load_feature_set(bad)
+
+
+@pytest.mark.parametrize("definition, events, error, pattern", [
+    (with_agg(where="region = 'eu'"), EVENT_KINDS, DefinitionError,
+     "'spend': filter of 'amount_sum_7d': expression \"region = 'eu'\".*unknown column 'region'"),
+    (with_agg(where="amount * 2"), EVENT_KINDS, SchemaMismatch,
+     "'spend': filter of 'amount_sum_7d': expression 'amount \\* 2' is num, expected a condition"),
+    (with_agg(where="category > 1"), EVENT_KINDS, SchemaMismatch,
+     "'spend': filter of 'amount_sum_7d'.*mixes types num, str"),
+    ({**BASE, "columns": {"x": "category * 2"}, "aggregations": [
+        {"column": "x", "functions": ["sum"], "windows": ["7d"]}]}, EVENT_KINDS, SchemaMismatch,
+     "'spend': computed column 'x': expression 'category \\* 2'.*column 'category' is str"),
+    ({**BASE, "columns": {"qty": "amount * 2"}}, EVENT_KINDS, SchemaMismatch,
+     "computed column 'qty' is also a column of the events table"),
+    (with_agg(column="category"), EVENT_KINDS, SchemaMismatch,
+     "'spend': aggregated \\(sum\\) column 'category' of the events table is string, expected numeric"),
+    ({**BASE, "entity": "account_id"}, EVENT_KINDS, DefinitionError,
+     "'spend': events table has no entity column 'account_id'"),
+    (BASE, {**EVENT_KINDS, "event_time": "string"}, SchemaMismatch,
+     "'spend': event-time column 'event_time' of the events table is string"),
+])
+def test_bad_inputs_are_rejected_from_the_schemas_naming_definition_and_column(definition, events, error, pattern):
+    with pytest.raises(error, match=pattern):
+        check_inputs(load_feature_set(definition), events, SPINE_KINDS)
+
+
+def test_a_distinct_count_of_a_timestamp_is_rejected():
+    fs = load_feature_set(with_agg(column="seen_at", functions=["distinct_count"]))
+    with pytest.raises(SchemaMismatch, match="'seen_at' of the events table is timestamp, expected a number"):
+        check_inputs(fs, {**EVENT_KINDS, "seen_at": "timestamp"}, SPINE_KINDS)
+
+
+def test_hash_of_the_demo_definition_did_not_change():
+    assert definition_hash(load_feature_set("conf/features/customer.yaml")) == CUSTOMER_HASH_BEFORE
+
+
+def test_hash_ignores_mapping_order_spacing_and_keyword_case():
+    one = {**BASE, "columns": {"a": "amount*2", "b": "CASE WHEN qty>1 THEN 1 ELSE 0 END"},
+           "aggregations": [{**BASE["aggregations"][0], "where": "category = 'x' and qty > 0"}],
+           "derived": {"r": "amount_sum_7d / amount_max_7d", "d": {"expr": "amount_max_7d - 1", "default": 0}}}
+    two = {"derived": {"d": {"default": 0.0, "expr": "amount_max_7d-1"}, "r": "amount_sum_7d/amount_max_7d"},
+           "columns": {"b": "case when qty > 1 then 1 else 0 end", "a": "amount * 2"},
+           "aggregations": [{"where": "category='x' AND qty>0", "windows": ["7d"], "functions": ["sum", "max"],
+                             "column": "amount"}],
+           "timestamp": "event_time", "entity": "customer_id", "name": "spend"}
+    assert definition_hash(load_feature_set(one)) == definition_hash(load_feature_set(two))
+    # An explicit built-in default means the same thing as none.
+    assert definition_hash(load_feature_set(with_agg(functions=["sum"], default=0))) == \
+        definition_hash(load_feature_set(with_agg(functions=["sum"])))
+
+
+@pytest.mark.parametrize("change", [
+    {"inclusive": True}, {"source_version": 4}, {"ttl": "3d"},
+    {"aggregations": [{**BASE["aggregations"][0], "where": "qty > 0"}]},
+    {"aggregations": [{**BASE["aggregations"][0], "where": "qty > 1"}]},
+    {"aggregations": [{**BASE["aggregations"][0], "default": -1}]},
+    {"aggregations": [{**BASE["aggregations"][0], "prefix": "spend"}]},
+    {"derived": {"r": "amount_sum_7d / 2"}},
+    {"columns": {"c": "amount * 2"}},
+])
+def test_hash_changes_when_a_meaning_changes(change):
+    assert definition_hash(load_feature_set({**BASE, **change})) != definition_hash(load_feature_set(BASE))
+
+
+# ---------------------------------------------------------------------------------------------
+# each operator on both engines vs DuckDB
+
+OPERATORS = [
+    ("a + b * 2 - c / 4", "a + b * 2 - c / 4"),
+    ("a / b", "CASE WHEN b <> 0 THEN a / b END"),
+    ("a % b", "CASE WHEN b <> 0 THEN a % b END"),  # sign of the dividend, as C fmod
+    ("-a + abs(c)", "-a + abs(c)"),
+    ("log(a)", "CASE WHEN a > 0 THEN ln(a) END"),
+    ("coalesce(a, b, 0)", "coalesce(a, b, 0)"),
+    ("a > b", "a > b"),
+    ("a >= 1 AND s = 'x'", "a >= 1 AND s = 'x'"),
+    ("a < 0 OR s IN ('x', 'y')", "a < 0 OR s IN ('x', 'y')"),
+    ("NOT (a = b) OR flag", "NOT (a = b) OR flag"),
+    ("s NOT IN ('x')", "s NOT IN ('x')"),
+    ("s IS NULL", "s IS NULL"),
+    ("a IS NOT NULL AND flag = TRUE", "a IS NOT NULL AND flag = TRUE"),
+    ("CASE WHEN a > 0 THEN 'pos' WHEN a < 0 THEN 'neg' END", "CASE WHEN a > 0 THEN 'pos' WHEN a < 0 THEN 'neg' END"),
+    ("CASE WHEN flag THEN a ELSE b END", "CASE WHEN flag THEN a ELSE b END"),
+    ("year(t) * 100 + month(t) + day(t) / 100", "year(t) * 100 + month(t) + day(t) / 100"),
+    ("hour(t) * 60 + minute(t)", "hour(t) * 60 + minute(t)"),
+    ("dayofweek(t)", "isodow(t)"),
+    ("s = 'x' AND a IN (1, 2.5, -3)", "s = 'x' AND a IN (1, 2.5, -3)"),
+]
+
+
+def operator_frame() -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    n = 60
+    a = rng.choice([-3.0, -1.5, 0.0, 1.0, 2.5, 7.0, np.nan], n)
+    b = rng.choice([0.0, 2.0, -4.0, 2.5, np.nan], n)
+    times = pd.Series(pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 60 * 24 * 400, n), unit="m"))
+    times[rng.random(n) < 0.1] = pd.NaT
+    return pd.DataFrame({
+        "a": a, "b": b, "c": rng.normal(0, 10, n),
+        "s": pd.array(rng.choice(np.array(["x", "y", "z", None], dtype=object), n), dtype="string"),
+        "flag": pd.array(rng.choice(np.array([True, False, None], dtype=object), n), dtype="boolean"),
+        "t": times.astype("datetime64[us, UTC]"),
+    })
+
+
+KINDS = {"a": "float", "b": "float", "c": "float", "s": "string", "flag": "bool", "t": "timestamp"}
+
+
+def _comparable(values: pd.Series) -> list:
+    out = []
+    for v in values.astype(object):
+        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+            out.append(None)
+        elif isinstance(v, (bool, np.bool_)):
+            out.append(bool(v))
+        elif isinstance(v, (int, float, np.integer, np.floating)):
+            out.append(round(float(v), 12))
+        else:
+            out.append(v)
+    return out
+
+
+@pytest.mark.parametrize("ours, sql", OPERATORS)
+def test_expression_operators_match_duckdb(engine_name, request, ours, sql):
+    frame = operator_frame()
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("f", frame.assign(a=frame["a"].where(frame["a"].notna()), b=frame["b"].where(frame["b"].notna())))
+    want = con.execute(f"SELECT {sql} AS v FROM f").df()["v"]
+    con.close()
+    tree = X.parse_expression(ours)
+    X.infer_type(tree, KINDS)
+    if engine_name == "spark":
+        spark = request.getfixturevalue("spark")
+        rows = [[None if pd.isna(v) else (v.to_pydatetime() if isinstance(v, pd.Timestamp) else
+                                          v.item() if isinstance(v, np.generic) else v)
+                 for v in frame[c].astype(object)] for c in frame.columns]
+        sdf = spark.createDataFrame(list(zip(*rows)), "a double, b double, c double, s string, flag boolean, "
+                                                      "t timestamp")
+        got = sdf.select(X.to_spark(tree, lambda name: X.spark_input(name, KINDS[name])).alias("v")).toPandas()["v"]
+    else:
+        inputs = {name: X.pandas_input(frame[name], kind) for name, kind in KINDS.items()}
+        got = X.to_pandas(X.evaluate(tree, inputs, len(frame)))
+    assert _comparable(got) == _comparable(want)
+
+
+def test_the_rich_example_definition_fits_the_demo_events():
+    from engine.demo_data import EVENTS_SCHEMA, LABELS_SCHEMA
+
+    def kinds(schema) -> dict[str, str]:
+        import pyarrow as pa
+
+        return {f.name: ("int" if pa.types.is_integer(f.type) else "float" if pa.types.is_floating(f.type)
+                         else "timestamp" if pa.types.is_timestamp(f.type) else "string") for f in schema}
+
+    fs = load_feature_set("conf/features/customer_rich.yaml")
+    check_inputs(fs, kinds(EVENTS_SCHEMA), kinds(LABELS_SCHEMA))
+    assert len(fs.feature_names()) == 36
+    assert fs.event_columns() == ["customer_id", "event_time", "amount", "category"]
