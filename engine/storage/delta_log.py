@@ -94,10 +94,13 @@ def open_table(table: TableRef, version: int | None = None) -> DeltaTable | None
     """The table at ``version`` (default latest), or None when no Delta table is there."""
     from deltalake import DeltaTable
 
-    options = table.storage_options or None
-    if not DeltaTable.is_deltatable(table_root(table), storage_options=options):
+    from deltalake.exceptions import TableNotFoundError
+
+    try:  # one log load: no separate is_deltatable listing
+        return DeltaTable(table_root(table), version=version,
+                          storage_options=table.storage_options or None)
+    except TableNotFoundError:
         return None
-    return DeltaTable(table_root(table), version=version, storage_options=options)
 
 
 def table_version(table: TableRef) -> int | None:
@@ -195,7 +198,9 @@ def snapshot(table: TableRef, version: int | datetime | None = None,
     """
     import pyarrow as pa
 
-    delta = _require_table(table, readable_version(table, version))
+    if isinstance(version, datetime):
+        version = version_at(table, version)
+    delta = _require_table(table, version)
     schema = normalize_schema(_to_pyarrow(delta.schema()))
     parts = tuple(delta.metadata().partition_columns)
     wanted = _partition_wanted(table, parts, partitions)
@@ -271,6 +276,7 @@ def _require_table(table: TableRef, version: int | None) -> DeltaTable:
     try:
         delta = open_table(table, version)
     except DeltaError as exc:
+        readable_version(table, version)  # a version out of range: TableNotFound with the range
         raise SchemaMismatch(f"cannot load version {version} of table {table}: {exc}") from exc
     if delta is None:
         readable_version(table)  # raises TableNotFound
