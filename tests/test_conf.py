@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from engine.conf import Conf, load_conf
@@ -67,3 +69,12 @@ def test_table_layout_reaches_the_table_refs_and_unknown_tables_are_refused():
         load_conf(None, overrides=["layout.scorez.keys=[a]"])
     with pytest.raises(ConfError, match="layout.scores: unknown key.s. partition"):
         load_conf(None, overrides=["layout.scores.partition=[a]"])
+
+
+def test_no_job_module_shadows_a_standard_library_module():
+    """spark-submit runs jobs/<job>.py as a script, which puts jobs/ first on sys.path: a job
+    named like a stdlib module (e.g. profile.py) breaks every job's imports (cProfile)."""
+    import sys
+
+    jobs = {p.stem for p in (Path(__file__).resolve().parents[1] / "jobs").glob("*.py")}
+    assert not jobs & set(sys.stdlib_module_names)

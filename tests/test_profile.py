@@ -102,7 +102,7 @@ def test_the_starting_suite_catches_new_defects(engine_name, request, table, tmp
 
 
 def test_profile_job_writes_a_suite_that_loads(dask_cluster_client, tmp_path, capsys):
-    from jobs.profile import main
+    from jobs.profile_table import main
 
     write_deltalake(str(tmp_path / "tables" / "training_set"), profiled_frame(), mode="overwrite")
     out = tmp_path / "start.json"

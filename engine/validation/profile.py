@@ -105,7 +105,7 @@ def suite_from_profile(profile: TableProfile, name: str, max_values: int = 20) -
         expectations += _column_expectations(column, profile.rows, max_values)
     return {"name": name, "expectations": expectations,
             "meta": {"notes": f"Starting suite profiled from {profile.table}@v{profile.version} "
-                              f"({profile.rows:,} rows) by jobs/profile.py: edit before use."}}
+                              f"({profile.rows:,} rows) by jobs/profile_table.py: edit before use."}}
 
 
 def write_suite(suite: dict[str, Any], path: str | Path) -> Path:

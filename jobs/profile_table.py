@@ -3,7 +3,7 @@
 The suite (column set, types, null rates, ranges, value sets of low-cardinality columns) passes
 on the profiled data and loads with ``load_suite``; edit it, then name it in
 ``validation.*_suites``. Example:
-``python -m jobs.profile --engine dask --table training_set --out expectations/my_suite.json``
+``python -m jobs.profile_table --engine dask --table training_set --out expectations/my_suite.json``
 """
 
 from __future__ import annotations
