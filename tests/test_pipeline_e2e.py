@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -159,7 +160,8 @@ def test_spark_submit_runs_a_job(demo_run):
     lakehouse, _ = demo_run
     result = run([str(REPO / "spark-submit.sh"), "--master", "local[2]", "jobs/features.py"], lakehouse)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "features  spark" in result.stdout
+    assert re.search(r"^validate events +spark +ok", result.stdout, re.M), result.stdout[-3000:]
+    assert re.search(r"^features +spark +ok", result.stdout, re.M), result.stdout[-3000:]
     assert len(table(lakehouse, "training_set").to_pandas()) == len(table(lakehouse, "labels").to_pandas())
 
 
