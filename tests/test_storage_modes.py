@@ -99,6 +99,27 @@ def test_replace_partitions_replaces_only_the_covered_partitions(engine_name, tm
     assert DeltaTable(table.path).history(1)[0]["lakescore.mode"] == "replace_partitions"
 
 
+@pytest.mark.parametrize("value", ["churn/1", "a b%2Fc"])
+def test_replace_and_merge_remove_files_whose_partition_values_need_escaping(engine_name, value,
+                                                                             tmp_path, request):
+    """Partition directories of values with '/', ' ' or '%' are percent-encoded on disk and once
+    more in the log: a replace or merge must still name the old files exactly, or they stay live
+    and the table holds the replaced rows twice."""
+    table = TableRef("scores", str(tmp_path / "scores"), partition_by=("model_id",),
+                     keys=("customer_id", "model_id"))
+    first = rows(range(0, 10), "2026-11-01").assign(model_id=value)
+    write(engine_name, frame(engine_name, first, request), table, WriteMode.APPEND)
+    again = rows(range(0, 4), "2026-11-01", amount=2.0).assign(model_id=value)
+    write(engine_name, frame(engine_name, again, request), table, WriteMode.REPLACE_PARTITIONS)
+    pd.testing.assert_frame_equal(on_disk(table), tidy(again), check_dtype=False)
+    merged = rows(range(2, 6), "2026-11-01", amount=3.0).assign(model_id=value)
+    write(engine_name, frame(engine_name, merged, request), table, WriteMode.MERGE)
+    expected = tidy(pd.concat([again.iloc[:2], merged]))
+    pd.testing.assert_frame_equal(on_disk(table), expected, check_dtype=False)
+    pd.testing.assert_frame_equal(read(engine_name, table, request), expected, check_dtype=False)
+    assert {f.partition_values["model_id"] for f in delta_log.snapshot(table).files} == {value}
+
+
 def test_a_rerun_of_a_partition_replace_changes_nothing(engine_name, tmp_path, request):
     table = TableRef("scores", str(tmp_path / "scores"), partition_by=("day",))
     batch = frame(engine_name, rows(range(5), "2026-11-03"), request)

@@ -159,7 +159,11 @@ class TableFile:
     uri: str
     rows: int | None
     partition_values: dict[str, Any] = field(default_factory=dict, hash=False)
-    log_path: str = ""  # the path as the log spells it (what a ``remove`` action must name)
+    log_path: str = ""
+    """The path relative to the root, decoded: what an add action was given and what a remove
+    action must be given (deltalake URI-encodes both into the log; ``get_add_actions`` returns
+    the encoded form, and passing that on would encode it twice, so the remove would name no
+    file and the old file would stay live)."""
     size: int | None = None
     mins: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     maxs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
@@ -213,8 +217,9 @@ def snapshot(table: TableRef, version: int | datetime | None = None,
             continue
         mins = {k[4:]: v for k, v in row.items() if k.startswith("min.") and v is not None}
         maxs = {k[4:]: v for k, v in row.items() if k.startswith("max.") and v is not None}
-        files.append(TableFile(uri=f"{root}/{unquote(row['path'])}", rows=row.get("num_records"),
-                               partition_values=values, log_path=row["path"],
+        path = unquote(row["path"])
+        files.append(TableFile(uri=f"{root}/{path}", rows=row.get("num_records"),
+                               partition_values=values, log_path=path,
                                size=row.get("size_bytes"), mins=mins, maxs=maxs))
     return TableSnapshot(version=delta.version(), schema=schema, partition_by=parts,
                          files=tuple(files))
