@@ -59,6 +59,17 @@ class Backend(Protocol):
                    constants: Mapping[str, str]) -> Any:
         """``keep`` columns, a ``score`` column from the MOJO, and one column per constant."""
 
+    def with_utc_date(self, frame: Any, timestamp_column: str, name: str) -> Any:
+        """The frame plus ``name``: the UTC calendar date of ``timestamp_column`` (a Delta
+        ``date``), e.g. the score date that partitions the scores table."""
+
+    def approx_quantiles(self, frame: Any, column: str, probabilities: Sequence[float],
+                         where: Mapping[str, Any] | None = None) -> list[float | None]:
+        """Quantiles of a numeric column's non-null values (of the rows whose ``where`` columns
+        equal the given values), approximate (rank error about
+        1e-4) so that one pass in bounded memory serves any size; ``None`` when all are null.
+        For run summaries (score deciles); drift needs the exact ``column_quantiles``."""
+
     def close(self) -> None:
         """Release what the backend started (never a session it was handed)."""
 

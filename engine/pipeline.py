@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -389,14 +390,59 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
                                    "mlflow_run_id": each.mlflow_run_id,
                                    "registry": model_registry(ctx.conf).tracking_uri}
                                   for role, each in zip(roles, models)])
+        frame = backend.with_utc_date(frame, definition.as_of, SCORE_DATE)
         _validate_scores(backend, ctx, frame, out, record)
         first = commits[models[0].model_id]
         commit = replace(first, metadata=lineage.to_metadata(),
                          also=tuple(commits[m.model_id].app_id for m in models[1:]))
-        result = backend.write(frame, out, WriteMode.APPEND, commit)
+        started = time.perf_counter()
+        result = backend.write(frame, out, scores_write_mode(out), commit)
+        seconds = time.perf_counter() - started
         record.rows_out = result.rows
         _record_write(record, result)
+        record.outputs[out.name] = out.path
+        record.note = describe_scores(backend, out, result, [m.model_id for m in models],
+                                      ctx.run_id, seconds)
         return result
+
+
+SCORE_DATE = "score_date"
+SCORES_PARTITIONS = (SCORE_DATE, "model_id")
+
+
+def scores_write_mode(out: TableRef) -> WriteMode:
+    """Replace the (score date, model) partitions a batch covers when the scores table is laid
+    out by them (the default, ``layout.scores``): scoring a date again with a model replaces that
+    model's scores of that date, so a rerun never duplicates rows, even when its input changed,
+    and other models' and dates' scores are untouched. A table laid out otherwise is appended
+    to; the app transaction per model and input still makes a rerun of the same input a no-op."""
+    partitions = delta_log.partition_columns(out)
+    if all(column in partitions for column in SCORES_PARTITIONS):
+        return WriteMode.REPLACE_PARTITIONS
+    log.warning("scores table %s is partitioned by %s, not %s: appending (a rerun of the same "
+                "input is skipped; a rerun with changed input adds rows)", out, partitions,
+                list(SCORES_PARTITIONS))
+    return WriteMode.APPEND
+
+
+def describe_scores(backend: Backend, out: TableRef, result: WriteResult, model_ids: list[str],
+                    run_id: str, seconds: float) -> str:
+    """Rows/s of scoring + writing, and the deciles of the scores just written: read back from
+    the partitions this write added (one pass over one column, approximate quantiles), so the
+    scoring is not recomputed and nothing is collected."""
+    if result.skipped or not result.rows:
+        return "nothing new to score"
+    rate = result.rows / seconds if seconds > 0 else float("inf")
+    # Only the partitions this write added are read (all of the table on the native path).
+    frame = backend.read(out, version=result.version, columns=["score", "run_id", "model_id"],
+                         partitions=result.partitions or None).frame
+    parts = []
+    for model_id in model_ids:
+        deciles = backend.approx_quantiles(frame, "score", [i / 10 for i in range(1, 10)],
+                                           where={"run_id": run_id, "model_id": model_id})
+        shown = " ".join("-" if q is None else f"{q:.3g}" for q in deciles)
+        parts.append(f"{model_id} score deciles {shown}")
+    return f"{rate:,.0f} rows/s; " + "; ".join(parts)
 
 
 def check_drift(backend: Backend, ctx: RunContext, model: ModelRecord) -> WriteResult | None:

@@ -228,3 +228,50 @@ def test_a_scores_batch_failing_its_suite_is_not_written(engine_name, trained_on
     with pytest.raises(ValidationFailed, match=r"expect_column_values_to_be_between\(score\): \d+ unexpected"):
         score_rows(backend, ctx, resolve_model(ctx, "churn/1"))
     assert not DeltaTable.is_deltatable(ctx.table("scores").path)
+
+
+def test_scores_are_partitioned_by_date_and_model_and_rescoring_a_date_replaces_only_that_model(
+        engine_name, trained_on_both, lakehouse, request):
+    """Rescoring a date after its input changed (here: half the rows) replaces that model's
+    scores of that date, never adds to them; the other model's scores are untouched; the stage
+    reports rows/s and the deciles of what it wrote."""
+    import re
+
+    import numpy as np
+    from deltalake import write_deltalake
+
+    backend = backend_for(engine_name, request)
+    ctx = context(lakehouse, f"part_{engine_name}")
+    build_features(backend, ctx, "to_score", "scoring_set", "score features")
+    champion, challenger = resolve_model(ctx, "churn/1"), resolve_model(ctx, "churn/2")
+    first = score_rows(backend, ctx, champion, challenger)
+    table = DeltaTable(first.table.path)
+    assert table.metadata().partition_columns == ["score_date", "model_id"]
+    scores = table.to_pandas()
+    assert (scores["score_date"] == scores["as_of"].dt.tz_convert("UTC").dt.date).all()
+    to_score = DeltaTable(str(lakehouse / "tables" / "to_score")).to_pandas()
+    assert scores.groupby("model_id").size().to_dict() == {"churn/1": len(to_score), "churn/2": len(to_score)}
+
+    note = ctx.summary.stages[-1].note
+    assert re.search(r"[\d,]+ rows/s", note), note
+    shown = re.search(r"churn/1 score deciles ([^;]+)", note).group(1).split()
+    champion_scores = np.sort(scores.loc[scores["model_id"] == "churn/1", "score"].to_numpy())
+    for p, value in zip(np.arange(1, 10) / 10, map(float, shown)):
+        low = np.quantile(champion_scores, max(p - 0.02, 0), method="lower")
+        high = np.quantile(champion_scores, min(p + 0.02, 1), method="higher")
+        assert low * (1 - 5e-3) <= value <= high * (1 + 5e-3), (p, value, low, high)
+
+    scoring_set = ctx.table("scoring_set").path
+    half = DeltaTable(scoring_set).to_pyarrow_table()
+    half = half.slice(0, half.num_rows // 2)
+    write_deltalake(scoring_set, half, mode="overwrite")  # changed input, same score date
+    again_ctx = context(lakehouse, f"part_{engine_name}")
+    again = score_rows(backend, again_ctx, champion)
+    assert not again.skipped and again.version == first.version + 1
+    after = DeltaTable(first.table.path).to_pandas()
+    assert after.groupby("model_id").size().to_dict() == {"churn/1": half.num_rows, "churn/2": len(to_score)}
+    assert set(after.loc[after["model_id"] == "churn/1", "run_id"]) == {again_ctx.run_id}
+    assert set(after.loc[after["model_id"] == "churn/2", "run_id"]) == {ctx.run_id}
+    assert not after.duplicated(["customer_id", "as_of", "model_id"]).any()
+    # The same input again: the commit is in, nothing is written.
+    assert score_rows(backend, context(lakehouse, f"part_{engine_name}"), champion).skipped

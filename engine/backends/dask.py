@@ -78,6 +78,28 @@ class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift):
 
         return score_mojo_dask(frame, mojo_path, keep).assign(**dict(constants))
 
+    def with_utc_date(self, frame, timestamp_column, name):
+        import pandas as pd
+        import pyarrow as pa
+
+        def utc_date(part: pd.DataFrame) -> pd.DataFrame:
+            stamps = pd.to_datetime(part[timestamp_column], utc=True)
+            # pyarrow casts a zoned timestamp to its local date: convert to UTC first.
+            dates = pa.array(stamps.dt.tz_convert("UTC")).cast(pa.date32())
+            return part.assign(**{name: pd.Series(dates, index=part.index,
+                                                  dtype=pd.ArrowDtype(pa.date32()))})
+
+        meta = frame._meta.assign(**{name: pd.Series([], dtype=pd.ArrowDtype(pa.date32()))})
+        return frame.map_partitions(utc_date, meta=meta)
+
+    def approx_quantiles(self, frame, column, probabilities, where=None):
+        for name, value in (where or {}).items():
+            frame = frame[frame[name] == value]
+        values = frame[column].dropna().astype("float64")
+        # Dask's quantile merges per-partition percentiles: approximate, one pass, bounded memory.
+        result = values.quantile(list(probabilities)).compute()
+        return [None if v != v else float(v) for v in result.tolist()]  # NaN: no values
+
     def rewrite_files(self, table, files, files_out):
         from engine.storage.dask import rewrite_dask
 

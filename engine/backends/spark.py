@@ -82,6 +82,22 @@ class SparkBackend(CanTrainMllib, CanConcat, CanQuarantine, CanProfile, CanMeasu
 
         return _with_constants(score_mojo_spark(frame, mojo_path, keep), constants)
 
+    def with_utc_date(self, frame, timestamp_column, name):
+        from pyspark.sql import functions as F
+
+        # The session time zone is UTC (engine.session), so to_date gives the UTC date.
+        return frame.withColumn(name, F.to_date(F.col(f"`{timestamp_column}`")))
+
+    def approx_quantiles(self, frame, column, probabilities, where=None):
+        from pyspark.sql import functions as F
+
+        for name, value in (where or {}).items():
+            frame = frame.where(F.col(f"`{name}`") == F.lit(value))
+        row = frame.select(F.percentile_approx(F.col(f"`{column}`").cast("double"),
+                                               list(probabilities), 10_000).alias("q")).first()
+        values = row["q"] if row is not None else None
+        return [None] * len(probabilities) if values is None else [float(v) for v in values]
+
     def train_mllib(self, frame, **kwargs):
         from engine.training.mllib_trainer import train_mllib_gbt
 

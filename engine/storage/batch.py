@@ -57,4 +57,11 @@ def write_batch(engine: FrameWriter, frame: Any, table: TableRef, mode: WriteMod
     version = delta_log.commit_files(table, files, schema, mode, commit, partition_by,
                                      read_version=read_version, removes=removes, scope=scope)
     return WriteResult(table=table, version=version, rows=sum(f.rows for f in files),
-                       files=len(files))
+                       files=len(files), partitions=written_partitions(files, partition_by))
+
+
+def written_partitions(files: Sequence[delta_log.WrittenFile],
+                       partition_by: Sequence[str]) -> dict[str, list[str | None]]:
+    """Per partition column, the sorted distinct values the files were written to."""
+    return {c: sorted({f.partition_values.get(c) for f in files}, key=lambda v: (v is None, v or ""))
+            for c in partition_by}

@@ -90,3 +90,7 @@ class WriteResult:
     rows: int
     files: int
     skipped: bool = False
+    partitions: dict[str, list[str | None]] = field(default_factory=dict)
+    """Per partition column, the values (as the log spells them) of the files this write added;
+    empty when unpartitioned or unknown (the native delta-spark path). Lets a caller read back
+    exactly what it wrote."""
