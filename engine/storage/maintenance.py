@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from engine.errors import CommitConflict
 from engine.storage import delta_log
 from engine.storage.table import CommitInfo, TableRef
 
@@ -84,8 +85,9 @@ def compact(table: TableRef, rewrite: Rewrite, commit: CommitInfo, target_bytes:
     added = [new for g in groups for new in rewrite(table, g.files, g.files_out)]
     rows_in, rows_out = sum(f.rows or 0 for f in removed), sum(f.rows for f in added)
     if rows_in != rows_out:  # never swap files that do not hold the same rows
-        raise RuntimeError(f"compaction of table {table} rewrote {rows_in} rows into {rows_out}; "
-                           "nothing was committed")
+        raise CommitConflict(f"compaction of table {table} rewrote {rows_in} rows into {rows_out} "
+                             "(a file changed while it was read?); nothing was committed, rerun "
+                             "the compaction")
     version = delta_log.commit_rewrite(table, added, removed, snap.schema, snap.version, commit)
     return CompactionResult(version=version, files_removed=len(removed), files_added=len(added),
                             rows=rows_out, bytes_before=sum(g.bytes for g in groups))
