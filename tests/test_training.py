@@ -180,10 +180,14 @@ def test_score_mllib_gives_a_probability_for_every_row_missing_features_included
 
     _, table = training_table
     scored = score_mllib(spark_frame, mllib_model.artifact, ["customer_id", TIME]).toPandas()
-    assert list(scored.columns) == ["customer_id", TIME, "score"]
+    assert list(scored.columns) == ["customer_id", TIME, "score", "prediction"]
     assert len(scored) == table.num_rows
     assert scored["score"].notna().all() and scored["score"].between(0, 1).all()
     assert scored["score"].nunique() > 50
+    # The predicted class at MLlib's default threshold (0.5), as a string like the MOJO scorers'.
+    clear = scored[(scored["score"] - 0.5).abs() > 1e-12]
+    assert (clear["prediction"] == (clear["score"] > 0.5).map({True: "1", False: "0"})).all()
+    assert set(scored["prediction"]) == {"0", "1"}
 
 
 def test_mllib_metrics_equal_a_reference_computed_from_the_scores(mllib_model, spark_frame):

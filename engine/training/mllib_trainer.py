@@ -364,17 +364,23 @@ def _fit(algorithm: str, frame: DataFrame, model_id: str, created_at: datetime, 
 
 
 def score_mllib(df: DataFrame, model_path: str | Path, keep: Sequence[str],
-                output: str = "score") -> DataFrame:
+                output: str = "score", label: str = "prediction") -> DataFrame:
     """``keep`` columns of ``df`` and ``output``: the model's probability of class 1 (double),
-    or its prediction for a regression model.
+    or its prediction for a regression model; a classifier adds ``label``, the predicted class
+    at the model's own threshold as a string (``"0"``/``"1"``), as the MOJO scorers name it.
 
     Raises ``ModelMismatch`` naming the feature columns ``df`` lacks, before any job runs.
     """
     from pyspark.ml import PipelineModel
+    from pyspark.sql import functions as F
 
     model = PipelineModel.load(str(model_path))
     missing = [c for c in (*model_features(model), *keep) if c not in df.columns]
     if missing:
         raise ModelMismatch(f"the frame to score lacks the column(s) {missing} that the MLlib model "
                             f"{model_path} needs (it has {sorted(df.columns)})")
-    return _output(model.transform(df), output).select(*keep, output)
+    predicted = model.transform(df)
+    scored = _output(predicted, output)
+    if PROBABILITY_COLUMN not in predicted.columns:
+        return scored.select(*keep, output)
+    return scored.select(*keep, output, F.col(PREDICTION_COLUMN).cast("int").cast("string").alias(label))
