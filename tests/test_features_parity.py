@@ -523,7 +523,7 @@ MULTI = Case(
               "where": "seen_at <= TIMESTAMP '2025-03-12T06:00:00Z' OR category = 'food'"},
              "(epoch_us(e.event_time) - epoch_us(e.seen_at)) / 1e6",
              "epoch_us(e.seen_at) <= epoch_us(TIMESTAMPTZ '2025-03-12 06:00:00+00') OR e.category = 'food'"),
-        Spec({"column": "day_no", "functions": ["max", "min"], "windows": ["7d"]},
+        Spec({"column": "day_no", "functions": ["max", "min"], "windows": ["7d"], "default": -1},
              "(epoch_us(e.event_time) - epoch_us(TIMESTAMPTZ '2025-03-01 00:00:00+00')) / 1e6 / 86400"),
         Spec({"column": "seen_first", "functions": ["last", "count"], "windows": ["1d"],
               "where": "seen_first IS NOT NULL"},
