@@ -38,9 +38,8 @@ Semantics (the contract both compilers implement and the parity tests check):
   ``as_of - ttl`` also takes its default: stale values are never served.
 - ``count`` and ``distinct_count`` are int64; ``last`` of a string, boolean or timestamp
   column has that type (its default can only be null, and derived features cannot read it);
-  every other feature is float64. Derived features
-  are float64 expressions over other features (null where the expression is null, e.g. a
-  division by zero, unless a ``default`` is given).
+  every other feature is float64. Derived features are float64 expressions over other features
+  (null where the expression is null, e.g. a division by zero, unless a ``default`` is given).
 - Events with a null in any entity key or a null event time are never matched; spine rows
   with a null in any entity key or a null as-of time get the defaults (keys compare as SQL
   ``=`` does: null equals nothing, not even null). Every spine row is kept exactly once
@@ -480,7 +479,8 @@ def canonical_json(fs: FeatureSet) -> str:
     expressions in their canonical text.
 
     Independent of YAML key order, formatting, expression spacing and keyword case; any change
-    of a feature (column, function, window, filter, default, ttl, names, expressions) or of
+    of a feature (column, function, window, filter, default, ttl, names, expressions), of the
+    entity keys (one key is recorded as its name, several as the list in declared order) or of
     ``SEMANTICS_VERSION`` changes it. Options that are not used (no filter, the built-in
     default, no ttl, exclusive windows, no pinned version) are left out, so a definition written
     before they existed keeps its hash.
