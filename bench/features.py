@@ -25,6 +25,15 @@ thread. DuckDB: 2 threads. The timed region is read + compute + write of the out
 session/cluster start and one warm-up run on a small slice are excluded (reported apart). Every
 output is then compared, row by row on ``row_id``, with DuckDB's (counts exactly, floats within
 1e-9 relative, nulls in the same places); a time is shown only when its output matches.
+
+Prints one table (each contender's time and its ratio to the fastest, plus lakescore /
+hand-written per engine) and writes it to ``bench/results/features-<events>-<UTC
+yyyymmddTHHMMSSZ>.md`` and ``.json``. The JSON's keys: ``meta`` (scale, events, labels,
+features, windows_days, cpu, cores, ram_gib, java, python, versions, lakescore_commit, date,
+load_avg_start, load_avg_end, generate_s, order), ``contenders`` (per name: seconds, start_s,
+warmup_s, output, check, ok, ratio_to_fastest; or error), ``fastest``, ``lakescore_vs_hand``
+(``spark``/``dask`` → ratio or null), ``target`` (1.1) and ``ok`` (every contender ran and
+matched DuckDB). Exit code 0 when ``ok``, else 1 (the files are written either way).
 """
 
 from __future__ import annotations
@@ -325,12 +334,95 @@ def compare(reference: str, output: str) -> dict:
             "checksum": [float(v) if v is not None else None for v in checksum]}
 
 
-def machine() -> str:
+JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
+TARGET = 1.1
+PAIRS = {"spark": ("lakescore-spark", "pyspark-hand"), "dask": ("lakescore-dask", "dask-hand")}
+
+
+def machine() -> dict:
+    """CPU, cores, RAM, load, Java, Python, library versions and the commit measured."""
+    import importlib.metadata as md
+
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    mem = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal"))) / 2**20
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, load {os.getloadavg()[0]:.2f}"
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal"))
+    java_home = os.environ.get("JAVA_HOME", JAVA_HOME)
+    try:
+        java = subprocess.run([f"{java_home}/bin/java", "-version"], capture_output=True,
+                              text=True).stderr.splitlines()[0]
+    except (OSError, IndexError):
+        java = None
+    versions = {}
+    for dist in ("pyspark", "dask", "distributed", "pandas", "numpy", "pyarrow", "duckdb"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            versions[dist] = None
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem_kb / 1024 ** 2, 1), "java": java,
+            "python": platform.python_version(), "versions": versions, "lakescore_commit": commit}
+
+
+def summarize(results: dict, labels: int) -> dict:
+    """Checks every output against DuckDB's, then times, ratios to the fastest checked
+    contender, and lakescore / hand-written per engine (None where either side is missing or
+    wrong)."""
+    reference = results.get("duckdb", {}).get("output")
+    for name, facts in results.items():
+        if "output" not in facts:
+            facts["ok"] = False
+            continue
+        if reference is None:
+            facts["ok"], facts["check"] = False, {"error": "no DuckDB reference to compare with"}
+            continue
+        check = compare(reference, facts["output"])
+        facts["check"] = check
+        facts["ok"] = check["rows"] == labels and not check["unmatched"] and not check["mismatched"]
+    good = {name: f["seconds"] for name, f in results.items() if f["ok"]}
+    fastest = min(good, key=good.get) if good else None
+    for name, facts in results.items():
+        facts["ratio_to_fastest"] = good[name] / good[fastest] if name in good else None
+    ratios = {engine: (good[ours] / good[hand] if ours in good and hand in good else None)
+              for engine, (ours, hand) in PAIRS.items()}
+    return {"fastest": fastest, "lakescore_vs_hand": ratios}
+
+
+def markdown(meta: dict, results: dict, summary: dict) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
+    lines = [
+        f"## features bench, {meta['date']}",
+        "",
+        f"{meta['events']:,} events, {meta['labels']:,} label rows, {meta['features']} features over "
+        f"{len(WINDOWS)} windows (6 filtered); scale {meta['scale']}.",
+        f"Machine: {meta['cpu']}, {meta['cores']} cores, {meta['ram_gib']} GiB; {meta['java']}; "
+        f"Python {meta['python']}; {versions}; lakescore {meta['lakescore_commit']}.",
+        f"Load average (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in meta['load_avg_start'])} at the start, "
+        f"{', '.join(f'{x:.2f}' for x in meta['load_avg_end'])} at the end. Order run: {', '.join(meta['order'])}.",
+        "",
+        "| contender | time (s) | x fastest | start (s) | warm-up (s) | output check |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name in CONTENDERS:
+        if name not in results:
+            continue
+        f = results[name]
+        if "output" not in f:
+            lines.append(f"| {name} | - | - | - | - | FAILED: {f.get('error', '?')[:80]} |")
+            continue
+        check = ("reference" if name == "duckdb" and f["ok"] else "= duckdb" if f["ok"] else
+                 f"MISMATCH {f.get('check')}")
+        seconds = f"{f['seconds']:.1f}" if f["ok"] else "-"
+        ratio = f"{f['ratio_to_fastest']:.2f}" if f["ok"] else "-"
+        lines.append(f"| {name} | {seconds} | {ratio} | {f['start_s']:.1f} | {f['warmup_s']:.1f} | {check} |")
+    lines.append("")
+    for engine, ratio in summary["lakescore_vs_hand"].items():
+        ours, hand = PAIRS[engine]
+        if ours in results or hand in results:
+            shown = "-" if ratio is None else f"**{ratio:.2f}**"
+            lines.append(f"- lakescore / hand-written on {engine.capitalize()}: {shown} (target <= {TARGET})")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -347,51 +439,55 @@ def main() -> None:
         return
 
     events, labels = int(10_000_000 * args.scale), int(1_000_000 * args.scale)
+    meta = {"benchmark": "features", "scale": args.scale, "events": events, "labels": labels,
+            "features": len(FEATURES), "windows_days": list(WINDOWS), **machine(),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "load_avg_start": list(os.getloadavg())}
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="lakescore-bench-features-"))
     print(f"# features bench: {events:,} events, {labels:,} label rows, {len(FEATURES)} features "
           f"over {len(WINDOWS)} windows (6 filtered)")
-    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}; Python {platform.python_version()}")
+    print(f"# {meta['date']}; {meta['cpu']}, {meta['cores']} cores, {meta['ram_gib']} GiB, "
+          f"load {meta['load_avg_start'][0]:.2f}; Python {meta['python']}", flush=True)
     t = time.perf_counter()
     if not (workdir / "events").exists():
         generate(workdir, events, labels)
-    print(f"# data generated in {time.perf_counter() - t:.1f} s under {workdir}")
+    meta["generate_s"] = round(time.perf_counter() - t, 2)
+    print(f"# data generated in {meta['generate_s']:.1f} s under {workdir}", flush=True)
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable,
            "PYSPARK_DRIVER_PYTHON": sys.executable}
-    results = {}
-    for contender in ["duckdb", *[c for c in args.contenders if c != "duckdb"]]:
+    env.setdefault("JAVA_HOME", JAVA_HOME)
+    # DuckDB first: it is the reference every other output is checked against.
+    meta["order"] = ["duckdb", *[c for c in args.contenders if c != "duckdb"]]
+    results: dict = {}
+    for contender in meta["order"]:
         proc = subprocess.run([sys.executable, __file__, "--child", contender, "--workdir", str(workdir)],
                               capture_output=True, text=True, env=env, cwd=REPO)
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
         if proc.returncode != 0 or line is None:
-            print(f"# {contender} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+            print(f"# {contender} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", flush=True)
+            results[contender] = {"contender": contender, "error": f"exit {proc.returncode}: {proc.stderr[-500:]}"}
             continue
         results[contender] = json.loads(line[len("RESULT "):])
         print(f"# {contender}: {results[contender]['seconds']:.1f} s", flush=True)
-    reference = results["duckdb"]["output"]
-    for facts in results.values():
-        facts["check"] = compare(reference, facts["output"])
-        check = facts["check"]
-        facts["ok"] = check["rows"] == labels and not check["unmatched"] and not check["mismatched"]
-    fastest = min(f["seconds"] for f in results.values() if f["ok"])
+    summary = summarize(results, labels)
+    meta["load_avg_end"] = list(os.getloadavg())
+    text = markdown(meta, results, summary)
     print()
-    print("| contender | time (s) | x fastest | start (s) | warm-up (s) | output check |")
-    print("|---|---:|---:|---:|---:|---|")
-    for name in CONTENDERS:
-        if name not in results:
-            continue
-        f = results[name]
-        check = ("reference" if name == "duckdb" else
-                 "= duckdb" if f["ok"] else f"MISMATCH {f['check']['unmatched']} rows, {f['check']['mismatched']}")
-        seconds = f"{f['seconds']:.1f}" if f["ok"] else "-"
-        ratio = f"{f['seconds'] / fastest:.2f}" if f["ok"] else "-"
-        print(f"| {name} | {seconds} | {ratio} | {f['start_s']:.1f} | {f['warmup_s']:.1f} | {check} |")
-    for engine, (ours, hand) in {"Spark": ("lakescore-spark", "pyspark-hand"),
-                                 "Dask": ("lakescore-dask", "dask-hand")}.items():
-        if ours in results and hand in results and results[ours]["ok"] and results[hand]["ok"]:
-            print(f"# lakescore / hand-written on {engine}: "
-                  f"{results[ours]['seconds'] / results[hand]['seconds']:.2f} (target <= 1.1)")
+    print(text)
+    results_dir = REPO / "bench" / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = results_dir / f"features-{events}-{stamp}"
+    ok = bool(results) and all(f["ok"] for f in results.values())
+    document = {"meta": meta, "contenders": {name: results[name] for name in CONTENDERS if name in results},
+                **summary, "target": TARGET, "ok": ok}
+    base.with_suffix(".md").write_text(text)
+    base.with_suffix(".json").write_text(json.dumps(document, indent=1, default=str))
+    print(f"wrote {base}.md and .json")
     if not args.keep and args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
+    if not ok:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

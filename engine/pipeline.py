@@ -289,7 +289,9 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
         spec = TrainSpec(features=tuple(definition.feature_names()), label=conf.train.label,
                          time_column=definition.as_of, split=split, params=dict(conf.train.params),
                          task=conf.train.task, threshold=conf.train.threshold,
-                         folds=conf.train.folds, group_column=definition.entity)
+                         # Folds group by the first entity key: rows sharing it share a fold, so
+                         # no entity (all keys) straddles two folds.
+                         folds=conf.train.folds, group_column=definition.entity_keys[0])
         trainer = trainer_for(conf.train.algorithm)
         files = tuple(delta.file_uris())
         if trainer.family == "h2o":
@@ -375,7 +377,7 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
                 record.rows_out = 0
                 return WriteResult(table=out, version=delta_log.table_version(out) or 0, rows=0,
                                    files=0, skipped=True)
-        keys = [definition.entity, definition.as_of]
+        keys = [*definition.entity_keys, definition.as_of]
         scored = [_score_frame(backend, scoring.frame, each, keys,
                                {"model_id": each.model_id, "run_id": ctx.run_id}) for each in models]
         frame = scored[0] if len(scored) == 1 else require(backend, CanConcat, "champion/challenger scoring").concat(scored)
@@ -536,7 +538,7 @@ def compare_scores(ctx: RunContext, engines: list[str]) -> float:
     from deltalake import DeltaTable
 
     definition = feature_set(ctx.conf)
-    keys = [definition.entity, definition.as_of, "model_id"]
+    keys = [*definition.entity_keys, definition.as_of, "model_id"]
     frames = []
     for engine in engines:
         ref = ctx.table("scores", suffix=engine)

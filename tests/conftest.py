@@ -53,3 +53,52 @@ def engine_name(request):
     else:
         request.getfixturevalue("dask_cluster_client")
     return request.param
+
+
+def spark_frame(spark, frame):
+    """A pandas frame as a Spark DataFrame with an explicit schema (so empty frames and all-null
+    columns work too): datetimes → timestamp, integers → bigint, floats → double, booleans →
+    boolean, anything else → string; pandas' NA/NaT become nulls."""
+    import numpy as np
+    import pandas as pd
+
+    def ddl(dtype) -> str:
+        if pd.api.types.is_datetime64_any_dtype(dtype):
+            return "timestamp"
+        if pd.api.types.is_bool_dtype(dtype):
+            return "boolean"
+        if pd.api.types.is_integer_dtype(dtype):
+            return "bigint"
+        return "double" if pd.api.types.is_float_dtype(dtype) else "string"
+
+    def plain(value):
+        if value is None or value is pd.NA or value is pd.NaT:
+            return None
+        if isinstance(value, np.generic):
+            return value.item()
+        return value.to_pydatetime() if isinstance(value, pd.Timestamp) else value
+
+    schema = ", ".join(f"`{name}` {ddl(dtype)}" for name, dtype in frame.dtypes.items())
+    columns = [[plain(v) for v in frame[c].astype(object)] for c in frame.columns]
+    return spark.createDataFrame(list(zip(*columns)), schema=schema)
+
+
+@pytest.fixture
+def compute(engine_name, request):
+    """Run the engine under test's training-set compiler on pandas inputs (events in 3 Dask
+    partitions, the spine in 2); the result comes back as pandas."""
+
+    def run(fs, events, spine):
+        if engine_name == "spark":
+            from engine.features.spark import training_set_spark
+
+            spark = request.getfixturevalue("spark")
+            return training_set_spark(fs, spark_frame(spark, events), spark_frame(spark, spine)).toPandas()
+        import dask.dataframe as dd
+
+        from engine.features.dask import training_set_dask
+
+        return training_set_dask(fs, dd.from_pandas(events, npartitions=3),
+                                 dd.from_pandas(spine, npartitions=2)).compute()
+
+    return run

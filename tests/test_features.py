@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import spark_frame
 from engine.errors import DefinitionError, SchemaMismatch
 from engine.features import (
     FeatureSet,
@@ -63,7 +64,7 @@ def reference(fs: FeatureSet, events: pd.DataFrame, spine: pd.DataFrame) -> pd.D
     """The contract in plain SQL, evaluated by DuckDB: one correlated subquery per feature."""
     selects = []
     for agg in fs.aggregations:
-        where = (f"e.{fs.entity} = s.{fs.entity} "
+        where = (" AND ".join(f"e.{key} = s.{key}" for key in fs.entity_keys) + " "
                  f"AND epoch_us(e.{fs.timestamp}) >= epoch_us(s.{fs.as_of}) - {agg.micros} "
                  f"AND epoch_us(e.{fs.timestamp}) < epoch_us(s.{fs.as_of})")
         value = f"CASE WHEN isnan(e.{agg.column}) THEN NULL ELSE e.{agg.column} END"
@@ -89,39 +90,6 @@ def canonical(frame: pd.DataFrame, fs: FeatureSet) -> pd.DataFrame:
         frame[agg.name] = frame[agg.name].astype(agg.dtype)
     keys = [c for c in frame.columns if c not in fs.feature_names()]
     return frame.sort_values(keys, kind="stable").reset_index(drop=True)
-
-
-def spark_frame(spark, frame: pd.DataFrame):
-    """``spark.createDataFrame`` with an explicit schema, so empty frames work too."""
-    def ddl(dtype) -> str:
-        if pd.api.types.is_datetime64_any_dtype(dtype):
-            return "timestamp"
-        if pd.api.types.is_integer_dtype(dtype):
-            return "bigint"
-        return "double" if pd.api.types.is_float_dtype(dtype) else "string"
-
-    schema = ", ".join(f"{name} {ddl(dtype)}" for name, dtype in frame.dtypes.items())
-    return spark.createDataFrame(frame, schema=schema)
-
-
-@pytest.fixture
-def compute(engine_name, request):
-    """Run the engine under test on pandas inputs; the result comes back as pandas."""
-
-    def run(fs: FeatureSet, events: pd.DataFrame, spine: pd.DataFrame) -> pd.DataFrame:
-        if engine_name == "spark":
-            from engine.features.spark import training_set_spark
-
-            spark = request.getfixturevalue("spark")
-            return training_set_spark(fs, spark_frame(spark, events), spark_frame(spark, spine)).toPandas()
-        import dask.dataframe as dd
-
-        from engine.features.dask import training_set_dask
-
-        return training_set_dask(fs, dd.from_pandas(events, npartitions=3),
-                                 dd.from_pandas(spine, npartitions=3)).compute()
-
-    return run
 
 
 def assert_matches_reference(result: pd.DataFrame, fs: FeatureSet, events: pd.DataFrame,

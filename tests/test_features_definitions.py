@@ -5,6 +5,7 @@ both engines against DuckDB evaluating the same SQL."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 import duckdb
 import numpy as np
@@ -228,6 +229,15 @@ OPERATORS = [
     ("hour(t) * 60 + minute(t)", "hour(t) * 60 + minute(t)"),
     ("dayofweek(t)", "isodow(t)"),
     ("s = 'x' AND a IN (1, 2.5, -3)", "s = 'x' AND a IN (1, 2.5, -3)"),
+    # timestamps: literals (UTC unless an offset is given), comparisons, differences in seconds
+    ("t >= TIMESTAMP '2025-06-01 00:00:00'", "t >= TIMESTAMPTZ '2025-06-01 00:00:00+00'"),
+    ("t < TIMESTAMP '2025-06-01T12:30:00.000001+02:00' AND t != TIMESTAMP '2025-02-01'",
+     "t < TIMESTAMPTZ '2025-06-01 10:30:00.000001+00' AND t <> TIMESTAMPTZ '2025-02-01 00:00:00+00'"),
+    ("t - TIMESTAMP '2025-01-01'", "(epoch_us(t) - epoch_us(TIMESTAMPTZ '2025-01-01 00:00:00+00')) / 1e6"),
+    ("(TIMESTAMP '2026-01-01 00:00Z' - t) / 86400 > 200", "(epoch_us(TIMESTAMPTZ '2026-01-01 00:00:00+00') - epoch_us(t)) / 1e6 / 86400 > 200"),
+    ("t - t2", "(epoch_us(t) - epoch_us(t2)) / 1e6"),
+    ("CASE WHEN t > t2 THEN t ELSE t2 END = t", "CASE WHEN t > t2 THEN t ELSE t2 END = t"),
+    ("coalesce(t, t2) <= TIMESTAMP '2025-08-01'", "coalesce(t, t2) <= TIMESTAMPTZ '2025-08-01 00:00:00+00'"),
 ]
 
 
@@ -243,10 +253,15 @@ def operator_frame() -> pd.DataFrame:
         "s": pd.array(rng.choice(np.array(["x", "y", "z", None], dtype=object), n), dtype="string"),
         "flag": pd.array(rng.choice(np.array([True, False, None], dtype=object), n), dtype="boolean"),
         "t": times.astype("datetime64[us, UTC]"),
+        # a second time, sometimes equal to t, sometimes null, microseconds apart
+        "t2": pd.Series(np.where(rng.random(n) < 0.3, times,
+                                 times - pd.to_timedelta(rng.integers(-10**12, 10**12, n), unit="us")))
+        .where(rng.random(n) > 0.1).astype("datetime64[us, UTC]"),
     })
 
 
-KINDS = {"a": "float", "b": "float", "c": "float", "s": "string", "flag": "bool", "t": "timestamp"}
+KINDS = {"a": "float", "b": "float", "c": "float", "s": "string", "flag": "bool", "t": "timestamp",
+         "t2": "timestamp"}
 
 
 def _comparable(values: pd.Series) -> list:
@@ -258,6 +273,9 @@ def _comparable(values: pd.Series) -> list:
             out.append(bool(v))
         elif isinstance(v, (int, float, np.integer, np.floating)):
             out.append(round(float(v), 12))
+        elif isinstance(v, (pd.Timestamp, datetime)):
+            stamp = pd.Timestamp(v)
+            out.append(stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC"))
         else:
             out.append(v)
     return out
@@ -279,8 +297,9 @@ def test_expression_operators_match_duckdb(engine_name, request, ours, sql):
                                           v.item() if isinstance(v, np.generic) else v)
                  for v in frame[c].astype(object)] for c in frame.columns]
         sdf = spark.createDataFrame(list(zip(*rows)), "a double, b double, c double, s string, flag boolean, "
-                                                      "t timestamp")
-        got = sdf.select(X.to_spark(tree, lambda name: X.spark_input(name, KINDS[name])).alias("v")).toPandas()["v"]
+                                                      "t timestamp, t2 timestamp")
+        got = sdf.select(X.to_spark(tree, lambda name: X.spark_input(name, KINDS[name]), KINDS).alias("v")
+                         ).toPandas()["v"]
     else:
         inputs = {name: X.pandas_input(frame[name], kind) for name, kind in KINDS.items()}
         got = X.to_pandas(X.evaluate(tree, inputs, len(frame)))
@@ -300,3 +319,152 @@ def test_the_rich_example_definition_fits_the_demo_events():
     check_inputs(fs, kinds(EVENTS_SCHEMA), kinds(LABELS_SCHEMA))
     assert len(fs.feature_names()) == 36
     assert fs.event_columns() == ["customer_id", "event_time", "amount", "category"]
+
+
+# ---------------------------------------------------------------------------------------------
+# timestamps in expressions
+
+
+def test_timestamp_literals_are_read_as_utc_and_written_canonically():
+    tree = X.parse_expression("event_time >= TIMESTAMP '2025-06-01'")
+    assert tree.right == X.Lit(datetime(2025, 6, 1, tzinfo=timezone.utc))
+    same = ["timestamp '2025-06-01 00:00:00'", "TIMESTAMP '2025-06-01T00:00:00Z'",
+            "TIMESTAMP '2025-06-01 02:00:00+02:00'", "TIMESTAMP '2025-06-01 00:00:00.000000'"]
+    for text in same:
+        assert X.to_sql(X.parse_expression(f"event_time >= {text}")) == X.to_sql(tree)
+    assert X.to_sql(tree.right) == "TIMESTAMP '2025-06-01 00:00:00.000000'"
+    assert X.time_micros(X.parse_expression("TIMESTAMP '1970-01-01 00:00:00.000001'").value) == 1
+    # 'timestamp' alone is still a column name
+    assert X.parse_expression("timestamp IS NULL") == X.IsNull(X.Col("timestamp"), False)
+
+
+@pytest.mark.parametrize("text", ["TIMESTAMP '2025-13-01'", "TIMESTAMP 'yesterday'", "TIMESTAMP '2025-06-01 25:00'",
+                                  "TIMESTAMP 20250601", "TIMESTAMP ''"])
+def test_a_bad_timestamp_literal_is_rejected_at_load_naming_the_expression(text):
+    where = f"event_time > {text}"
+    with pytest.raises(DefinitionError, match=rf"'spend'.*expression {re.escape(repr(where))} is not supported"):
+        load_feature_set(with_agg(where=where))
+
+
+@pytest.mark.parametrize("text, pattern", [
+    ("event_time + 1", "operator \\+ needs num, but column 'event_time' is time"),
+    ("event_time - 60", "timestamp difference needs time, but operand 60.0 is num"),
+    ("amount - event_time", "timestamp difference needs time, but column 'amount' is num"),
+    ("event_time > '2025-06-01'", "mixes types str, time"),
+    ("event_time > 5", "mixes types num, time"),
+    ("event_time * 2", "operator \\* needs num"),
+    ("event_time IN (1, 2)", "IN needs num or str"),
+])
+def test_unsupported_timestamp_arithmetic_is_rejected_naming_the_expression(text, pattern):
+    fs = load_feature_set({**BASE, "columns": {"x": text}, "aggregations": [
+        {"column": "x", "functions": ["count"], "windows": ["7d"]}]})
+    with pytest.raises(SchemaMismatch, match=rf"'spend': computed column 'x': expression {re.escape(repr(text))}.*{pattern}"):
+        check_inputs(fs, EVENT_KINDS, SPINE_KINDS)
+
+
+def test_timestamp_differences_and_comparisons_are_typed():
+    kinds = {"a": "timestamp", "b": "timestamp", "n": "float"}
+    assert X.infer_type(X.parse_expression("a - b"), kinds) == "num"
+    assert X.infer_type(X.parse_expression("(a - TIMESTAMP '2025-01-01') / 86400"), kinds) == "num"
+    assert X.infer_type(X.parse_expression("a >= TIMESTAMP '2025-01-01' AND a < b"), kinds) == "bool"
+    assert X.infer_type(X.parse_expression("CASE WHEN n > 0 THEN a ELSE TIMESTAMP '2025-01-01' END"), kinds) == "time"
+
+
+# ---------------------------------------------------------------------------------------------
+# entity keys
+
+
+def test_entity_may_be_one_name_or_a_list_of_keys():
+    assert load_feature_set(BASE).entity_keys == ("customer_id",)
+    assert load_feature_set({**BASE, "entity": ["customer_id"]}).entity_keys == ("customer_id",)
+    two = load_feature_set({**BASE, "entity": ["customer_id", "store_id"]})
+    assert two.entity_keys == ("customer_id", "store_id")
+    assert two.event_columns()[:3] == ["customer_id", "store_id", "event_time"]
+
+
+@pytest.mark.parametrize("entity, pattern", [
+    ([], "key 'entity' must be a column name or a non-empty list"),
+    (["customer_id", ""], "key 'entity' must be a column name or a non-empty list"),
+    (["customer_id", 3], "key 'entity' must be a column name or a non-empty list"),
+    ({"customer_id": 1}, "key 'entity' must be a column name or a non-empty list"),
+    (["customer_id", "customer_id"], "entity key 'customer_id' is listed twice"),
+    (["customer_id", "as_of"], "the as-of or event-time column is also an entity key"),
+])
+def test_bad_entity_keys_are_rejected_at_load(entity, pattern):
+    with pytest.raises(DefinitionError, match=rf"'spend'.*{pattern}"):
+        load_feature_set({**BASE, "entity": entity})
+
+
+def test_an_entity_key_cannot_be_aggregated_or_replaced():
+    with pytest.raises(DefinitionError, match="'spend'.*'store_id' is an entity key .*cannot be aggregated"):
+        load_feature_set({**BASE, "entity": ["customer_id", "store_id"],
+                          "aggregations": [{"column": "store_id", "functions": ["sum"], "windows": ["7d"]}]})
+    with pytest.raises(DefinitionError, match="computed column 'store_id' would replace"):
+        load_feature_set({**BASE, "entity": ["customer_id", "store_id"], "columns": {"store_id": "amount"}})
+
+
+def test_hash_of_one_key_is_unchanged_and_keys_enter_the_hash_in_order(tmp_path):
+    base = definition_hash(load_feature_set(BASE))
+    assert definition_hash(load_feature_set({**BASE, "entity": ["customer_id"]})) == base
+    two = definition_hash(load_feature_set({**BASE, "entity": ["customer_id", "store_id"]}))
+    assert two != base
+    assert definition_hash(load_feature_set({**BASE, "entity": ["store_id", "customer_id"]})) not in (two, base)
+    assert definition_hash(load_feature_set({**BASE, "entity": ["customer_id", "region"]})) != two
+    block = tmp_path / "block.yaml"
+    block.write_text("name: spend\nentity:\n  - customer_id   # who\n  - store_id\ntimestamp: event_time\n"
+                     "aggregations:\n  - {column: amount, functions: [sum, max], windows: [7d]}\n")
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("aggregations: [{windows: [7d], functions: [sum, max], column: amount}]\n"
+                    "timestamp: event_time\nentity: [customer_id,store_id]\nname: spend\n")
+    assert definition_hash(load_feature_set(block)) == definition_hash(load_feature_set(flow)) == two
+
+
+@pytest.mark.parametrize("table, events, spine, error, pattern", [
+    ("events", EVENT_KINDS, {**SPINE_KINDS, "store_id": "int"}, DefinitionError,
+     "'spend': events table has no entity column 'store_id'"),
+    ("spine", {**EVENT_KINDS, "store_id": "string"}, SPINE_KINDS, DefinitionError,
+     "'spend': spine table has no entity column 'store_id'"),
+    ("both", {**EVENT_KINDS, "store_id": "string"}, {**SPINE_KINDS, "store_id": "int"}, SchemaMismatch,
+     "entity column 'store_id' is string in the events table but int in the spine"),
+    ("both", {**EVENT_KINDS, "store_id": "float"}, {**SPINE_KINDS, "store_id": "float"}, SchemaMismatch,
+     "entity column 'store_id' of the events table is float, expected integer or string"),
+])
+def test_every_entity_key_is_checked_in_both_tables(table, events, spine, error, pattern):
+    fs = load_feature_set({**BASE, "entity": ["customer_id", "store_id"]})
+    with pytest.raises(error, match=pattern):
+        check_inputs(fs, events, spine)
+    check_inputs(fs, {**EVENT_KINDS, "store_id": "string"}, {**SPINE_KINDS, "store_id": "string"})
+
+
+# ---------------------------------------------------------------------------------------------
+# last of non-numeric columns
+
+
+def test_last_of_strings_booleans_and_timestamps_is_typed_by_the_column():
+    fs = load_feature_set({**BASE, "columns": {"late": "event_time > TIMESTAMP '2025-06-01'"}, "aggregations": [
+        {"column": c, "functions": ["last"], "windows": ["7d"]} for c in ("category", "flag", "late", "amount")]})
+    check_inputs(fs, EVENT_KINDS, SPINE_KINDS)
+    assert fs.dtypes({**EVENT_KINDS, "late": "bool"}) == {
+        "category_last_7d": "string", "flag_last_7d": "boolean", "late_last_7d": "boolean",
+        "amount_last_7d": "float64"}
+
+
+def test_last_of_a_timestamp_column_is_a_timestamp():
+    fs = load_feature_set(with_agg(column="seen_at", functions=["last"]))
+    kinds = {**EVENT_KINDS, "seen_at": "timestamp"}
+    check_inputs(fs, kinds, SPINE_KINDS)
+    assert fs.dtypes(kinds) == {"seen_at_last_7d": "datetime64[us, UTC]"}
+    assert fs.dtypes() == {"seen_at_last_7d": "float64"}  # without kinds: taken as numeric
+
+
+@pytest.mark.parametrize("definition, pattern", [
+    (with_agg(column="category", functions=["last"], default=0),
+     "'category_last_7d' is the last value of the string column 'category', so its default can only be null"),
+    ({**with_agg(column="category", functions=["last"]), "derived": {"d": "category_last_7d * 2"}},
+     "derived feature 'd' reads 'category_last_7d', the last value of a string column"),
+    (with_agg(column="d", functions=["last"]),
+     "aggregated \\(last\\) column 'd' of the events table is date, expected a number, string, boolean or timestamp"),
+])
+def test_unsupported_uses_of_non_numeric_last_are_rejected_from_the_schemas(definition, pattern):
+    with pytest.raises(SchemaMismatch, match=rf"'spend'.*{pattern}"):
+        check_inputs(load_feature_set(definition), {**EVENT_KINDS, "d": "date"}, SPINE_KINDS)

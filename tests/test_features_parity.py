@@ -22,10 +22,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import spark_frame
+from engine.errors import DefinitionError
 from engine.features import load_feature_set
 from engine.features.definitions import FeatureSet, parse_duration, window_micros
 
 T0 = pd.Timestamp("2025-03-01", tz="UTC")
+EPOCH = pd.Timestamp(0, tz="UTC")
 HOUR = pd.Timedelta(hours=1)
 ALL = ["count", "sum", "mean", "min", "max", "stddev", "distinct_count", "last", "time_since_last"]
 BUILTIN_DEFAULT = {"count": 0, "distinct_count": 0, "sum": 0.0}
@@ -48,9 +51,11 @@ class Case:
     derived: dict[str, Any] = field(default_factory=dict)
     derived_sql: dict[str, str] = field(default_factory=dict)
     inclusive: bool = False
+    entity: tuple[str, ...] = ("customer_id",)
 
     def definition(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"name": "parity", "entity": "customer_id", "timestamp": "event_time",
+        entity: str | list[str] = self.entity[0] if len(self.entity) == 1 else list(self.entity)
+        doc: dict[str, Any] = {"name": "parity", "entity": entity, "timestamp": "event_time",
                                "as_of": "as_of", "aggregations": [s.yaml for s in self.specs],
                                "inclusive": self.inclusive}
         if self.columns:
@@ -151,7 +156,8 @@ def reference(case: Case, fs: FeatureSet, events: pd.DataFrame, spine: pd.DataFr
     con.execute("CREATE TEMP TABLE sp AS SELECT *, row_number() OVER () AS rid__ FROM sp_raw")
     columns = ", ".join(f"any_value(s.{c}) AS {c}" for c in spine.columns)
     sql = (f"SELECT {columns}, {', '.join(selects)} FROM sp s LEFT JOIN ev e "
-           f"ON e.customer_id = s.customer_id AND epoch_us(e.event_time) {upper} epoch_us(s.as_of) "
+           f"ON {' AND '.join(f'e.{k} = s.{k}' for k in case.entity)} "
+           f"AND epoch_us(e.event_time) {upper} epoch_us(s.as_of) "
            f"AND epoch_us(e.event_time) >= epoch_us(s.as_of) - {widest} GROUP BY s.rid__")
     if case.derived_sql:
         sql = f"SELECT *, {', '.join(f'{e} AS {n}' for n, e in case.derived_sql.items())} FROM ({sql})"
@@ -160,8 +166,8 @@ def reference(case: Case, fs: FeatureSet, events: pd.DataFrame, spine: pd.DataFr
     return out
 
 
-def adversarial_inputs(seed: int, entities: int = 6, events: int = 400, spine_rows: int = 120
-                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def adversarial_inputs(seed: int, entities: int = 6, events: int = 400, spine_rows: int = 120,
+                       stores: int = 0, hours: int = 24 * 20) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Events on a coarse hour grid (ties, hits on window bounds) with values on a quarter grid
     (every sum is exact in any order, so the reference is exact too), null and NaN amounts, null
     categories, null keys and times; spine rows exactly at event times, at event time + window
@@ -169,8 +175,7 @@ def adversarial_inputs(seed: int, entities: int = 6, events: int = 400, spine_ro
     ones, duplicated, with null keys and times."""
     rng = np.random.default_rng(seed)
     ids = np.array([f"c{i}" for i in range(entities)], dtype=object)
-    hours = rng.integers(0, 24 * 20, events)
-    times = pd.Series(T0 + pd.to_timedelta(hours, unit="h"))
+    times = pd.Series(T0 + pd.to_timedelta(rng.integers(0, hours, events), unit="h"))
     amount = np.round(rng.normal(0, 200, events) * 4) / 4
     amount[rng.random(events) < 0.05] = np.nan
     ev = pd.DataFrame({
@@ -203,54 +208,51 @@ def adversarial_inputs(seed: int, entities: int = 6, events: int = 400, spine_ro
     sp = pd.concat([sp, sp.iloc[:10]], ignore_index=True)  # duplicate label rows
     sp["label"] = np.arange(len(sp), dtype="int64") % 2
     sp["row_id"] = np.arange(len(sp), dtype="int64")
+    # Non-numeric columns for ``last`` and timestamp expressions (drawn after everything above,
+    # so the columns above are the same with or without them): a nullable boolean, and a
+    # nullable second time on the same hour grid (ties between its values too).
+    ev["paid"] = pd.array(rng.choice(np.array([True, False, None], dtype=object), len(ev)), dtype="boolean")
+    seen = pd.Series(T0 + pd.to_timedelta(rng.integers(0, 24 * 20, len(ev)), unit="h"))
+    ev["seen_at"] = seen.where(rng.random(len(ev)) > 0.1).astype("datetime64[us, UTC]")
+    if stores:
+        # A second entity key (int64, some nulls on both sides): an entity is (customer, store).
+        ev["store_id"] = pd.array(rng.integers(0, stores, len(ev)), dtype="Int64")
+        ev.loc[rng.random(len(ev)) < 0.03, "store_id"] = pd.NA
+        sp["store_id"] = pd.array(rng.integers(0, stores + 1, len(sp)), dtype="Int64")
+        sp.loc[rng.random(len(sp)) < 0.03, "store_id"] = pd.NA
+        sp = sp[["customer_id", "store_id", "as_of", "label", "row_id"]]
     return ev, sp
 
 
-def spark_frame(spark, frame: pd.DataFrame):
-    def ddl(dtype) -> str:
-        if pd.api.types.is_datetime64_any_dtype(dtype):
-            return "timestamp"
-        if pd.api.types.is_integer_dtype(dtype):
-            return "bigint"
-        return "double" if pd.api.types.is_float_dtype(dtype) else "string"
-
-    schema = ", ".join(f"{name} {ddl(dtype)}" for name, dtype in frame.dtypes.items())
-    def plain(value: Any) -> Any:
-        if value is None or value is pd.NA or value is pd.NaT:
-            return None
-        if isinstance(value, np.generic):
-            return value.item()
-        return value.to_pydatetime() if isinstance(value, pd.Timestamp) else value
-
-    columns = [[plain(v) for v in frame[c].astype(object)] for c in frame.columns]
-    return spark.createDataFrame(list(zip(*columns)), schema=schema)
+def plain_values(values: pd.Series, kind: str) -> list:
+    """Non-numeric feature values as plain Python values (None for null): strings, booleans, or
+    times as UTC microseconds, whatever each engine's pandas dtype for them."""
+    if kind == "time":
+        times = pd.to_datetime(values, utc=True).dt.as_unit("us")
+        return [None if pd.isna(t) else (t - EPOCH) // pd.Timedelta(microseconds=1) for t in times]
+    out = []
+    for v in values.astype(object):
+        out.append(None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
+                   else bool(v) if kind == "bool" else str(v))
+    return out
 
 
-@pytest.fixture
-def compute(engine_name, request):
-    def run(fs: FeatureSet, events: pd.DataFrame, spine: pd.DataFrame) -> pd.DataFrame:
-        if engine_name == "spark":
-            from engine.features.spark import training_set_spark
-
-            spark = request.getfixturevalue("spark")
-            return training_set_spark(fs, spark_frame(spark, events), spark_frame(spark, spine)).toPandas()
-        import dask.dataframe as dd
-
-        from engine.features.dask import training_set_dask
-
-        return training_set_dask(fs, dd.from_pandas(events, npartitions=3),
-                                 dd.from_pandas(spine, npartitions=2)).compute()
-
-    return run
-
-
-def assert_same_features(got: pd.DataFrame, want: pd.DataFrame, fs: FeatureSet, rtol: float = 1e-9) -> None:
+def assert_same_features(got: pd.DataFrame, want: pd.DataFrame, fs: FeatureSet, rtol: float = 1e-9,
+                         non_numeric: dict[str, str] | None = None) -> None:
     """Row for row (by ``row_id``): integer features equal, float features within ``rtol``
-    relative, nulls in the same places."""
+    relative, nulls in the same places; ``non_numeric`` features (name → ``str``, ``bool`` or
+    ``time``) equal as plain values."""
     got = got.sort_values("row_id").reset_index(drop=True)
     want = want.sort_values("row_id").reset_index(drop=True)
     assert got["row_id"].tolist() == want["row_id"].tolist()
+    non_numeric = non_numeric or {}
     for name, dtype in fs.dtypes().items():
+        if name in non_numeric:
+            g, w = plain_values(got[name], non_numeric[name]), plain_values(want[name], non_numeric[name])
+            bad = [i for i, (a, b) in enumerate(zip(g, w)) if a != b]
+            assert not bad, (f"{name}: rows {got['row_id'][bad].tolist()[:5]} got {[g[i] for i in bad[:5]]} "
+                             f"want {[w[i] for i in bad[:5]]}")
+            continue
         g = pd.to_numeric(got[name]).astype("float64").to_numpy()
         w = pd.to_numeric(want[name]).astype("float64").to_numpy()
         assert str(got[name].dtype) == dtype, (name, got[name].dtype)
@@ -499,3 +501,201 @@ def test_derived_division_by_zero_is_null_unless_defaulted(compute):
     got = by_row(compute(fs, ev, corner_spine([("a", T0), ("b", T0)])))
     assert got["avg"].iloc[0] == 4.0 and np.isnan(got["avg"].iloc[1])
     assert got["avg0"].tolist() == [4.0, 0.0]
+
+
+# ---------------------------------------------------------------------------------------------
+# several entity keys, last values of non-numeric columns, timestamps in expressions
+
+MULTI = Case(
+    specs=(
+        Spec({"column": "amount", "functions": ["count", "sum", "mean", "last", "time_since_last"],
+              "windows": ["1d", "7d"]}, "e.amount"),
+        Spec({"column": "category", "functions": ["last", "distinct_count"], "windows": ["1d", "7d"]},
+             "e.category"),
+        Spec({"column": "paid", "functions": ["last"], "windows": ["7d"], "ttl": "12h"}, "e.paid"),
+        Spec({"column": "seen_at", "functions": ["last"], "windows": ["7d"]}, "e.seen_at"),
+        Spec({"column": "latest", "functions": ["last"], "windows": ["7d"]},
+             "CASE WHEN e.seen_at > e.event_time THEN e.seen_at ELSE e.event_time END"),
+        Spec({"column": "amount", "prefix": "late", "where": "event_time >= TIMESTAMP '2025-03-10 00:00:00'",
+              "functions": ["count", "sum"], "windows": ["7d"]},
+             "e.amount", "epoch_us(e.event_time) >= epoch_us(TIMESTAMPTZ '2025-03-10 00:00:00+00')"),
+        Spec({"column": "lag_s", "functions": ["sum", "max", "last"], "windows": ["7d"],
+              "where": "seen_at <= TIMESTAMP '2025-03-12T06:00:00Z' OR category = 'food'"},
+             "(epoch_us(e.event_time) - epoch_us(e.seen_at)) / 1e6",
+             "epoch_us(e.seen_at) <= epoch_us(TIMESTAMPTZ '2025-03-12 06:00:00+00') OR e.category = 'food'"),
+        Spec({"column": "day_no", "functions": ["max", "min"], "windows": ["7d"], "default": -1},
+             "(epoch_us(e.event_time) - epoch_us(TIMESTAMPTZ '2025-03-01 00:00:00+00')) / 1e6 / 86400"),
+        Spec({"column": "seen_first", "functions": ["last", "count"], "windows": ["1d"],
+              "where": "seen_first IS NOT NULL"},
+             "e.seen_at < e.event_time", "(e.seen_at < e.event_time) IS NOT NULL"),
+    ),
+    columns={"latest": "CASE WHEN seen_at > event_time THEN seen_at ELSE event_time END",
+             "lag_s": "event_time - seen_at",
+             "day_no": "(event_time - TIMESTAMP '2025-03-01') / 86400",
+             "seen_first": "seen_at < event_time"},
+    derived={"lag_days_7d": "lag_s_max_7d / 86400"},
+    derived_sql={"lag_days_7d": "lag_s_max_7d / 86400"},
+    entity=("customer_id", "store_id"),
+)
+MULTI_NON_NUMERIC = {"category_last_1d": "str", "category_last_7d": "str", "paid_last_7d": "bool",
+                     "seen_at_last_7d": "time", "latest_last_7d": "time", "seen_first_last_1d": "bool"}
+
+
+def test_two_keys_non_numeric_last_and_timestamp_expressions_match_the_duckdb_reference(compute):
+    """Entities are (string customer, int64 store) pairs, with nulls in either key on both
+    sides; every adversarial corner of the data generator applies to each pair."""
+    fs = load_feature_set(MULTI.definition())
+    assert fs.entity_keys == ("customer_id", "store_id")
+    # 600 events of ~18 pairs over 4 days of hours: many ties at the latest time.
+    ev, sp = adversarial_inputs(seed=7, events=600, spine_rows=160, stores=3, hours=96)
+    latest = ev.dropna(subset=["customer_id", "store_id", "event_time"]).groupby(
+        ["customer_id", "store_id", "event_time"]).size()
+    assert (latest > 1).sum() > 50
+    got = compute(fs, ev, sp)
+    assert list(got.columns) == list(sp.columns) + fs.feature_names()
+    assert len(got) == len(sp)
+    want = reference(MULTI, fs, ev, sp)
+    assert_same_features(got, want, fs, non_numeric=MULTI_NON_NUMERIC)
+    # The data reach every corner: strings, booleans and times found, and nulls (no history).
+    for name in MULTI_NON_NUMERIC:
+        assert want[name].notna().any() and want[name].isna().any(), name
+
+
+def test_two_keys_give_bit_identical_features_on_spark_and_dask(spark, dask_cluster_client):
+    import dask.dataframe as dd
+
+    from engine.features.dask import training_set_dask
+    from engine.features.spark import training_set_spark
+
+    fs = load_feature_set(MULTI.definition())
+    ev, sp = adversarial_inputs(seed=8, entities=8, events=1200, spine_rows=300, stores=4)
+    on_spark = by_row(training_set_spark(fs, spark_frame(spark, ev), spark_frame(spark, sp)).toPandas())
+    on_dask = by_row(training_set_dask(fs, dd.from_pandas(ev, npartitions=3), dd.from_pandas(sp, npartitions=2)).compute())
+    for name in fs.feature_names():
+        if name in MULTI_NON_NUMERIC:
+            kind = MULTI_NON_NUMERIC[name]
+            assert plain_values(on_spark[name], kind) == plain_values(on_dask[name], kind), name
+        else:
+            pd.testing.assert_series_equal(on_spark[name], on_dask[name], obj=name, check_exact=True)
+
+
+def test_non_numeric_last_values_keep_their_type_on_both_engines(engine_name, request):
+    fs = load_feature_set(MULTI.definition())
+    ev, sp = adversarial_inputs(seed=9, stores=2)
+    if engine_name == "spark":
+        from engine.features.spark import training_set_spark
+
+        spark = request.getfixturevalue("spark")
+        schema = training_set_spark(fs, spark_frame(spark, ev), spark_frame(spark, sp)).schema
+        types = {f.name: f.dataType.simpleString() for f in schema.fields}
+        want = {"str": "string", "bool": "boolean", "time": "timestamp"}
+    else:
+        import dask.dataframe as dd
+
+        from engine.features.dask import training_set_dask
+
+        frame = training_set_dask(fs, dd.from_pandas(ev, npartitions=2), dd.from_pandas(sp, npartitions=2))
+        types = {name: str(dtype) for name, dtype in frame.dtypes.items()}
+        want = {"str": "string", "bool": "boolean", "time": "datetime64[us, UTC]"}
+        assert {n: str(t) for n, t in frame.compute().dtypes.items()} == types
+    assert {n: types[n] for n in MULTI_NON_NUMERIC} == {n: want[k] for n, k in MULTI_NON_NUMERIC.items()}
+    assert types["amount_last_7d"] in ("double", "float64") and types["lag_s_last_7d"] in ("double", "float64")
+
+
+def test_scoring_set_with_two_keys_is_the_training_set_of_every_pair_seen_by_then(engine_name, request):
+    fs = load_feature_set(MULTI.definition())
+    ev, _ = adversarial_inputs(seed=10, stores=3)
+    at = T0 + pd.Timedelta(days=9, hours=5)
+    seen = (ev[ev["customer_id"].notna() & ev["store_id"].notna() & (ev["event_time"] < at)]
+            [["customer_id", "store_id"]].drop_duplicates().reset_index(drop=True))
+    assert len(seen) > 5
+    if engine_name == "spark":
+        from engine.features.spark import scoring_set_spark
+
+        got = scoring_set_spark(fs, spark_frame(request.getfixturevalue("spark"), ev), at.to_pydatetime()).toPandas()
+    else:
+        import dask.dataframe as dd
+
+        from engine.features.dask import scoring_set_dask
+
+        got = scoring_set_dask(fs, dd.from_pandas(ev, npartitions=3), at.to_pydatetime()).compute()
+    assert list(got.columns[:3]) == ["customer_id", "store_id", "as_of"]
+    got = got.astype({"customer_id": object, "store_id": "int64"})
+    spine = seen.astype({"customer_id": object, "store_id": "int64"}).assign(row_id=np.arange(len(seen), dtype="int64"))
+    got = got.merge(spine, on=["customer_id", "store_id"], how="outer", indicator=True)
+    assert (got["_merge"] == "both").all() and len(got) == len(seen)  # the same pairs, once each
+    want = reference(MULTI, fs, ev, seen.assign(as_of=pd.Series([at] * len(seen), dtype="datetime64[us, UTC]"),
+                                                row_id=np.arange(len(seen), dtype="int64")))
+    assert_same_features(got.drop(columns="_merge"), want, fs, non_numeric=MULTI_NON_NUMERIC)
+
+
+@pytest.mark.parametrize("table", ["events", "spine"])
+def test_an_entity_key_missing_from_a_table_is_named_before_any_job_runs(engine_name, request, table):
+    fs = load_feature_set(MULTI.definition())
+    ev, sp = adversarial_inputs(seed=11, stores=2)
+    ev, sp = (ev.drop(columns="store_id"), sp) if table == "events" else (ev, sp.drop(columns="store_id"))
+    if engine_name == "spark":
+        from engine.features.spark import training_set_spark
+
+        spark = request.getfixturevalue("spark")
+        ev_frame, sp_frame = spark_frame(spark, ev), spark_frame(spark, sp)
+        jobs_before = len(spark.sparkContext.statusTracker().getJobIdsForGroup())
+        with pytest.raises(DefinitionError, match=rf"'parity': {table} table has no entity column 'store_id'"):
+            training_set_spark(fs, ev_frame, sp_frame)
+        assert len(spark.sparkContext.statusTracker().getJobIdsForGroup()) == jobs_before
+    else:
+        import dask.dataframe as dd
+
+        from engine.features.dask import training_set_dask
+
+        with pytest.raises(DefinitionError, match=rf"'parity': {table} table has no entity column 'store_id'"):
+            training_set_dask(fs, dd.from_pandas(ev, npartitions=2), dd.from_pandas(sp, npartitions=2))
+
+
+def test_scoring_entities_without_every_key_are_rejected_naming_the_key(engine_name, request):
+    fs = load_feature_set(MULTI.definition())
+    ev, _ = adversarial_inputs(seed=12, stores=2)
+    who = pd.DataFrame({"customer_id": pd.array(["c1"], dtype="string")})
+    with pytest.raises(DefinitionError, match="'parity': spine table has no entity column 'store_id'"):
+        if engine_name == "spark":
+            from engine.features.spark import scoring_set_spark
+
+            spark = request.getfixturevalue("spark")
+            scoring_set_spark(fs, spark_frame(spark, ev), "2025-03-08", spark_frame(spark, who))
+        else:
+            import dask.dataframe as dd
+
+            from engine.features.dask import scoring_set_dask
+
+            scoring_set_dask(fs, dd.from_pandas(ev, npartitions=2), "2025-03-08", dd.from_pandas(who, npartitions=1))
+
+
+def test_last_of_strings_booleans_and_times_breaks_ties_by_the_greatest_value(compute):
+    """At the same latest time: the greatest string by code point ('b' > 'ab' > 'B'), true over
+    false, the latest time; nulls never win."""
+    fs = corner([{"column": c, "functions": ["last"], "windows": ["1d"]} for c in ("category", "paid", "seen_at")])
+    at = T0 - HOUR
+    ev = corner_events([("a", at, 1.0, "ab"), ("a", at, 1.0, "b"), ("a", at, 1.0, "B"), ("a", at, 1.0, None),
+                        ("a", at - HOUR, 1.0, "zzz"),
+                        ("b", at, 1.0, "é"), ("b", at, 1.0, "z"), ("b", at - HOUR, 1.0, "~")])
+    ev["paid"] = pd.array([False, True, False, None, False, None, None, True], dtype="boolean")
+    ev["seen_at"] = pd.Series([T0, T0 + HOUR, None, T0 + 2 * HOUR, T0 + 5 * HOUR, None, None, T0],
+                              dtype="datetime64[us, UTC]")
+    got = by_row(compute(fs, ev, corner_spine([("a", T0), ("b", T0), ("c", T0)])))
+    assert plain_values(got["category_last_1d"], "str") == ["b", "é", None]  # 'é' (U+00E9) > 'z'
+    assert plain_values(got["paid_last_1d"], "bool") == [True, True, None]    # b: the latest non-null
+    micros = [(t - EPOCH) // pd.Timedelta(microseconds=1) for t in (T0 + 2 * HOUR, T0)]
+    assert plain_values(got["seen_at_last_1d"], "time") == [*micros, None]
+
+
+def test_a_null_in_any_key_matches_nothing(compute):
+    fs = load_feature_set({"name": "keys", "entity": ["customer_id", "store_id"], "timestamp": "event_time",
+                           "aggregations": [{"column": "amount", "functions": ["count", "sum"], "windows": ["1d"]}]})
+    ev = corner_events([("a", T0 - HOUR, 1.0, None), ("a", T0 - HOUR, 2.0, None), ("a", T0 - HOUR, 4.0, None),
+                        (None, T0 - HOUR, 8.0, None)])
+    ev["store_id"] = pd.array([1, None, 2, 1], dtype="Int64")
+    sp = corner_spine([("a", T0), ("a", T0), ("a", T0), (None, T0)])
+    sp["store_id"] = pd.array([1, None, 3, 1], dtype="Int64")
+    got = by_row(compute(fs, ev, sp))
+    assert got["amount_count_1d"].tolist() == [1, 0, 0, 0]
+    assert got["amount_sum_1d"].tolist() == [1.0, 0.0, 0.0, 0.0]

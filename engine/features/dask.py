@@ -1,9 +1,10 @@
 """Dask compiler of a ``FeatureSet``: an out-of-core point-in-time join with NumPy.
 
-The spine and the events are hash-partitioned by entity into the same number of partitions
-(Dask's shuffle assigns a key to the same partition in both), so each pair of partitions holds
-every event of its spine rows' entities and nothing is ever gathered on one worker. Per pair,
-events are sorted by (entity, time, values); one merged sort finds each spine row's window
+The spine and the events are hash-partitioned by the entity keys into the same number of
+partitions (Dask's shuffle assigns a key to the same partition in both), so each pair of
+partitions holds every event of its spine rows' entities and nothing is ever gathered on one
+worker. Per pair, events are sorted by (entity, time, values), an entity being one combination
+of key values; one merged sort finds each spine row's window
 ``[as_of - window, as_of)`` as a slice of that order, and each statistic of the plan
 (``engine.features.plan``) is a pass over those slices: counts and latest values by prefix
 arrays, sums, standard deviations, minima, maxima and distinct counts by folding each slice
@@ -194,9 +195,31 @@ def _positions(event_codes: np.ndarray, event_times: np.ndarray, query_codes: np
     return out
 
 
-def _prepared_inputs(plan: Plan, events: pd.DataFrame, kinds: dict[str, str]) -> list[np.ndarray]:
+def _entity_codes(events: pd.DataFrame, spine: pd.DataFrame, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """One dense int64 code per distinct combination of key values, for the events and the spine
+    rows alike; -1 where any key is null (such rows match nothing)."""
+    combined = np.zeros(len(events) + len(spine), dtype="int64")
+    missing = np.zeros(len(combined), dtype=bool)
+    for i, key in enumerate(keys):
+        codes, uniques = pd.factorize(pd.concat([events[key], spine[key]], ignore_index=True),
+                                      use_na_sentinel=True)
+        missing |= codes < 0
+        codes = np.where(codes < 0, len(uniques), codes).astype("int64")
+        if i == 0:
+            combined = codes
+        else:
+            # Mixed radix, then dense again: codes stay below the row count, so nothing overflows.
+            combined = pd.factorize(combined * (len(uniques) + 1) + codes)[0].astype("int64")
+    combined[missing] = -1
+    return combined[:len(events)], combined[len(events):]
+
+
+def _prepared_inputs(plan: Plan, events: pd.DataFrame, kinds: dict[str, str]
+                     ) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
     """Each plan input over the events (see ``engine.features.plan.Input``): float64 with NaN
-    as null for numeric inputs and indicators, factorized codes (-1 null) for raw values."""
+    as null for numeric inputs and indicators, factorized codes (-1 null) for raw values, with
+    each raw input's distinct values (index = code) in ascending order, so that a greater code
+    is a greater value (strings by code point, false < true, times by time)."""
     n = len(events)
     computed = plan.fs.computed()
     cache: dict[str, X._Value] = {}
@@ -210,7 +233,8 @@ def _prepared_inputs(plan: Plan, events: pd.DataFrame, kinds: dict[str, str]) ->
                 cache[name] = X.pandas_input(events[name], kinds[name])
         return cache[name]
 
-    out = []
+    out: list[np.ndarray] = []
+    raw: dict[int, np.ndarray] = {}
     for item in plan.inputs:
         keep = np.ones(n, dtype=bool)
         if item.where is not None:
@@ -225,10 +249,23 @@ def _prepared_inputs(plan: Plan, events: pd.DataFrame, kinds: dict[str, str]) ->
             data = value.data.astype("float64") if value.type != "bool" else value.data.astype("float64")
             out.append(np.where(present, data, np.nan))
         else:
-            codes, _ = pd.factorize(pd.Series(np.where(present, value.data, None), dtype=object),
-                                    use_na_sentinel=True)
+            codes, uniques = pd.factorize(pd.Series(np.where(present, value.data, None), dtype=object),
+                                          use_na_sentinel=True, sort=True)
+            raw[len(out)] = np.asarray(uniques, dtype=object)
             out.append(codes.astype("int64"))
-    return out
+    return out, raw
+
+
+def _decoded(kind: str, uniques: np.ndarray, codes: np.ndarray, found: np.ndarray) -> X._Value:
+    """Codes (float, NaN where not ``found``) of a raw input back to its values, as an
+    expression value of ``kind`` (``str``, ``bool`` or ``time``)."""
+    at = np.where(found, codes, 0).astype("int64")
+    picked = uniques[at] if len(uniques) else np.zeros(len(at), dtype=object)
+    if kind == "str":
+        return X._Value("str", np.where(found, picked, ""), found)
+    if kind == "bool":
+        return X._Value("bool", np.where(found, picked, False).astype(bool), found)
+    return X._Value("time", np.where(found, picked, 0).astype("int64"), found)
 
 
 def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: FeatureSet,
@@ -236,18 +273,18 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
     """``spine`` with one column per feature, computed from ``events`` (which must hold every
     event of the spine's entities). Pure pandas/NumPy; the spine's rows, order and index are
     kept."""
-    plan = Plan(fs)
     kinds = kinds if kinds is not None else pandas_column_kinds(events.dtypes)
+    all_kinds = event_kinds(fs, kinds)
+    plan = Plan(fs, all_kinds)
     ev_times, ev_valid = _micros(events[fs.timestamp])
-    ev_valid &= events[fs.entity].notna().to_numpy()
-    ev_times = ev_times[ev_valid]
-    inputs = [values[ev_valid] for values in _prepared_inputs(plan, events, kinds)]
+    ev_codes, q_codes = _entity_codes(events, spine, fs.entity_keys)
+    ev_valid &= ev_codes >= 0
+    ev_times, ev_codes = ev_times[ev_valid], ev_codes[ev_valid]
+    prepared, raw_values = _prepared_inputs(plan, events, kinds)
+    inputs = [values[ev_valid] for values in prepared]
+    raw_last = {name: X.KIND_TYPES[kind] for name, kind in plan.raw_last_kinds().items()}
 
     q_times, q_valid = _micros(spine[fs.as_of])
-    entities = pd.concat([events[fs.entity][ev_valid], spine[fs.entity]], ignore_index=True)
-    codes, _ = pd.factorize(entities, use_na_sentinel=True)
-    n_events = int(ev_valid.sum())
-    ev_codes, q_codes = codes[:n_events], codes[n_events:]
     q_valid &= q_codes >= 0
 
     # Same order as Spark's sort: entity, time, then the added values ascending, nulls last.
@@ -278,6 +315,8 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
         elif stat.kind == "distinct":
             result = _distinct_counts(values, lo, hi)
         else:  # last, last_time: the latest present element before hi, if it is in the slice
+            if stat.name in raw_last:  # codes of non-numeric values, ordered as the values
+                values = np.where(values >= 0, values, np.nan).astype("float64")
             latest = _latest_before(~np.isnan(values), hi)
             found = latest >= lo
             # Window bounds are times, so a tie group (same entity and time) is never split:
@@ -285,11 +324,14 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
             source = _tie_group_max(values, ev_codes, ev_times) if stat.kind == "last" else ev_times
             safe = np.where(found, latest, 0)
             result = np.where(found, source[safe].astype("float64") if len(source) else np.nan, np.nan)
+            if stat.name in raw_last:
+                stats[stat.name] = _decoded(raw_last[stat.name], raw_values[stat.input], result, found)
+                continue
         stats[stat.name] = X._Value("num", result, ~np.isnan(result))
     stats[AS_OF_MICROS] = X._Value("num", q_times.astype("float64"), q_valid.copy())
 
     columns: dict[str, pd.Series] = {}
-    dtypes = fs.dtypes()
+    dtypes = fs.dtypes(all_kinds)
     for name in fs.feature_names():
         value = X.evaluate(plan.features[name], stats, len(spine))
         stats[name] = value
@@ -312,13 +354,15 @@ def training_set_dask(fs: FeatureSet, events: dd.DataFrame, spine: dd.DataFrame)
 
     kinds = pandas_column_kinds(events.dtypes)
     check_inputs(fs, kinds, pandas_column_kinds(spine.dtypes))
+    keys = list(fs.entity_keys)
     events = events[[c for c in fs.event_columns() if c in kinds]]
-    if pandas_kind(events.dtypes[fs.entity]) == "string":
+    strings = {key: spine.dtypes[key] for key in keys if pandas_kind(events.dtypes[key]) == "string"}
+    if strings:
         # Dask hashes numbers as float64 whatever their width, but strings by dtype.
-        events = events.astype({fs.entity: spine.dtypes[fs.entity]})
+        events = events.astype(strings)
     n = max(events.npartitions, spine.npartitions)
-    events = events.shuffle(on=fs.entity, npartitions=n)
-    spine_parts = spine.shuffle(on=fs.entity, npartitions=n)
+    events = events.shuffle(on=keys, npartitions=n)
+    spine_parts = spine.shuffle(on=keys, npartitions=n)
     meta = features_of_partition(spine._meta, events._meta, fs, kinds)
     return dd.map_partitions(features_of_partition, spine_parts, events, fs, kinds, meta=meta,
                              align_dataframes=False, enforce_metadata=False)
@@ -327,11 +371,12 @@ def training_set_dask(fs: FeatureSet, events: dd.DataFrame, spine: dd.DataFrame)
 def scoring_set_dask(fs: FeatureSet, events: dd.DataFrame, as_of: object,
                      entities: dd.DataFrame | None = None) -> dd.DataFrame:
     """The features of ``fs`` as of one time for every entity: the same point-in-time join as
-    ``training_set_dask`` over a spine of ``(entity, as_of)`` rows.
+    ``training_set_dask`` over a spine of ``(keys..., as_of)`` rows.
 
-    The entities are those of ``entities`` (its entity column, deduplicated) or, by default,
-    every entity with an event the window contract can see at ``as_of`` (before it, or at it
-    when inclusive); an entity whose events are all older than every window gets the defaults.
+    The entities are those of ``entities`` (its entity key columns, deduplicated) or, by
+    default, every entity (combination of keys, none null) with an event the window contract can
+    see at ``as_of`` (before it, or at it when inclusive); an entity whose events are all older
+    than every window gets the defaults.
     Entities are deduplicated by a hash shuffle into as many partitions as the events have, so
     no worker holds them all.
     """
@@ -339,14 +384,20 @@ def scoring_set_dask(fs: FeatureSet, events: dd.DataFrame, as_of: object,
 
     at = scoring_time(as_of)
     kinds = pandas_column_kinds(events.dtypes)
+    keys = list(fs.entity_keys)
     if entities is None:
-        check_inputs(fs, kinds, {fs.entity: kinds.get(fs.entity, "?"), fs.as_of: "timestamp"})
+        check_inputs(fs, kinds, {**{k: kinds.get(k, "?") for k in keys}, fs.as_of: "timestamp"})
         times = events[fs.timestamp]
         if pandas_kind(times.dtype) == "timestamp" and getattr(times.dtype, "tz", None) is None:
             times = times.dt.tz_localize("UTC")
         seen = (times <= at) if fs.inclusive else (times < at)
-        entities = events[~events[fs.entity].isna() & seen]
-    keys = entities[[fs.entity]].drop_duplicates(split_out=max(events.npartitions, 1))
-    spine = keys.assign(**{fs.as_of: at})
+        for key in keys:
+            seen = seen & ~events[key].isna()
+        entities = events[seen]
+    else:
+        given = pandas_column_kinds(entities.dtypes)
+        check_inputs(fs, kinds, {**{k: given[k] for k in keys if k in given}, fs.as_of: "timestamp"})
+    distinct = entities[keys].drop_duplicates(split_out=max(events.npartitions, 1))
+    spine = distinct.assign(**{fs.as_of: at})
     spine = spine.astype({fs.as_of: "datetime64[us, UTC]"})
     return training_set_dask(fs, events, spine)

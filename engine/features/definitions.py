@@ -9,7 +9,9 @@ the window contract and the column kinds each input must have.
 
 Semantics (the contract both compilers implement and the parity tests check):
 
-- A spine row ``(entity, as_of)`` sees the events of the same entity with
+- A definition has one or more entity keys (``entity: customer_id`` or ``entity: [customer_id,
+  store_id]``; each int64 or string, of the same kind in the events and the spine). A spine row
+  ``(keys..., as_of)`` sees the events whose every key equals the row's with
   ``as_of - window <= event_time < as_of``: the lower bound is included, events at exactly
   ``as_of`` (and after it) are excluded. With ``inclusive: true`` the window is
   ``as_of - window <= event_time <= as_of``. Times are compared in whole microseconds.
@@ -23,7 +25,10 @@ Semantics (the contract both compilers implement and the parity tests check):
   (``stddev_samp``: n - 1 in the denominator), computed by Welford's one-pass update in the same
   order as ``sum``; null with fewer than two non-null values. ``distinct_count`` is the exact
   number of distinct non-null values (of any kind). ``last`` is the latest non-null value by
-  event time; among values at the same latest time, the greatest wins. ``time_since_last`` is
+  event time, of a numeric (float64), string, boolean or timestamp column (the output keeps the
+  column's type); among values at the same latest time, the greatest wins: the largest number,
+  the greatest string in Unicode code-point order (= UTF-8 byte order, Spark's and DuckDB's
+  binary string order), ``true`` over ``false``, the latest timestamp. ``time_since_last`` is
   ``as_of`` minus the latest event's time, in seconds (float64, microsecond precision).
 - Defaults: a feature whose window holds no events (none at all, none passing ``where``, an
   entity without history, a null entity or as-of time) takes its ``default``; built in, that is
@@ -31,11 +36,13 @@ Semantics (the contract both compilers implement and the parity tests check):
   with events but no non-null values gives the function's own result (``sum`` 0.0, ``mean``
   null). With a ``ttl``, a feature whose latest event (passing ``where``) is older than
   ``as_of - ttl`` also takes its default: stale values are never served.
-- ``count`` and ``distinct_count`` are int64; every other feature is float64. Derived features
-  are float64 expressions over other features (null where the expression is null, e.g. a
-  division by zero, unless a ``default`` is given).
-- Events with a null entity or a null event time are never matched; spine rows with a null
-  entity or a null as-of time get the defaults. Every spine row is kept exactly once
+- ``count`` and ``distinct_count`` are int64; ``last`` of a string, boolean or timestamp
+  column has that type (its default can only be null, and derived features cannot read it);
+  every other feature is float64. Derived features are float64 expressions over other features
+  (null where the expression is null, e.g. a division by zero, unless a ``default`` is given).
+- Events with a null in any entity key or a null event time are never matched; spine rows
+  with a null in any entity key or a null as-of time get the defaults (keys compare as SQL
+  ``=`` does: null equals nothing, not even null). Every spine row is kept exactly once
   (duplicates stay duplicates); row order is not preserved.
 """
 
@@ -59,7 +66,7 @@ Function = Literal["count", "sum", "mean", "min", "max", "stddev", "distinct_cou
 FUNCTIONS: tuple[str, ...] = get_args(Function)
 INTEGER_FUNCTIONS = frozenset({"count", "distinct_count"})
 # Functions that read the aggregated column's values as numbers.
-NUMERIC_FUNCTIONS = frozenset({"sum", "mean", "min", "max", "stddev", "last"})
+NUMERIC_FUNCTIONS = frozenset({"sum", "mean", "min", "max", "stddev"})
 BUILTIN_DEFAULTS: dict[str, float | int | None] = {"count": 0, "distinct_count": 0, "sum": 0.0}
 
 # Bump when the meaning of a feature changes (window bounds, null handling, defaults): the
@@ -73,6 +80,9 @@ NUMERIC_KINDS = frozenset({"int", "float", "decimal"})
 ENTITY_KINDS = frozenset({"int", "string"})
 TIMESTAMP_KINDS = frozenset({"timestamp"})
 DISTINCT_KINDS = frozenset({"int", "float", "decimal", "string", "bool"})
+LAST_KINDS = NUMERIC_KINDS | {"string", "bool", "timestamp"}
+# The output dtype of ``last`` of a non-numeric column, by the column's kind.
+LAST_DTYPES = {"string": "string", "bool": "boolean", "timestamp": "datetime64[us, UTC]"}
 
 _UNITS = {"s": timedelta(seconds=1), "m": timedelta(minutes=1), "h": timedelta(hours=1),
           "d": timedelta(days=1), "w": timedelta(weeks=1)}
@@ -172,10 +182,11 @@ class DerivedFeature:
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """A named set of windowed aggregations over one event source, keyed by one entity."""
+    """A named set of windowed aggregations over one event source, keyed by one or more entity
+    columns (``entity_keys``, in declared order: a spine row matches the events equal on all)."""
 
     name: str
-    entity: str
+    entity_keys: tuple[str, ...]
     timestamp: str
     as_of: str
     source: str
@@ -190,9 +201,13 @@ class FeatureSet:
         then window), then derived features in declaration order."""
         return [agg.name for agg in self.aggregations] + [d.name for d in self.derived]
 
-    def dtypes(self) -> dict[str, str]:
-        """Feature name → NumPy dtype of every output feature."""
-        return {**{a.name: a.dtype for a in self.aggregations},
+    def dtypes(self, event_kinds: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Feature name → pandas dtype of every output feature. ``last`` of a string, boolean or
+        timestamp column (by ``event_kinds``, see ``event_kinds()``) has that column's type;
+        without ``event_kinds`` every ``last`` is taken to be numeric."""
+        kinds = event_kinds or {}
+        return {**{a.name: LAST_DTYPES.get(kinds.get(a.column, ""), a.dtype) if a.function == "last"
+                   else a.dtype for a in self.aggregations},
                 **{d.name: d.dtype for d in self.derived}}
 
     def computed(self) -> dict[str, Expression]:
@@ -200,7 +215,7 @@ class FeatureSet:
         return dict(self.columns)
 
     def event_columns(self) -> list[str]:
-        """The columns read from the source: entity, event time, then every source column an
+        """The columns read from the source: entity keys, event time, then every source column an
         aggregation, a computed column or a filter reads, each once."""
         computed = self.computed()
         used: list[str] = []
@@ -212,7 +227,7 @@ class FeatureSet:
             if agg.where is not None:
                 for column in X.columns_of(agg.where.tree):
                     used += X.columns_of(computed[column].tree) if column in computed else [column]
-        return list(dict.fromkeys([self.entity, self.timestamp, *used]))
+        return list(dict.fromkeys([*self.entity_keys, self.timestamp, *used]))
 
     def windows(self) -> list[tuple[str, int]]:
         """Distinct windows as ``(text, microseconds)``, in declaration order."""
@@ -243,6 +258,26 @@ def _name(definition: str, mapping: Mapping[str, Any], key: str, default: str | 
     if not isinstance(value, str) or not value.strip():
         raise _fail(definition, f"key {key!r} must be a non-empty column/table name, got {value!r}")
     return value
+
+
+def _entity_keys(definition: str, raw: Mapping[str, Any]) -> tuple[str, ...]:
+    value = raw.get("entity")
+    keys = [value] if isinstance(value, str) else value
+    if (not isinstance(keys, list) or not keys
+            or not all(isinstance(k, str) and k.strip() for k in keys)):
+        raise _fail(definition, f"key 'entity' must be a column name or a non-empty list of column "
+                                f"names, got {value!r}")
+    keys = [k.strip() for k in keys]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise _fail(definition, f"entity key {twice[0]!r} is listed twice in {value!r}")
+    return tuple(keys)
+
+
+def entity_identity(fs: FeatureSet) -> str | list[str]:
+    """The entity keys as hashes record them: one key as its name (so hashes made before
+    several keys existed stay valid), several as the list in declared order."""
+    return fs.entity_keys[0] if len(fs.entity_keys) == 1 else list(fs.entity_keys)
 
 
 def _expression(definition: str, where: str, text: Any) -> Expression:
@@ -408,7 +443,7 @@ def load_feature_set(path_or_mapping: str | Path | Mapping[str, Any]) -> Feature
     aggregations = _aggregations(label, raw["aggregations"], ttl)
     fs = FeatureSet(
         name=_name(label, raw, "name"),
-        entity=_name(label, raw, "entity"),
+        entity_keys=_entity_keys(label, raw),
         timestamp=_name(label, raw, "timestamp"),
         as_of=_name(label, raw, "as_of", _DEFAULT_AS_OF),
         source=_name(label, raw, "source", _DEFAULT_SOURCE),
@@ -420,17 +455,20 @@ def load_feature_set(path_or_mapping: str | Path | Mapping[str, Any]) -> Feature
     )
     computed = fs.computed()
     for agg in fs.aggregations:
-        if agg.column in (fs.entity, fs.timestamp) and agg.function != "count":
-            raise _fail(fs.name, f"column {agg.column!r} is the entity or event-time column and cannot "
-                                 f"be aggregated")
+        if agg.column in (*fs.entity_keys, fs.timestamp) and agg.function != "count":
+            raise _fail(fs.name, f"column {agg.column!r} is an entity key or the event-time column and "
+                                 f"cannot be aggregated")
     for name, expression in fs.columns:
-        if name in (fs.entity, fs.timestamp):
+        if name in (*fs.entity_keys, fs.timestamp):
             raise _fail(fs.name, f"computed column {name!r} would replace the entity or event-time column")
         inner = sorted(set(X.columns_of(expression.tree)) & set(computed))
         if inner:
             raise _fail(fs.name, f"computed column {name!r}: expression {expression.text!r} reads the "
                                  f"computed column {inner[0]!r}; computed columns read source columns only")
-    clashes = sorted(set(fs.feature_names()) & {fs.entity, fs.as_of})
+    if fs.as_of in fs.entity_keys or fs.timestamp in fs.entity_keys:
+        raise _fail(fs.name, f"the as-of or event-time column is also an entity key "
+                             f"{list(fs.entity_keys)!r}")
+    clashes = sorted(set(fs.feature_names()) & {*fs.entity_keys, fs.as_of})
     if clashes:
         raise _fail(fs.name, f"feature name {clashes[0]!r} is also the entity or as-of column")
     return fs
@@ -441,7 +479,8 @@ def canonical_json(fs: FeatureSet) -> str:
     expressions in their canonical text.
 
     Independent of YAML key order, formatting, expression spacing and keyword case; any change
-    of a feature (column, function, window, filter, default, ttl, names, expressions) or of
+    of a feature (column, function, window, filter, default, ttl, names, expressions), of the
+    entity keys (one key is recorded as its name, several as the list in declared order) or of
     ``SEMANTICS_VERSION`` changes it. Options that are not used (no filter, the built-in
     default, no ttl, exclusive windows, no pinned version) are left out, so a definition written
     before they existed keeps its hash.
@@ -461,7 +500,7 @@ def canonical_json(fs: FeatureSet) -> str:
 
     doc: dict[str, Any] = {
         "semantics": SEMANTICS_VERSION,
-        "name": fs.name, "entity": fs.entity, "timestamp": fs.timestamp, "as_of": fs.as_of,
+        "name": fs.name, "entity": entity_identity(fs), "timestamp": fs.timestamp, "as_of": fs.as_of,
         "source": fs.source,
         "aggregations": [aggregation(a) for a in fs.aggregations],
     }
@@ -531,18 +570,21 @@ def check_inputs(fs: FeatureSet, event_columns: Mapping[str, str], spine_columns
                 f"{kind}, expected {expected}; cast it in the {table} table")
         return kind
 
-    events_entity = need("events", event_columns, fs.entity, "entity", ENTITY_KINDS, "integer or string")
-    spine_entity = need("spine", spine_columns, fs.entity, "entity", ENTITY_KINDS, "integer or string")
-    if events_entity != spine_entity:
-        raise SchemaMismatch(
-            f"feature definition {fs.name!r}: entity column {fs.entity!r} is {events_entity} in the "
-            f"events table but {spine_entity} in the spine table; cast one so both have the same kind")
+    for key in fs.entity_keys:
+        events_entity = need("events", event_columns, key, "entity", ENTITY_KINDS, "integer or string")
+        spine_entity = need("spine", spine_columns, key, "entity", ENTITY_KINDS, "integer or string")
+        if events_entity != spine_entity:
+            raise SchemaMismatch(
+                f"feature definition {fs.name!r}: entity column {key!r} is {events_entity} in the "
+                f"events table but {spine_entity} in the spine table; cast one so both have the same kind")
     need("events", event_columns, fs.timestamp, "event-time", TIMESTAMP_KINDS, "a timestamp")
     need("spine", spine_columns, fs.as_of, "as-of", TIMESTAMP_KINDS, "a timestamp")
     kinds = event_kinds(fs, event_columns)
     for agg in fs.aggregations:
         if agg.function in NUMERIC_FUNCTIONS:
             allowed, expected = NUMERIC_KINDS, "numeric"
+        elif agg.function == "last":
+            allowed, expected = LAST_KINDS, "a number, string, boolean or timestamp"
         elif agg.function == "distinct_count":
             allowed, expected = DISTINCT_KINDS, "a number, string or boolean"
         else:
@@ -553,6 +595,21 @@ def check_inputs(fs: FeatureSet, event_columns: Mapping[str, str], spine_columns
             if found != "bool":
                 raise SchemaMismatch(f"feature definition {fs.name!r}: filter of {agg.name!r}: expression "
                                      f"{agg.where.text!r} is {found}, expected a condition (boolean)")
+    typed = fs.dtypes(kinds)
+    non_numeric = {a.name: kinds[a.column] for a in fs.aggregations if typed[a.name] in LAST_DTYPES.values()}
+    for agg in fs.aggregations:
+        if agg.name in non_numeric and agg.default is not None:
+            raise SchemaMismatch(
+                f"feature definition {fs.name!r}: feature {agg.name!r} is the last value of the "
+                f"{non_numeric[agg.name]} column {agg.column!r}, so its default can only be null, "
+                f"got {agg.default!r}; remove the default")
+    for derived in fs.derived:
+        read = sorted(set(X.columns_of(derived.expression.tree)) & set(non_numeric))
+        if read:
+            raise SchemaMismatch(
+                f"feature definition {fs.name!r}: derived feature {derived.name!r} reads {read[0]!r}, "
+                f"the last value of a {non_numeric[read[0]]} column; derived features read numeric "
+                f"features only")
     clashes = sorted(set(fs.feature_names()) & set(spine_columns))
     if clashes:
         raise SchemaMismatch(

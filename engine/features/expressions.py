@@ -13,15 +13,24 @@ Grammar (keywords case-insensitive)::
     expr   := or ;  or := and (OR and)* ;  and := not (AND not)* ;  not := NOT not | cmp
     cmp    := sum [ (= | != | <> | < | <= | > | >=) sum | [NOT] IN (literal, ...) | IS [NOT] NULL ]
     sum    := prod ((+ | -) prod)* ;  prod := unary ((* | / | %) unary)* ;  unary := - unary | atom
-    atom   := number | 'string' | TRUE | FALSE | NULL | column | function(expr, ...) | (expr)
-            | CASE WHEN expr THEN expr [WHEN expr THEN expr]* [ELSE expr] END
+    atom   := number | 'string' | TRUE | FALSE | NULL | TIMESTAMP 'time' | column
+            | function(expr, ...) | (expr) | CASE WHEN expr THEN expr [WHEN expr THEN expr]* [ELSE expr] END
 
 Functions: ``log`` (natural, also ``ln``), ``abs``, ``coalesce(a, b, ...)``, and the date parts
 ``year``, ``month``, ``day``, ``hour``, ``minute``, ``dayofweek`` (ISO: Monday 1 … Sunday 7) of a
 timestamp, in UTC. Columns are plain identifiers or ``"quoted"``.
 
 Types are ``num`` (every number is a float64: integers are read as doubles), ``str``, ``bool``
-and ``time`` (a timestamp, usable in date parts and ``IS NULL`` only). Null rules, as in SQL:
+and ``time`` (a timestamp, in microseconds).
+
+Timestamps: ``TIMESTAMP '2025-06-01'``, ``TIMESTAMP '2025-06-01 12:30:00'`` (also with
+``.ffffff``, a ``T`` separator, ``Z`` or a ``+hh:mm`` offset) is a time literal, read as UTC when
+it has no offset. Times compare with times (``=``, ``!=``, ``<``, ``<=``, ``>``, ``>=``), never
+with strings or numbers. ``a - b`` of two times is the elapsed seconds from ``b`` to ``a`` as a
+number (float64, exact to the microsecond for spans under ~285 years; divide by 86400 for
+days); no other arithmetic takes a time (``event_time + 1`` and ``event_time - 60`` are
+rejected, naming the expression). ``TIMESTAMP`` is a keyword only before a quoted string, so a
+column named ``timestamp`` still reads as a column. Null rules, as in SQL:
 arithmetic and comparisons with a null give null; ``AND``/``OR``/``NOT`` use three-valued
 logic; ``CASE`` takes the first branch whose condition is true (a null condition is not true)
 and is null without ``ELSE``; ``x IN (...)`` is null for a null ``x``. NaN in a numeric column
@@ -36,6 +45,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
@@ -68,7 +78,24 @@ class Col:
 
 @dataclass(frozen=True)
 class Lit:
-    value: float | str | bool | None
+    value: float | str | bool | datetime | None  # a datetime is UTC-aware (TIMESTAMP '...')
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def time_micros(value: datetime) -> int:
+    """A UTC-aware datetime as whole microseconds since the epoch (exact integer arithmetic)."""
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def _time_literal(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise DefinitionError(f"TIMESTAMP {text!r} is not a time; write TIMESTAMP 'YYYY-MM-DD', "
+                              f"'YYYY-MM-DD hh:mm:ss[.ffffff]' (UTC) or with a +hh:mm offset") from None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -264,6 +291,8 @@ class _Parser:
             return Case(tuple(whens), otherwise)
         if self.peek("id"):
             name = self.take("id")
+            if name.upper() == "TIMESTAMP" and self.peek("str"):
+                return Lit(_time_literal(self.take("str")[1:-1]))
             if not self.accept("op", "("):
                 return Col(name)
             function = name.lower()
@@ -330,6 +359,8 @@ def to_sql(expr: Expr) -> str:
             return "TRUE" if expr.value else "FALSE"
         if isinstance(expr.value, float):
             return repr(expr.value)
+        if isinstance(expr.value, datetime):
+            return f"TIMESTAMP '{expr.value.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
         return "'" + expr.value.replace("'", "''") + "'"
     if isinstance(expr, Unary):
         return f"({expr.op} {to_sql(expr.operand)})"
@@ -384,7 +415,7 @@ def infer_type(expr: Expr, kinds: Mapping[str, str]) -> Type:
     if isinstance(expr, Lit):
         value = expr.value
         return ("null" if value is None else "bool" if isinstance(value, bool)
-                else "num" if isinstance(value, float) else "str")
+                else "num" if isinstance(value, float) else "time" if isinstance(value, datetime) else "str")
     if isinstance(expr, Unary):
         if expr.op == "NOT":
             need(expr.operand, ("bool",), "NOT")
@@ -396,11 +427,17 @@ def infer_type(expr: Expr, kinds: Mapping[str, str]) -> Type:
             need(expr.left, ("bool",), expr.op)
             need(expr.right, ("bool",), expr.op)
             return "bool"
+        if expr.op == "-" and "time" in (of(expr.left), of(expr.right)):
+            _unify([need(expr.left, ("time",), "timestamp difference"),
+                    need(expr.right, ("time",), "timestamp difference")],
+                   f"timestamp difference {to_sql(expr)} (only time - time, in seconds, is supported)")
+            return "num"
         if expr.op in ("+", "-", "*", "/", "%"):
             need(expr.left, ("num",), f"operator {expr.op}")
             need(expr.right, ("num",), f"operator {expr.op}")
             return "num"
-        allowed: tuple[Type, ...] = ("num", "str", "bool") if expr.op in ("=", "!=") else ("num", "str")
+        allowed: tuple[Type, ...] = (("num", "str", "bool", "time") if expr.op in ("=", "!=")
+                                     else ("num", "str", "time"))
         _unify([need(expr.left, allowed, f"comparison {expr.op}"),
                 need(expr.right, allowed, f"comparison {expr.op}")], f"comparison {to_sql(expr)}")
         return "bool"
@@ -429,11 +466,17 @@ def infer_type(expr: Expr, kinds: Mapping[str, str]) -> Type:
 # Spark
 
 
-def to_spark(expr: Expr, column: Callable[[str], Column]) -> Column:
+def to_spark(expr: Expr, column: Callable[[str], Column], kinds: Mapping[str, str] | None = None) -> Column:
     """A Spark ``Column`` for ``expr``; ``column(name)`` gives each input column already in its
     expression form (numbers as double with NaN as null, see ``spark_input``). No UDF: every
-    node is a built-in Spark expression."""
+    node is a built-in Spark expression. ``kinds`` (column → kind) tells a timestamp difference
+    from a numeric one; without it every column is read as a number."""
     from pyspark.sql import functions as F
+
+    def is_time(node: Expr) -> bool:
+        if kinds is None:
+            return isinstance(node, Lit) and isinstance(node.value, datetime)
+        return infer_type(node, kinds) == "time"
 
     def nan_to_null(value: Column) -> Column:
         return F.when(~F.isnan(value), value)
@@ -442,11 +485,18 @@ def to_spark(expr: Expr, column: Callable[[str], Column]) -> Column:
         if isinstance(node, Col):
             return column(node.name)
         if isinstance(node, Lit):
+            if isinstance(node.value, datetime):
+                return F.timestamp_micros(F.lit(time_micros(node.value)))
             return F.lit(node.value)
         if isinstance(node, Unary):
             return ~go(node.operand) if node.op == "NOT" else -go(node.operand)
         if isinstance(node, Binary):
             left, right = go(node.left), go(node.right)
+            if node.op == "-" and (is_time(node.left) or is_time(node.right)):
+                # Whole microseconds subtracted as longs, then one division: exact and rounded
+                # once, as the NumPy evaluation does it.
+                micros = F.unix_micros(left.cast("timestamp")) - F.unix_micros(right.cast("timestamp"))
+                return micros.cast("double") / F.lit(1e6)
             op = node.op
             if op == "AND":
                 return left & right
@@ -542,6 +592,8 @@ def pandas_input(column: pd.Series, kind: str) -> _Value:
 def _broadcast(value: Any, n: int) -> _Value:
     if value is None:
         return _Value("null", np.full(n, np.nan), np.zeros(n, dtype=bool))
+    if isinstance(value, datetime):
+        return _Value("time", np.full(n, time_micros(value), dtype="int64"), np.ones(n, dtype=bool))
     if isinstance(value, bool):
         return _Value("bool", np.full(n, value), np.ones(n, dtype=bool))
     if isinstance(value, float):
@@ -626,6 +678,10 @@ def evaluate(expr: Expr, inputs: Mapping[str, _Value], n: int) -> _Value:
             valid = true | (a.valid & b.valid)
             return _Value("bool", true, valid)
         valid = a.valid & b.valid
+        if op == "-" and "time" in (a.type, b.type):
+            x, y = (np.where(valid, v.data, 0).astype("int64") if v.type == "time" else np.zeros(n, "int64")
+                    for v in (a, b))
+            return _num((x - y).astype("float64") / 1e6, valid)
         if op in ("+", "-", "*", "/", "%"):
             x, y = a.data.astype("float64"), b.data.astype("float64")
             with np.errstate(all="ignore"):

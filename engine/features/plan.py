@@ -10,11 +10,18 @@ TTLs and ``mean = sum / n`` are written once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
 from engine.features import expressions as X
-from engine.features.definitions import BUILTIN_DEFAULTS, Aggregation, Expression, FeatureSet
+from engine.features.definitions import (
+    BUILTIN_DEFAULTS,
+    NUMERIC_KINDS,
+    Aggregation,
+    Expression,
+    FeatureSet,
+)
 
 PREFIX = "__lakescore_"
 AS_OF_MICROS = PREFIX + "as_of_us"
@@ -39,7 +46,8 @@ class Input:
 class Stat:
     """A windowed statistic of one input over ``[as_of - micros, as_of)`` (or ``]`` when
     inclusive). ``kind``: ``count`` (events), ``sum``, ``n`` (non-null values), ``min``,
-    ``max``, ``std`` (Welford, sample), ``last`` (latest non-null value, greatest on ties),
+    ``max``, ``std`` (Welford, sample), ``last`` (latest non-null value, greatest on ties; of a
+    raw input: a string, boolean or timestamp value, else a float64),
     ``last_time`` (latest event time, microseconds), ``distinct`` (distinct non-null values)."""
 
     kind: str
@@ -52,10 +60,15 @@ class Stat:
 
 
 class Plan:
-    """Inputs, statistics and feature expressions of a ``FeatureSet``."""
+    """Inputs, statistics and feature expressions of a ``FeatureSet``.
 
-    def __init__(self, fs: FeatureSet) -> None:
+    ``event_kinds`` (the events' column kinds with the computed columns', see
+    ``definitions.event_kinds``) tells which ``last`` features read a non-numeric column; without
+    it every column is taken to be numeric."""
+
+    def __init__(self, fs: FeatureSet, event_kinds: Mapping[str, str] | None = None) -> None:
         self.fs = fs
+        self.event_kinds = dict(event_kinds or {})
         self.inputs: list[Input] = []
         self.stats: list[Stat] = []
         self.features: dict[str, X.Expr] = {}
@@ -89,6 +102,8 @@ class Plan:
             value = X.Binary("/", X.Binary("-", X.Col(AS_OF_MICROS), last), X.Lit(1e6))
         elif agg.function == "distinct_count":
             value = self._stat("distinct", self._input(agg.column, agg.where, False), w)
+        elif agg.function == "last" and self.event_kinds.get(agg.column, "float") not in NUMERIC_KINDS:
+            value = self._stat("last", self._input(agg.column, agg.where, False), w)
         else:
             values = self._input(agg.column, agg.where, True)
             if agg.function == "sum":
@@ -120,6 +135,16 @@ class Plan:
         order in which floating-point values are added is the same on every engine."""
         added = {s.input for s in self.stats if s.kind in ("sum", "std")}
         return [i for i in range(len(self.inputs)) if i in added]
+
+    def raw_last_kinds(self) -> dict[str, str]:
+        """Stat name → column kind of the ``last`` statistics over raw (non-numeric) values:
+        the statistics that are not float64."""
+        out = {}
+        for stat in self.stats:
+            item = self.inputs[stat.input]
+            if stat.kind == "last" and not item.numeric and item.column is not None:
+                out[stat.name] = self.event_kinds[item.column]
+        return out
 
     def windows(self) -> list[int]:
         """Distinct window lengths (microseconds) the statistics need, ascending."""

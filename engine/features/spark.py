@@ -1,7 +1,7 @@
 """Spark compiler of a ``FeatureSet``: a point-in-time join as window functions.
 
-The spine and the events are unioned into one frame, hash-partitioned by entity and sorted by
-(entity, time, values); each statistic of the plan (``engine.features.plan``) is a window
+The spine and the events are unioned into one frame, hash-partitioned by the entity keys and
+sorted by (keys, time, values); each statistic of the plan (``engine.features.plan``) is a window
 aggregate over a range frame ``[as_of - window, as_of - 1µs]`` (``[.., as_of]`` when inclusive)
 of the time in microseconds, and each feature is an expression over those statistics. No Python
 UDF, no collect, no cross or range join: the work is one shuffle, one sort and one pass per
@@ -108,8 +108,9 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
     if internal:
         raise SchemaMismatch(f"feature definition {fs.name!r}: spine column {internal[0]!r} uses the "
                              f"prefix {_PREFIX!r} reserved for lakescore's internal columns; rename it")
-    entity = fs.entity
-    plan = Plan(fs)
+    keys = list(fs.entity_keys)
+    kinds = event_kinds(fs, source_kinds)
+    plan = Plan(fs, kinds)
     computed = fs.computed()
 
     def source(name: str) -> Column:
@@ -117,7 +118,7 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
 
     def event_value(name: str, numeric: bool) -> Column:
         if name in computed:
-            value = X.to_spark(computed[name].tree, source)
+            value = X.to_spark(computed[name].tree, source, source_kinds)
         else:
             value = source(name)
         return value.cast("double") if numeric else value
@@ -129,36 +130,43 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
     for i, item in enumerate(plan.inputs):
         value = F.lit(1) if item.column is None else event_value(item.column, item.numeric)
         if item.where is not None:
-            value = F.when(X.to_spark(item.where.tree, event_column), value)
+            value = F.when(X.to_spark(item.where.tree, event_column, kinds), value)
         prepared.append(value.alias(item.name(i)))
 
-    event_rows = events.where(F.col(entity).isNotNull() & F.col(fs.timestamp).isNotNull()).select(
-        F.col(entity), _micros(fs.timestamp).alias(_TIME), F.lit(1).alias(_IS_EVENT), *prepared)
+    present = F.col(fs.timestamp).isNotNull()
+    for key in keys:
+        present = present & F.col(key).isNotNull()
+    event_rows = events.where(present).select(
+        *keys, _micros(fs.timestamp).alias(_TIME), F.lit(1).alias(_IS_EVENT), *prepared)
     spine_rows = spine.withColumn(_TIME, _micros(fs.as_of))
     rows = spine_rows.unionByName(event_rows, allowMissingColumns=True)
-    ordered = rows.repartition(entity).sortWithinPartitions(
-        F.col(entity), F.col(_TIME),
+    ordered = rows.repartition(*keys).sortWithinPartitions(
+        *keys, F.col(_TIME),
         *(F.col(plan.inputs[i].name(i)).asc_nulls_last() for i in plan.sort_inputs))
 
-    by_time = Window.partitionBy(entity).orderBy(_TIME)
+    by_time = Window.partitionBy(*keys).orderBy(_TIME)
     upper = 0 if fs.inclusive else -1
     windowed = {stat.name: _stat_column(stat.kind, plan.inputs[stat.input].name(stat.input),
                                         by_time.rangeBetween(-stat.micros, upper))
                 for stat in plan.stats}
 
+    raw = plan.raw_last_kinds()
+
     def stat_or_time(name: str) -> Column:
-        return F.col(name).cast("double")
+        # Counts are longs: as doubles, feature arithmetic is float64 as on Dask. Last values of
+        # strings, booleans and timestamps keep their type.
+        return F.col(name) if name in raw else F.col(name).cast("double")
 
     features: dict[str, Column] = {}
-    feature_types = fs.dtypes()
-    for name in fs.feature_names():
-        spark_type = "bigint" if feature_types[name] == "int64" else "double"
+    spark_types = {"int64": "bigint", "float64": "double", "string": "string", "boolean": "boolean",
+                   "datetime64[us, UTC]": "timestamp"}
+    for name, dtype in fs.dtypes(kinds).items():
         features[name] = X.to_spark(plan.features[name], lambda c: features[c] if c in features
-                                    else stat_or_time(c)).cast(spark_type)
-    entity_type = spine.schema[entity].dataType
+                                    else stat_or_time(c)).cast(spark_types[dtype])
+    key_types = {key: spine.schema[key].dataType for key in keys}
     return (ordered.withColumns(windowed)
             .where(F.col(_IS_EVENT).isNull())
-            .select(*(F.col(c).cast(entity_type).alias(c) if c == entity else F.col(c)
+            .select(*(F.col(c).cast(key_types[c]).alias(c) if c in key_types else F.col(c)
                       for c in spine.columns),
                     *(column.alias(name) for name, column in features.items())))
 
@@ -166,24 +174,30 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
 def scoring_set_spark(fs: FeatureSet, events: DataFrame, as_of: object,
                       entities: DataFrame | None = None) -> DataFrame:
     """The features of ``fs`` as of one time for every entity: the same point-in-time join as
-    ``training_set_spark`` over a spine of ``(entity, as_of)`` rows.
+    ``training_set_spark`` over a spine of ``(keys..., as_of)`` rows.
 
-    The entities are those of ``entities`` (its entity column, deduplicated) or, by default,
-    every entity with an event the window contract can see at ``as_of`` (before it, or at it
-    when inclusive); an entity whose events are all older than every window gets the defaults.
-    Distinct entities come from a shuffle (no collect).
+    The entities are those of ``entities`` (its entity key columns, deduplicated) or, by
+    default, every entity (combination of keys, none null) with an event the window contract can
+    see at ``as_of`` (before it, or at it when inclusive); an entity whose events are all older
+    than every window gets the defaults. Distinct entities come from a shuffle (no collect).
     """
     from pyspark.sql import functions as F
 
     from engine.features.definitions import scoring_time
 
     at = scoring_time(as_of)
+    keys = list(fs.entity_keys)
+    source_kinds = spark_column_kinds(events.schema)
     if entities is None:
-        check_inputs(fs, spark_column_kinds(events.schema),
-                     {fs.entity: spark_column_kinds(events.schema).get(fs.entity, "?"), fs.as_of: "timestamp"})
+        check_inputs(fs, source_kinds, {**{k: source_kinds.get(k, "?") for k in keys}, fs.as_of: "timestamp"})
         seen = F.col(fs.timestamp) <= F.lit(at.to_pydatetime()) if fs.inclusive else \
             F.col(fs.timestamp) < F.lit(at.to_pydatetime())
-        entities = events.where(F.col(fs.entity).isNotNull() & seen)
-    spine = entities.select(fs.entity).distinct().withColumn(
+        for key in keys:
+            seen = seen & F.col(key).isNotNull()
+        entities = events.where(seen)
+    else:
+        given = spark_column_kinds(entities.schema)
+        check_inputs(fs, source_kinds, {**{k: given[k] for k in keys if k in given}, fs.as_of: "timestamp"})
+    spine = entities.select(*keys).distinct().withColumn(
         fs.as_of, F.lit(at.to_pydatetime()).cast("timestamp"))
     return training_set_spark(fs, events, spine)

@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 
 def feature_fingerprints(definition: FeatureSet) -> dict[str, str]:
     """Feature name → sha256 (16 hex digits) of everything that determines its values."""
-    from engine.features.definitions import SEMANTICS_VERSION
+    from engine.features.definitions import SEMANTICS_VERSION, entity_identity
 
-    shared = {"semantics": SEMANTICS_VERSION, "entity": definition.entity,
+    shared = {"semantics": SEMANTICS_VERSION, "entity": entity_identity(definition),
               "timestamp": definition.timestamp, "as_of": definition.as_of, "source": definition.source}
     out = {}
     for agg in definition.aggregations:
