@@ -34,6 +34,7 @@ public final class MojoUdf implements UDF2<String, Row, Double> {
         final Map<String, Integer>[] levels;
         final double[] row;
         final double[] preds;
+        final double[] values;
 
         Binding(String path, StructType schema) {
             this.schema = schema;
@@ -44,6 +45,7 @@ public final class MojoUdf implements UDF2<String, Row, Double> {
             this.levels = MojoScorer.domains(model);
             this.row = new double[index.length];
             this.preds = new double[model.getPredsSize()];
+            this.values = new double[MojoScorer.outputWidth(model)];
         }
     }
 
@@ -82,7 +84,8 @@ public final class MojoUdf implements UDF2<String, Row, Double> {
                     + "; cast the column to string");
             }
         }
-        return MojoScorer.output(b.category, b.model.score0(row, b.preds));
+        MojoScorer.outputs(b.category, b.model.score0(row, b.preds), b.values);
+        return b.values[0];
     }
 
     private static double numeric(Object value, String column) {
