@@ -73,10 +73,10 @@ class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift):
         return quarantine_split_dask(frame, rules, constants)
 
     def score_mojo(self, frame: Any, mojo_path: str, keep: Sequence[str],
-                   constants: Mapping[str, str]) -> Any:
+                   constants: Mapping[str, str], missing_columns: str = "na") -> Any:
         from engine.scoring.dask import score_mojo_dask
 
-        return score_mojo_dask(frame, mojo_path, keep).assign(**dict(constants))
+        return score_mojo_dask(frame, mojo_path, keep, missing_columns=missing_columns).assign(**dict(constants))
 
     def rewrite_files(self, table, files, files_out):
         from engine.storage.dask import rewrite_dask

@@ -212,7 +212,8 @@ public final class SparkMojoScorer {
 
         @Override
         public Iterator<InternalRow> call(Iterator<InternalRow> rows) {
-            GenModel model = MojoScorer.model(resolve(mojoPath));
+            MojoScorer.Loaded loaded = MojoScorer.loaded(resolve(mojoPath));
+            GenModel model = loaded.model;
             Binding binding = new Binding(model, input);
             ModelCategory category = model.getModelCategory();
             String[] domain = category == ModelCategory.Regression ? null
@@ -237,7 +238,7 @@ public final class SparkMojoScorer {
                     InternalRow row = rows.next();
                     for (int i = 0; i < first; i++) copy(row, keepAt[i], keepTypes[i], out, i);
                     binding.read(row, features);
-                    MojoScorer.outputs(category, model.score0(features, preds), values);
+                    MojoScorer.outputs(category, loaded.score0(features, preds), values);
                     out.setDouble(first, values[0]);
                     if (values.length > 1) out.update(first + 1, labels[(int) values[1]]);
                     for (int k = 2; k < values.length; k++) out.setDouble(first + k, values[k]);
