@@ -101,7 +101,8 @@ final class TreeWalk {
     /**
      * The hot path's layout: per node four ints at {@code 4 * node}: the split column tagged
      * with how the node decides (-1 for a leaf), the threshold or leaf value's float bits, and
-     * the left and right children's offsets, so a step is one array and no branch on the way.
+     * the left and right children's offsets. A numeric step reads one array and picks the
+     * child by index rather than by a branch, which the JIT can compile without a jump.
      */
     private final int[] packed;
     private static final int COLUMN = 0xFFFFF, TAG_NA_LEFT = 0, TAG_NA_RIGHT = 1 << 20, TAG_GENERAL = 2 << 20;
@@ -182,12 +183,12 @@ final class TreeWalk {
             int c;
             while ((c = nodes[at]) >= 0) {
                 double d = row[c & COLUMN];
-                float s = Float.intBitsToFloat(nodes[at + 1]);
                 int goRight;
-                switch (c & ~COLUMN) {
-                    case TAG_NA_LEFT: goRight = d >= s ? 1 : 0; break;      // NaN: false, left
-                    case TAG_NA_RIGHT: goRight = d < s ? 0 : 1; break;      // NaN: true, right
-                    default: goRight = general(at / 4, d) ? 1 : 0;
+                if (c < TAG_GENERAL) {
+                    // Numeric split: right when d >= threshold; NaN goes right only if tagged so.
+                    goRight = (d >= Float.intBitsToFloat(nodes[at + 1]) ? 1 : 0) | (d != d ? c >>> 20 : 0);
+                } else {
+                    goRight = general(at / 4, d) ? 1 : 0;
                 }
                 at = nodes[at + 2 + goRight];
             }
