@@ -39,7 +39,8 @@ def make_frame(n: int, seed: int) -> pd.DataFrame:
     frame = pd.DataFrame(x, columns=FEATURES)
     frame.insert(0, "row_id", np.arange(n, dtype="int64"))
     signal = np.nan_to_num(x)
-    logit = signal[:, :5].sum(axis=1) - 0.5 * signal[:, 5:10].sum(axis=1) + 0.3 * signal[:, 10] * signal[:, 11]
+    logit = (signal[:, :5].sum(axis=1) - 0.5 * signal[:, 5:10].sum(axis=1)
+             + 0.3 * signal[:, 10] * signal[:, 11])
     frame["y"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     return frame
 
@@ -51,7 +52,8 @@ def trained_mojo(directory: Path) -> Path:
     import h2o
     from h2o.estimators import H2OGradientBoostingEstimator
 
-    h2o_connection(H2OConf(max_mem="2g", nthreads=2, port=int(os.environ.get("LAKESCORE_TEST_H2O_PORT", "54391"))))
+    port = int(os.environ.get("LAKESCORE_TEST_H2O_PORT", "54391"))
+    h2o_connection(H2OConf(max_mem="2g", nthreads=2, port=port))
     make_frame(100_000, 1).to_parquet(directory / "train.parquet")
     train = h2o.import_file(str(directory / "train.parquet"))
     train["y"] = train["y"].asfactor()
@@ -93,7 +95,8 @@ def model_only(mojo: Path, frame: pd.DataFrame) -> None:
     scorer = _scorer()
     threads = jpype.JClass("java.lang.management.ManagementFactory").getThreadMXBean()
     names = jpype.JArray(jpype.JString)(FEATURES)
-    columns = jpype.JArray(jpype.JObject)([jpype.JArray(jpype.JDouble)(frame[f].to_numpy()) for f in FEATURES])
+    columns = jpype.JArray(jpype.JObject)([jpype.JArray(jpype.JDouble)(frame[f].to_numpy())
+                                           for f in FEATURES])
     for tree_walk in (False, True):
         wall, cpu = best(lambda: scorer.scoreOutputs(str(mojo), names, columns, tree_walk),
                          lambda: threads.getCurrentThreadCpuTime() / 1e9)
@@ -134,7 +137,8 @@ def dask_figures(mojo: Path, parquet: Path, rows: int) -> None:
 
     from engine.scoring.dask import score_mojo_dask
 
-    client = dask_client(DaskConf(n_workers=2, threads_per_worker=1, memory_limit="4GiB", show_progress=False))
+    client = dask_client(DaskConf(n_workers=2, threads_per_worker=1, memory_limit="4GiB",
+                                  show_progress=False))
 
     def workers_cpu() -> float:
         return sum(client.run(time.process_time).values())

@@ -114,21 +114,24 @@ def trained(h2o_cluster, tmp_path_factory):
     score_hf = h2o.import_file(str(directory / "score.parquet"))
     without_x2_hf = h2o.import_file(str(directory / "score_without_x2.parquet"))
     assert train_hf["segment"].isfactor()[0] and train_hf["region"].isfactor()[0]
-    assert train_hf["y_multi"].isfactor()[0] and sorted(train_hf["y_multi"].levels()[0]) == ["high risk", "low", "mid"]
+    assert train_hf["y_multi"].isfactor()[0]
+    assert sorted(train_hf["y_multi"].levels()[0]) == ["high risk", "low", "mid"]
     assert score_hf["segment"].isna().sum() > 0 and score_hf["region"].isna().sum() > 0
     out, without_x2 = {}, {}
     for name, (cls, label, params) in MODELS.items():
         model = getattr(estimators, cls)(**params)
         model.train(x=FEATURES, y=label, training_frame=train_hf)
         mojo = model.download_mojo(str(directory / f"{name}.zip"))
-        out[name] = (mojo, expected_outputs(model.predict(score_hf).as_data_frame(use_multi_thread=False), label))
+        predicted = model.predict(score_hf).as_data_frame(use_multi_thread=False)
+        out[name] = (mojo, expected_outputs(predicted, label))
         if name in WITHOUT_X2:
             predicted = model.predict(without_x2_hf).as_data_frame(use_multi_thread=False)
             without_x2[name] = expected_outputs(predicted, label)
     return score, out, without_x2
 
 
-def scored_with(engine_name, frame, mojo, request, keep=("row_id",), npartitions=3, **options) -> pd.DataFrame:
+def scored_with(engine_name, frame, mojo, request, keep=("row_id",), npartitions=3,
+                **options) -> pd.DataFrame:
     """The engine's scorer's output over ``frame``, as pandas sorted by row_id."""
     if engine_name == "spark":
         from engine.scoring.spark import score_mojo_spark
@@ -294,9 +297,9 @@ def test_classifier_outputs_have_the_same_types_on_both_engines(engine_name, tra
         from engine.scoring.dask import score_mojo_dask
 
         scored = score_mojo_dask(dd.from_pandas(frame, npartitions=2), mojo, ["row_id"])
-        assert [str(t) for t in scored.dtypes] == ["int64", "float64", "string", "float64", "float64", "float64"]
-        computed = scored.compute()
-        assert [str(t) for t in computed.dtypes] == ["int64", "float64", "string", "float64", "float64", "float64"]
+        types = ["int64", "float64", "string", "float64", "float64", "float64"]
+        assert [str(t) for t in scored.dtypes] == types
+        assert [str(t) for t in scored.compute().dtypes] == types
 
 
 def test_java_scorer_takes_levels_as_strings_or_domain_indices(dask_cluster_client, trained):
@@ -347,9 +350,11 @@ def test_tree_walk_is_bit_identical_to_genmodel_score0(dask_cluster_client, trai
         from engine.scoring.dask import _scorer, encode_levels
 
         columns = [jpype.JArray(jpype.JInt)(encode_levels(batch[name], info.domains[name]))
-                   if name in info.domains else jpype.JArray(jpype.JDouble)(batch[name].to_numpy(dtype="float64"))
+                   if name in info.domains
+                   else jpype.JArray(jpype.JDouble)(batch[name].to_numpy(dtype="float64"))
                    for name in info.feature_names]
-        args = (mojo, jpype.JArray(jpype.JString)(list(info.feature_names)), jpype.JArray(jpype.JObject)(columns))
+        args = (mojo, jpype.JArray(jpype.JString)(list(info.feature_names)),
+                jpype.JArray(jpype.JObject)(columns))
         return [np.asarray([np.asarray(column) for column in _scorer().scoreOutputs(*args, walk)])
                 for walk in (True, False)]
 

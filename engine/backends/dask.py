@@ -76,7 +76,8 @@ class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift):
                    constants: Mapping[str, str], missing_columns: str = "na") -> Any:
         from engine.scoring.dask import score_mojo_dask
 
-        return score_mojo_dask(frame, mojo_path, keep, missing_columns=missing_columns).assign(**dict(constants))
+        scored = score_mojo_dask(frame, mojo_path, keep, missing_columns=missing_columns)
+        return scored.assign(**dict(constants))
 
     def rewrite_files(self, table, files, files_out):
         from engine.storage.dask import rewrite_dask
