@@ -1,14 +1,22 @@
-"""Rows/s of MOJO scoring, 1M rows, a 20-tree depth-5 H2O GBM: Spark Java UDF vs Dask + JPype.
+"""Rows/s of MOJO scoring with the issue's target model: an H2O GBM of 20 trees x depth 5 on 20
+numeric float64 features (binomial), on Spark local[2], on Dask (2 workers x 1 thread) and
+model-only (preloaded arrays, one JVM thread).
 
-Not a test: run by hand (`.venv/bin/python bench/scoring_quick.py [rows]`); it starts its own
-H2O (port 54391), SparkSession (local[2]) and Dask cluster (2 workers x 1 thread), one at a time.
-Reports the best of a few warm runs; the machine is shared, so expect noise.
+Not a test: run by hand (`.venv/bin/python bench/scoring_quick.py [rows]`, default 2M). It
+starts its own H2O (port $LAKESCORE_TEST_H2O_PORT, default 54391) to train the model once,
+then a SparkSession and a Dask cluster, one at a time; the model and data are kept in
+$LAKESCORE_BENCH_DIR (default /tmp/lakescore-bench-scoring) for the next run.
+
+Every figure is the best of a few warm runs, and is given twice: rows/s per core from wall
+time (rows / seconds / cores used) and rows per CPU-second (rows / the CPU time the JVMs or
+workers used): on a shared machine the second is the steadier one. Spark's figures exclude
+session start; "cached" scores a cached DataFrame, "parquet" reads the file in the same job.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,69 +28,143 @@ from engine.session import dask_client, h2o_connection, prepare_process_env, spa
 
 prepare_process_env()
 
+FEATURES = [f"f{i:02d}" for i in range(20)]
+RUNS = 3
+
 
 def make_frame(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "row_id": np.arange(n, dtype="int64"),
-        "x1": rng.normal(size=n), "x2": rng.exponential(size=n) * 100,
-        "x3": rng.integers(0, 50, size=n).astype("float64"),
-        "segment": rng.choice(["a", "b", "c", "d"], size=n).astype(object),
-    })
-    frame.loc[rng.random(n) < 0.05, "x1"] = np.nan
-    logit = 0.8 * frame["x1"].fillna(0) - 0.01 * frame["x2"] + (frame["segment"] == "b") * 1.2
+    x = rng.normal(size=(n, len(FEATURES)))
+    x[rng.random(size=x.shape) < 0.02] = np.nan
+    frame = pd.DataFrame(x, columns=FEATURES)
+    frame.insert(0, "row_id", np.arange(n, dtype="int64"))
+    signal = np.nan_to_num(x)
+    logit = (signal[:, :5].sum(axis=1) - 0.5 * signal[:, 5:10].sum(axis=1)
+             + 0.3 * signal[:, 10] * signal[:, 11])
     frame["y"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     return frame
 
 
-def best_of(runs: int, fn) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def main(rows: int) -> None:
-    directory = Path(tempfile.mkdtemp(prefix="lakescore-bench-"))
+def trained_mojo(directory: Path) -> Path:
+    mojo = directory / "gbm_20x5_20f.zip"
+    if mojo.exists():
+        return mojo
     import h2o
     from h2o.estimators import H2OGradientBoostingEstimator
 
-    h2o_connection(H2OConf(max_mem="2g", nthreads=2, port=54391))
+    port = int(os.environ.get("LAKESCORE_TEST_H2O_PORT", "54391"))
+    h2o_connection(H2OConf(max_mem="2g", nthreads=2, port=port))
     make_frame(100_000, 1).to_parquet(directory / "train.parquet")
     train = h2o.import_file(str(directory / "train.parquet"))
     train["y"] = train["y"].asfactor()
     model = H2OGradientBoostingEstimator(ntrees=20, max_depth=5, seed=1)
-    model.train(x=["x1", "x2", "x3", "segment"], y="y", training_frame=train)
-    mojo = model.download_mojo(str(directory / "gbm.zip"))
+    model.train(x=FEATURES, y="y", training_frame=train)
+    model.download_mojo(str(mojo))
     h2o.cluster().shutdown()
-    make_frame(rows, 2).to_parquet(directory / "score.parquet", row_group_size=rows // 8)
+    return mojo
 
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def best(fn, cpu_seconds) -> tuple[float, float]:
+    """Min wall seconds and min CPU seconds of ``RUNS`` runs of ``fn``."""
+    walls, cpus = [], []
+    for _ in range(RUNS):
+        cpu, wall = cpu_seconds(), time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(cpu_seconds() - cpu)
+    return min(walls), min(cpus)
+
+
+def report(name: str, rows: int, cores: int, wall: float, cpu: float) -> None:
+    print(f"{name:<44} {rows / wall / cores:>12,.0f} rows/s/core {rows / cpu:>12,.0f} rows/cpu-s "
+          f"({wall:.2f} s wall, {cpu:.2f} s cpu, load {os.getloadavg()[0]:.1f})", flush=True)
+
+
+def model_only(mojo: Path, frame: pd.DataFrame) -> None:
+    """MojoScorer.scoreOutputs on arrays already in the JVM, one thread (JPype in this process)."""
+    import jpype
+
+    from engine.scoring.dask import _scorer
+
+    scorer = _scorer()
+    threads = jpype.JClass("java.lang.management.ManagementFactory").getThreadMXBean()
+    names = jpype.JArray(jpype.JString)(FEATURES)
+    columns = jpype.JArray(jpype.JObject)([jpype.JArray(jpype.JDouble)(frame[f].to_numpy())
+                                           for f in FEATURES])
+    for tree_walk in (False, True):
+        wall, cpu = best(lambda: scorer.scoreOutputs(str(mojo), names, columns, tree_walk),
+                         lambda: threads.getCurrentThreadCpuTime() / 1e9)
+        report(f"model-only, 1 JVM thread ({'TreeWalk' if tree_walk else 'genmodel score0'})",
+               len(frame), 1, wall, cpu)
+
+
+def spark_figures(mojo: Path, parquet: Path, rows: int) -> None:
     from engine.scoring.spark import score_mojo_spark
 
-    spark = spark_session(SparkConf(master="local[2]", shuffle_partitions=4, driver_memory="2g",
+    spark = spark_session(SparkConf(master="local[2]", shuffle_partitions=4, driver_memory="4g",
                                     show_progress=False))
-    frame = spark.read.parquet(str(directory / "score.parquet")).repartition(4).cache()
-    frame.count()
-    baseline = best_of(3, lambda: frame.select("row_id", "x1").write.format("noop").mode("overwrite").save())
-    udf = best_of(3, lambda: score_mojo_spark(frame, mojo, ["row_id"]).write.format("noop")
-                  .mode("overwrite").save())
-    print(f"spark local[2] java udf: {rows / udf:,.0f} rows/s ({udf:.2f} s; no-model baseline {baseline:.2f} s)")
-    frame.unpersist()
+    jvm_pid = spark._jvm.java.lang.ProcessHandle.current().pid()
+
+    def jvm_cpu() -> float:
+        return process_cpu_seconds(jvm_pid)
+
+    def noop(frame) -> None:
+        frame.write.format("noop").mode("overwrite").save()
+
+    cached = spark.read.parquet(str(parquet)).repartition(4).cache()
+    cached.count()
+    report("spark cached: no model (keep + features)", rows, 2,
+           *best(lambda: noop(cached.select("row_id", *FEATURES)), jvm_cpu))
+    report("spark cached: score_mojo_spark", rows, 2,
+           *best(lambda: noop(score_mojo_spark(cached, str(mojo), ["row_id"])), jvm_cpu))
+    cached.unpersist()
+    report("spark parquet: no model (keep + features)", rows, 2,
+           *best(lambda: noop(spark.read.parquet(str(parquet)).select("row_id", *FEATURES)), jvm_cpu))
+    report("spark parquet: score_mojo_spark", rows, 2,
+           *best(lambda: noop(score_mojo_spark(spark.read.parquet(str(parquet)), str(mojo), ["row_id"])),
+                 jvm_cpu))
     spark.stop()
 
+
+def dask_figures(mojo: Path, parquet: Path, rows: int) -> None:
     import dask.dataframe as dd
 
     from engine.scoring.dask import score_mojo_dask
 
-    client = dask_client(DaskConf(n_workers=2, threads_per_worker=1, memory_limit="3GiB", show_progress=False))
-    ddf = dd.read_parquet(str(directory / "score.parquet"), split_row_groups=True).persist()
-    ddf.x1.sum().compute()
-    scored = best_of(3, lambda: score_mojo_dask(ddf, mojo, ["row_id"])["score"].sum().compute())
-    print(f"dask 2x1 jpype: {rows / scored:,.0f} rows/s ({scored:.2f} s, {ddf.npartitions} partitions)")
+    client = dask_client(DaskConf(n_workers=2, threads_per_worker=1, memory_limit="4GiB",
+                                  show_progress=False))
+
+    def workers_cpu() -> float:
+        return sum(client.run(time.process_time).values())
+
+    ddf = dd.read_parquet(str(parquet), split_row_groups=True).persist()
+    ddf["f00"].sum().compute()
+    score_mojo_dask(ddf, str(mojo), ["row_id"])["score"].sum().compute()  # JVMs started, model loaded
+    report("dask persisted: no model (sum of features)", rows, 2,
+           *best(lambda: ddf[FEATURES].sum().compute(), workers_cpu))
+    report(f"dask persisted: score_mojo_dask ({ddf.npartitions} partitions)", rows, 2,
+           *best(lambda: score_mojo_dask(ddf, str(mojo), ["row_id"])["score"].sum().compute(), workers_cpu))
     client.close()
 
 
+def main(rows: int) -> None:
+    directory = Path(os.environ.get("LAKESCORE_BENCH_DIR", "/tmp/lakescore-bench-scoring"))
+    directory.mkdir(parents=True, exist_ok=True)
+    mojo = trained_mojo(directory)
+    parquet = directory / f"score_{rows}.parquet"
+    if not parquet.exists():
+        make_frame(rows, 2).drop(columns="y").to_parquet(parquet, row_group_size=max(rows // 8, 1))
+    print(f"{rows:,} rows, GBM 20 trees x depth 5, 20 float64 features (2% NaN); {os.cpu_count()} cores")
+    spark_figures(mojo, parquet, rows)
+    dask_figures(mojo, parquet, rows)
+    model_only(mojo, pd.read_parquet(parquet))
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2_000_000)

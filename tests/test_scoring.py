@@ -1,6 +1,7 @@
-"""MOJO scoring equals H2O's own predictions, on Spark (Java UDF) and Dask (JPype), for every
-supported model type, with missing values and levels the model never saw; bad input is refused
-before any job runs."""
+"""MOJO scoring equals H2O's own predictions, on Spark (in the executors' JVMs) and Dask
+(JPype), for every supported model type and category (score, label and class probabilities),
+with missing values, levels the model never saw and a missing feature column; bad input is
+refused before any job runs."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest  # noqa: E402
 
 from engine.errors import DefinitionError, EnvironmentProblem, ModelMismatch  # noqa: E402
 from engine.scoring.jars import scorer_jars  # noqa: E402
-from engine.scoring.mojo import read_mojo_info  # noqa: E402
+from engine.scoring.mojo import OutputColumn, output_columns, read_mojo_info  # noqa: E402
 
 TOLERANCE = 1e-9
 REPO = Path(__file__).resolve().parents[1]
@@ -58,23 +59,45 @@ def make_frame(n: int, seed: int, scoring: bool) -> pd.DataFrame:
              + (frame["region"] == "2") * 0.7)
     frame["y_bin"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     frame["y_reg"] = logit + rng.normal(scale=0.3, size=n)
+    noisy = logit + rng.normal(scale=0.8, size=n)
+    frame["y_multi"] = np.select([noisy < -0.6, noisy < 0.4], ["low", "mid"], "high risk").astype(object)
     frame.insert(0, "row_id", np.arange(n, dtype="int64"))
     return frame
 
 
 MODELS = {
     "gbm_binomial": ("H2OGradientBoostingEstimator", "y_bin", dict(ntrees=20, max_depth=5, seed=1)),
+    "gbm_multinomial": ("H2OGradientBoostingEstimator", "y_multi", dict(ntrees=10, max_depth=4, seed=1)),
     "gbm_regression": ("H2OGradientBoostingEstimator", "y_reg", dict(ntrees=20, max_depth=5, seed=1)),
     "glm_binomial": ("H2OGeneralizedLinearEstimator", "y_bin", dict(family="binomial", seed=1)),
+    "glm_multinomial": ("H2OGeneralizedLinearEstimator", "y_multi", dict(family="multinomial", seed=1)),
     "glm_regression": ("H2OGeneralizedLinearEstimator", "y_reg", dict(family="gaussian", seed=1)),
     "drf_binomial": ("H2ORandomForestEstimator", "y_bin", dict(ntrees=15, max_depth=8, seed=1)),
+    "drf_multinomial": ("H2ORandomForestEstimator", "y_multi", dict(ntrees=10, max_depth=6, seed=1)),
     "drf_regression": ("H2ORandomForestEstimator", "y_reg", dict(ntrees=15, max_depth=8, seed=1)),
 }
+# Models also checked on a frame without the feature column x2 (H2O scores it as all-NA).
+WITHOUT_X2 = ("gbm_binomial", "glm_multinomial", "drf_regression")
+
+
+def expected_outputs(predicted: pd.DataFrame, label: str) -> dict[str, np.ndarray]:
+    """H2O ``predict``'s frame as the scorers' output columns (see ``output_columns``)."""
+    if label == "y_reg":
+        return {"score": predicted["predict"].to_numpy(dtype="float64")}
+    labels = predicted["predict"].astype(str).to_numpy(dtype=object)
+    if label == "y_bin":
+        return {"score": predicted["p1"].to_numpy(dtype="float64"), "prediction": labels}
+    levels = ["high risk", "low", "mid"]
+    probabilities = predicted[levels].to_numpy(dtype="float64")
+    chosen = probabilities[np.arange(len(predicted)), [levels.index(v) for v in labels]]
+    return {"score": chosen, "prediction": labels, "p_high_risk": probabilities[:, 0],
+            "p_low": probabilities[:, 1], "p_mid": probabilities[:, 2]}
 
 
 @pytest.fixture(scope="module")
 def trained(h2o_cluster, tmp_path_factory):
-    """Each model type trained once; its MOJO and H2O's predictions on a fresh scoring frame."""
+    """Each model type trained once; its MOJO and H2O's predictions on a fresh scoring frame
+    (and, for ``WITHOUT_X2``, on that frame without x2)."""
     import h2o
     from h2o import estimators
 
@@ -85,51 +108,86 @@ def trained(h2o_cluster, tmp_path_factory):
     # pandas upload does not turn None into NA).
     train.to_parquet(directory / "train.parquet")
     score.to_parquet(directory / "score.parquet")
+    score.drop(columns="x2").to_parquet(directory / "score_without_x2.parquet")
     train_hf = h2o.import_file(str(directory / "train.parquet"))
     train_hf["y_bin"] = train_hf["y_bin"].asfactor()
     score_hf = h2o.import_file(str(directory / "score.parquet"))
+    without_x2_hf = h2o.import_file(str(directory / "score_without_x2.parquet"))
     assert train_hf["segment"].isfactor()[0] and train_hf["region"].isfactor()[0]
+    assert train_hf["y_multi"].isfactor()[0]
+    assert sorted(train_hf["y_multi"].levels()[0]) == ["high risk", "low", "mid"]
     assert score_hf["segment"].isna().sum() > 0 and score_hf["region"].isna().sum() > 0
-    out = {}
+    out, without_x2 = {}, {}
     for name, (cls, label, params) in MODELS.items():
         model = getattr(estimators, cls)(**params)
         model.train(x=FEATURES, y=label, training_frame=train_hf)
         mojo = model.download_mojo(str(directory / f"{name}.zip"))
         predicted = model.predict(score_hf).as_data_frame(use_multi_thread=False)
-        expected = predicted["p1"] if label == "y_bin" else predicted["predict"]
-        out[name] = (mojo, expected.to_numpy(dtype="float64"))
-    return score, out
+        out[name] = (mojo, expected_outputs(predicted, label))
+        if name in WITHOUT_X2:
+            predicted = model.predict(without_x2_hf).as_data_frame(use_multi_thread=False)
+            without_x2[name] = expected_outputs(predicted, label)
+    return score, out, without_x2
 
 
-def score_with(engine_name, frame, mojo, request, keep=("row_id",), npartitions=3):
-    """Scores sorted by row_id, from the engine's scorer over ``frame``."""
+def scored_with(engine_name, frame, mojo, request, keep=("row_id",), npartitions=3,
+                **options) -> pd.DataFrame:
+    """The engine's scorer's output over ``frame``, as pandas sorted by row_id."""
     if engine_name == "spark":
         from engine.scoring.spark import score_mojo_spark
 
         spark = request.getfixturevalue("spark")
-        scored = score_mojo_spark(spark.createDataFrame(frame), mojo, list(keep)).toPandas()
+        scored = score_mojo_spark(spark.createDataFrame(frame), mojo, list(keep), **options).toPandas()
     else:
         import dask.dataframe as dd
 
         from engine.scoring.dask import score_mojo_dask
 
-        scored = score_mojo_dask(dd.from_pandas(frame, npartitions=npartitions), mojo, list(keep)).compute()
-    return scored.sort_values("row_id")["score"].to_numpy()
+        scored = score_mojo_dask(dd.from_pandas(frame, npartitions=npartitions), mojo, list(keep),
+                                 **options).compute()
+    return scored.sort_values("row_id").reset_index(drop=True)
+
+
+def score_with(engine_name, frame, mojo, request, keep=("row_id",), npartitions=3):
+    """Scores sorted by row_id, from the engine's scorer over ``frame``."""
+    return scored_with(engine_name, frame, mojo, request, keep, npartitions)["score"].to_numpy()
+
+
+def assert_outputs_equal(scored: pd.DataFrame, expected: dict[str, np.ndarray]) -> None:
+    assert list(scored.columns) == ["row_id", *expected]
+    for name, values in expected.items():
+        if values.dtype == object:
+            assert scored[name].astype(str).tolist() == values.tolist(), name
+        else:
+            got = scored[name].to_numpy(dtype="float64")
+            assert len(got) == len(values) and not np.isnan(got).any(), name
+            assert np.max(np.abs(got - values)) <= TOLERANCE, name
 
 
 @pytest.mark.parametrize("model_name", list(MODELS))
-def test_scores_equal_h2o_predict_with_missing_values_and_unseen_levels(engine_name, model_name,
-                                                                        trained, request):
-    frame, models = trained
+def test_outputs_equal_h2o_predict_with_missing_values_and_unseen_levels(engine_name, model_name,
+                                                                         trained, request):
+    frame, models, _ = trained
     mojo, expected = models[model_name]
-    scores = score_with(engine_name, frame, mojo, request)
-    assert len(scores) == len(expected)
-    assert not np.isnan(scores).any()
-    assert np.max(np.abs(scores - expected)) <= TOLERANCE
+    assert_outputs_equal(scored_with(engine_name, frame, mojo, request), expected)
+
+
+@pytest.mark.parametrize("model_name", WITHOUT_X2)
+def test_missing_feature_column_scores_as_h2o_predict_does_with_a_warning(engine_name, model_name,
+                                                                           trained, request, caplog):
+    frame, models, without_x2 = trained
+    mojo = models[model_name][0]
+    with caplog.at_level("WARNING", logger="engine.scoring.mojo"):
+        scored = scored_with(engine_name, frame.drop(columns="x2"), mojo, request)
+    assert_outputs_equal(scored, without_x2[model_name])
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "['x2']" in warning and mojo in warning
+    # Scoring without x2 is not scoring with it: the check above compares different numbers.
+    assert np.max(np.abs(scored["score"].to_numpy() - models[model_name][1]["score"])) > 1e-6
 
 
 def test_unseen_level_scores_like_a_missing_value(engine_name, trained, request):
-    frame, models = trained
+    frame, models, _ = trained
     rows = frame.iloc[:40].copy()
     unseen, missing = rows.copy(), rows.copy()
     unseen["segment"], missing["segment"] = "never-seen", None
@@ -139,14 +197,14 @@ def test_unseen_level_scores_like_a_missing_value(engine_name, trained, request)
 
 
 def test_column_order_and_extra_columns_do_not_change_scores(engine_name, trained, request):
-    frame, models = trained
-    mojo, expected = models["glm_binomial"]
+    frame, models, _ = trained
+    mojo, expected = models["glm_binomial"][0], models["glm_binomial"][1]["score"]
     shuffled = frame.assign(extra=1.5)[["extra", "region", "segment", "row_id", "x3", "x2", "x1"]]
     assert np.max(np.abs(score_with(engine_name, shuffled, mojo, request) - expected)) <= TOLERANCE
 
 
 def test_output_keeps_only_the_requested_columns_plus_a_double_score(engine_name, trained, request):
-    frame, models = trained
+    frame, models, _ = trained
     mojo = models["gbm_regression"][0]
     if engine_name == "spark":
         from engine.scoring.spark import score_mojo_spark
@@ -166,44 +224,88 @@ def test_output_keeps_only_the_requested_columns_plus_a_double_score(engine_name
         assert len(scored.compute()) == len(frame)
 
 
-def test_missing_feature_column_is_refused_naming_it(engine_name, trained, request):
-    frame, models = trained
-    with pytest.raises(ModelMismatch, match=r"lacks the column\(s\) \['x2'\]"):
-        score_with(engine_name, frame.drop(columns="x2"), models["gbm_binomial"][0], request)
+def test_missing_feature_column_is_refused_naming_it_when_asked(engine_name, trained, request):
+    frame, models, _ = trained
+    with pytest.raises(ModelMismatch, match=r"lacks the column\(s\) \['x2'\] that the model .*gbm_binomial"):
+        scored_with(engine_name, frame.drop(columns="x2"), models["gbm_binomial"][0], request,
+                    missing_columns="error")
 
 
 def test_string_column_for_a_numeric_feature_is_refused_naming_it(engine_name, trained, request):
-    frame, models = trained
+    frame, models, _ = trained
     with pytest.raises(ModelMismatch, match=r"x3 \(string, the model wants numbers\)"):
         score_with(engine_name, frame.assign(x3=frame["x3"].astype(str)), models["drf_binomial"][0], request)
 
 
 def test_numeric_codes_for_a_categorical_feature_are_refused_as_h2o_refuses_them(engine_name, trained,
                                                                                 request):
-    frame, models = trained
+    frame, models, _ = trained
     codes = pd.to_numeric(frame["region"], errors="coerce")
     with pytest.raises(ModelMismatch, match=r"region \(numeric, the model wants strings\)"):
         score_with(engine_name, frame.assign(region=codes), models["gbm_binomial"][0], request)
 
 
 def test_score_column_that_is_also_kept_is_refused(engine_name, trained, request):
-    frame, models = trained
-    with pytest.raises(DefinitionError, match="'score' is also a column to keep"):
+    frame, models, _ = trained
+    with pytest.raises(DefinitionError, match=r"output column\(s\) \['score'\] .* are also columns to keep"):
         score_with(engine_name, frame.assign(score=0.0), models["gbm_binomial"][0], request,
                    keep=("row_id", "score"))
 
 
-def test_unregistered_udf_class_is_an_environment_problem_telling_to_run_make_setup(spark):
-    from engine.scoring.spark import register_mojo_udf
+def test_scorer_class_not_on_the_classpath_is_an_environment_problem_telling_to_run_make_setup(spark):
+    from engine.scoring.spark import scorer_class
 
-    with pytest.raises(EnvironmentProblem, match="ai.lakescore.NoSuchUdf.*make setup"):
-        register_mojo_udf(spark, udf_class="ai.lakescore.NoSuchUdf")
+    assert scorer_class(spark) is not None
+    with pytest.raises(EnvironmentProblem, match="ai.lakescore.NoSuchScorer.*make setup"):
+        scorer_class(spark, class_name="ai.lakescore.NoSuchScorer")
+
+
+def test_output_columns_are_known_from_the_mojo_alone(trained):
+    _, models, _ = trained
+    assert output_columns(read_mojo_info(models["glm_regression"][0])) == (OutputColumn("score", "double"),)
+    assert output_columns(read_mojo_info(models["drf_binomial"][0]), "p") == (
+        OutputColumn("p", "double"), OutputColumn("prediction", "string"))
+    info = read_mojo_info(models["gbm_multinomial"][0])
+    assert info.response_domain == ("high risk", "low", "mid")
+    assert [(c.name, c.type) for c in output_columns(info)] == [
+        ("score", "double"), ("prediction", "string"), ("p_high_risk", "double"), ("p_low", "double"),
+        ("p_mid", "double")]
+    binomial = read_mojo_info(models["gbm_binomial"][0])
+    assert binomial.response_domain == ("0", "1") and 0 < binomial.default_threshold < 1
+
+
+def test_probability_columns_of_levels_with_the_same_safe_name_get_their_index(trained):
+    from dataclasses import replace
+
+    info = replace(read_mojo_info(trained[1]["gbm_multinomial"][0]), response_domain=("a b", "a-b", "c"))
+    assert [c.name for c in output_columns(info)][2:] == ["p_a_b_0", "p_a_b_1", "p_c"]
+
+
+def test_classifier_outputs_have_the_same_types_on_both_engines(engine_name, trained, request):
+    frame, models, _ = trained
+    mojo = models["drf_multinomial"][0]
+    if engine_name == "spark":
+        from engine.scoring.spark import score_mojo_spark
+
+        scored = score_mojo_spark(request.getfixturevalue("spark").createDataFrame(frame), mojo, ["row_id"])
+        assert [(f.name, f.dataType.simpleString()) for f in scored.schema.fields] == [
+            ("row_id", "bigint"), ("score", "double"), ("prediction", "string"), ("p_high_risk", "double"),
+            ("p_low", "double"), ("p_mid", "double")]
+    else:
+        import dask.dataframe as dd
+
+        from engine.scoring.dask import score_mojo_dask
+
+        scored = score_mojo_dask(dd.from_pandas(frame, npartitions=2), mojo, ["row_id"])
+        types = ["int64", "float64", "string", "float64", "float64", "float64"]
+        assert [str(t) for t in scored.dtypes] == types
+        assert [str(t) for t in scored.compute().dtypes] == types
 
 
 def test_java_scorer_takes_levels_as_strings_or_domain_indices(dask_cluster_client, trained):
     """``MojoScorer.scoreColumns`` gives one score whatever form a categorical arrives in."""
-    frame, models = trained
-    mojo, expected = models["gbm_binomial"]
+    frame, models, _ = trained
+    mojo, expected = models["gbm_binomial"][0], models["gbm_binomial"][1]["score"]
     info = read_mojo_info(mojo)
 
     def score_two_ways(batch: pd.DataFrame) -> list[np.ndarray]:
@@ -235,8 +337,34 @@ def test_java_scorer_takes_levels_as_strings_or_domain_indices(dask_cluster_clie
     assert np.array_equal(by_strings, by_indices)
 
 
+@pytest.mark.parametrize("model_name", [m for m in MODELS if not m.startswith("glm")])
+def test_tree_walk_is_bit_identical_to_genmodel_score0(dask_cluster_client, trained, model_name):
+    """The fast tree walk gives every output of every row exactly as genmodel's own score0."""
+    frame, models, _ = trained
+    mojo = models[model_name][0]
+    info = read_mojo_info(mojo)
+
+    def both_ways(batch: pd.DataFrame) -> list[np.ndarray]:
+        import jpype
+
+        from engine.scoring.dask import _scorer, encode_levels
+
+        columns = [jpype.JArray(jpype.JInt)(encode_levels(batch[name], info.domains[name]))
+                   if name in info.domains
+                   else jpype.JArray(jpype.JDouble)(batch[name].to_numpy(dtype="float64"))
+                   for name in info.feature_names]
+        args = (mojo, jpype.JArray(jpype.JString)(list(info.feature_names)),
+                jpype.JArray(jpype.JObject)(columns))
+        return [np.asarray([np.asarray(column) for column in _scorer().scoreOutputs(*args, walk)])
+                for walk in (True, False)]
+
+    walked, genmodel = dask_cluster_client.submit(both_ways, frame, pure=False).result()
+    assert walked.shape == (len(output_columns(info)), len(frame))
+    assert np.array_equal(walked, genmodel)
+
+
 def test_java_scorer_names_the_missing_feature(dask_cluster_client, trained):
-    frame, models = trained
+    frame, models, _ = trained
     mojo = models["gbm_regression"][0]
 
     def score_without_x2() -> str:
@@ -258,7 +386,7 @@ def test_java_scorer_names_the_missing_feature(dask_cluster_client, trained):
 
 
 def test_mojo_info_reads_features_and_domains_without_a_jvm(trained):
-    _, models = trained
+    _, models, _ = trained
     info = read_mojo_info(models["gbm_binomial"][0])
     assert info.feature_names == tuple(FEATURES)
     assert info.domains == {"segment": ("a", "b", "c", "d"), "region": ("0", "1", "2", "3", "4", "5")}

@@ -73,10 +73,11 @@ class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift):
         return quarantine_split_dask(frame, rules, constants)
 
     def score_mojo(self, frame: Any, mojo_path: str, keep: Sequence[str],
-                   constants: Mapping[str, str]) -> Any:
+                   constants: Mapping[str, str], missing_columns: str = "na") -> Any:
         from engine.scoring.dask import score_mojo_dask
 
-        return score_mojo_dask(frame, mojo_path, keep).assign(**dict(constants))
+        scored = score_mojo_dask(frame, mojo_path, keep, missing_columns=missing_columns)
+        return scored.assign(**dict(constants))
 
     def with_utc_date(self, frame, timestamp_column, name):
         import pandas as pd

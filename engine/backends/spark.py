@@ -77,10 +77,11 @@ class SparkBackend(CanTrainMllib, CanConcat, CanQuarantine, CanProfile, CanMeasu
         return quarantine_split_spark(frame, rules, constants)
 
     def score_mojo(self, frame: Any, mojo_path: str, keep: Sequence[str],
-                   constants: Mapping[str, str]) -> Any:
+                   constants: Mapping[str, str], missing_columns: str = "na") -> Any:
         from engine.scoring.spark import score_mojo_spark
 
-        return _with_constants(score_mojo_spark(frame, mojo_path, keep), constants)
+        return _with_constants(score_mojo_spark(frame, mojo_path, keep, missing_columns=missing_columns),
+                               constants)
 
     def with_utc_date(self, frame, timestamp_column, name):
         from pyspark.sql import functions as F

@@ -17,7 +17,14 @@ import pandas as pd
 
 from engine.errors import EnvironmentProblem
 from engine.scoring.jars import scorer_jars
-from engine.scoring.mojo import ColumnKind, MojoInfo, check_scorable, read_mojo_info
+from engine.scoring.mojo import (
+    ColumnKind,
+    MissingColumns,
+    MojoInfo,
+    check_scorable,
+    output_columns,
+    read_mojo_info,
+)
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -60,42 +67,64 @@ def encode_levels(values: pd.Series, domain: Sequence[str]) -> np.ndarray:
     return np.ascontiguousarray(codes, dtype=np.int32)
 
 
-def score_pandas(batch: pd.DataFrame, info: MojoInfo) -> np.ndarray:
-    """Scores of one pandas batch (float64, one per row) with the MOJO described by ``info``."""
+def score_pandas(batch: pd.DataFrame, info: MojoInfo, output: str = "score") -> pd.DataFrame:
+    """The model's ``output_columns`` for one pandas batch (same index): scores and
+    probabilities as float64, labels as strings.
+
+    A feature the batch lacks is passed as all-missing (``check_scorable`` decides whether that
+    is allowed)."""
     import jpype
 
     scorer = _scorer()
     columns = []
     for name in info.feature_names:
-        values = batch[name]
         if name in info.domains:
-            columns.append(jpype.JArray(jpype.JInt)(encode_levels(values, info.domains[name])))
+            codes = (encode_levels(batch[name], info.domains[name]) if name in batch.columns
+                     else np.full(len(batch), -1, dtype=np.int32))
+            columns.append(jpype.JArray(jpype.JInt)(codes))
         else:
-            doubles = values.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
+            doubles = (batch[name].astype("float64").to_numpy(dtype="float64", na_value=np.nan)
+                       if name in batch.columns else np.full(len(batch), np.nan))
             columns.append(jpype.JArray(jpype.JDouble)(np.ascontiguousarray(doubles)))
     names = jpype.JArray(jpype.JString)(list(info.feature_names))
-    result = scorer.scoreColumns(info.path, names, jpype.JArray(jpype.JObject)(columns))
-    return np.asarray(result, dtype="float64")
+    values = scorer.scoreOutputs(info.path, names, jpype.JArray(jpype.JObject)(columns))
+    out = {}
+    for k, column in enumerate(output_columns(info, output)):
+        array = np.asarray(values[k], dtype="float64")
+        if column.type == "string":
+            labels = np.asarray(info.response_domain, dtype=object)[array.astype(np.int64)]
+            out[column.name] = pd.Series(labels, index=batch.index, dtype=LABEL_DTYPE)
+        else:
+            out[column.name] = pd.Series(array, index=batch.index, dtype="float64")
+    return pd.DataFrame(out, index=batch.index)
 
 
-def score_mojo_dask(ddf: dd.DataFrame, mojo_path: str, keep: Sequence[str],
-                    output: str = "score") -> dd.DataFrame:
-    """``keep`` columns plus ``output`` (float64), partition by partition; nothing is collected.
+LABEL_DTYPE = "string[pyarrow]"
+"""The dtype of predicted labels: what Dask gives text read from Parquet by default."""
+
+
+def score_mojo_dask(ddf: dd.DataFrame, mojo_path: str, keep: Sequence[str], output: str = "score",
+                    missing_columns: MissingColumns = "na") -> dd.DataFrame:
+    """``keep`` columns plus the model's ``output_columns`` (as ``score_mojo_spark``), partition
+    by partition; nothing is collected.
 
     Checks the frame against the MOJO (``ModelMismatch``) and that the jars are built
     (``EnvironmentProblem``) before any task runs. ``mojo_path`` must be readable by the workers
-    (a local or shared path). Missing values and unseen levels score as in H2O's ``predict``.
+    (a local or shared path). Missing values, unseen levels and feature columns the frame lacks
+    score as in H2O's ``predict`` (the last with a warning, or refused with
+    ``missing_columns="error"``).
     """
     info = read_mojo_info(mojo_path)
     keep = list(keep)
-    check_scorable(info, {name: column_kind(dtype) for name, dtype in ddf.dtypes.items()}, keep, output)
+    check_scorable(info, {name: column_kind(dtype) for name, dtype in ddf.dtypes.items()}, keep, output,
+                   missing_columns=missing_columns)
     scorer_jars()
+    outputs = output_columns(info, output)
 
     def score_partition(part: pd.DataFrame) -> pd.DataFrame:
-        out = part[keep].copy()
-        out[output] = score_pandas(part, info) if len(part) else np.array([], dtype="float64")
-        return out
+        return pd.concat([part[keep], score_pandas(part, info, output)], axis=1)
 
     meta = ddf._meta[keep].copy()
-    meta[output] = pd.Series([], dtype="float64")
+    for column in outputs:
+        meta[column.name] = pd.Series([], dtype=LABEL_DTYPE if column.type == "string" else "float64")
     return ddf.map_partitions(score_partition, meta=meta)

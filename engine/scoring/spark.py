@@ -1,8 +1,12 @@
-"""MOJO scoring inside Spark's executor JVMs through our Java UDF (``ai.lakescore.MojoUdf``).
+"""MOJO scoring inside Spark's executor JVMs (``ai.lakescore.SparkMojoScorer``).
 
-Rows never leave the JVM: no Arrow conversion, no Python worker. The MOJO is shipped to
-executors with ``SparkContext.addFile`` under a content-hashed name, so two different models
-with the same file name never shadow each other.
+Rows never leave the JVM: no Arrow conversion, no Python worker, and no conversion to external
+``Row`` objects either; the Java side reads the frame's own Catalyst rows by ordinal (see its
+class comment). The MOJO is shipped to executors with ``SparkContext.addFile`` under a
+content-hashed name, so two different models with the same file name never shadow each other.
+
+The input's plan is turned into an RDD when this is called (as ``DataFrame.rdd`` does): with
+adaptive execution, shuffles upstream of the scorer run at that point, not at the action.
 """
 
 from __future__ import annotations
@@ -14,16 +18,21 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from engine.errors import EnvironmentProblem
-from engine.scoring.mojo import ColumnKind, check_scorable, content_named_copy, read_mojo_info
+from engine.scoring.mojo import (
+    ColumnKind,
+    MissingColumns,
+    check_scorable,
+    content_named_copy,
+    output_columns,
+    read_mojo_info,
+)
 
-UDF_NAME = "lakescore_mojo_score"
-UDF_CLASS = "ai.lakescore.MojoUdf"
-_REGISTERED_FLAG = "lakescore.mojo_udf_registered"
+SCORER_CLASS = "ai.lakescore.SparkMojoScorer"
 
 
 def column_kind(data_type: T.DataType) -> ColumnKind:
-    """How the UDF reads a Spark type: numbers and booleans as doubles, strings as levels, and
-    an all-null column (``NullType``) as missing values of either kind."""
+    """How the scorer reads a Spark type: numbers and booleans as doubles, strings as levels,
+    and an all-null column (``NullType``) as missing values of either kind."""
     if isinstance(data_type, T.NullType):
         return "null"
     if isinstance(data_type, T.StringType):
@@ -33,41 +42,60 @@ def column_kind(data_type: T.DataType) -> ColumnKind:
     return "other"
 
 
-def register_mojo_udf(spark: SparkSession, udf_class: str = UDF_CLASS) -> None:
-    """Register the Java UDF once per session.
+def scorer_class(spark: SparkSession, class_name: str = SCORER_CLASS):
+    """The Java scorer class in the session's driver JVM.
 
-    Raises ``EnvironmentProblem`` when the class is not on the session's classpath (the jar was
-    not built, or the session was started without it).
+    Raises ``EnvironmentProblem`` when it is not on the classpath (the jar was not built, or the
+    session was started without it).
     """
-    if spark.conf.get(_REGISTERED_FLAG, "") == udf_class:
-        return
     try:
-        spark.udf.registerJavaFunction(UDF_NAME, udf_class, T.DoubleType())
+        loader = spark._jvm.java.lang.Thread.currentThread().getContextClassLoader()
+        spark._jvm.java.lang.Class.forName(class_name, True, loader)
     except Exception as exc:  # noqa: BLE001 - py4j surfaces ClassNotFoundException as a generic error
         raise EnvironmentProblem(
-            f"the MOJO scoring class {udf_class} is not on Spark's classpath; run `make setup` to "
+            f"the MOJO scoring class {class_name} is not on Spark's classpath; run `make setup` to "
             "build build/jars/lakescore-scorer.jar, then start Spark through "
             "engine.session.spark_session or ./spark-submit.sh so the jar is passed "
             f"(cause: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
-    spark.conf.set(_REGISTERED_FLAG, udf_class)
+    java_class = spark._jvm
+    for part in class_name.split("."):
+        java_class = getattr(java_class, part)
+    return java_class
 
 
-def score_mojo_spark(df: DataFrame, mojo_path: str, keep: Sequence[str],
-                     output: str = "score") -> DataFrame:
-    """``keep`` columns plus ``output`` (double): P(second class) for binomial models, the
-    predicted value for regression.
+def _string_array(spark: SparkSession, values: Sequence[str]):
+    array = spark.sparkContext._gateway.new_array(spark._jvm.java.lang.String, len(values))
+    for i, value in enumerate(values):
+        array[i] = value
+    return array
+
+
+def score_mojo_spark(df: DataFrame, mojo_path: str, keep: Sequence[str], output: str = "score",
+                     missing_columns: MissingColumns = "na") -> DataFrame:
+    """``keep`` columns plus the model's ``output_columns``: ``output`` (double; P(second class)
+    for binomial, the predicted class's probability for multinomial, the value for regression),
+    then for classifiers ``prediction`` (string label, as H2O's ``predict``) and for multinomial
+    one ``p_<level>`` per class.
 
     Checks the frame against the MOJO (``ModelMismatch``) and the classpath
     (``EnvironmentProblem``) before any Spark job runs. Nulls in feature columns score as
-    missing values, as in H2O's ``predict``; a level the model never saw scores as missing too.
+    missing values, as in H2O's ``predict``; so does a level the model never saw, and a feature
+    column the frame lacks (logged as a warning; ``missing_columns="error"`` refuses the frame).
+    Streams partition by partition; nothing is collected.
     """
     info = read_mojo_info(mojo_path)
-    check_scorable(info, {f.name: column_kind(f.dataType) for f in df.schema.fields}, keep, output)
+    keep = list(keep)
+    missing = check_scorable(info, {f.name: column_kind(f.dataType) for f in df.schema.fields}, keep,
+                             output, missing_columns=missing_columns)
+    outputs = [column.name for column in output_columns(info, output)]
     spark = df.sparkSession
-    register_mojo_udf(spark)
+    scorer = scorer_class(spark)
     shipped = content_named_copy(mojo_path)
     if not any(added.endswith("/" + shipped.name) for added in spark.sparkContext.listFiles):
         spark.sparkContext.addFile(str(shipped))
-    features = F.struct(*[F.col(f"`{name}`") for name in info.feature_names])
-    return df.select(*[F.col(f"`{k}`") for k in keep],
-                     F.call_udf(UDF_NAME, F.lit(str(shipped)), features).alias(output))
+    # Only the columns the scorer reads, so the scan reads no others.
+    needed = list(dict.fromkeys(keep + [n for n in info.feature_names if n not in missing]))
+    projected = df.select(*[F.col(f"`{name}`") for name in needed])
+    scored = scorer.score(projected._jdf, str(shipped), _string_array(spark, keep),
+                          _string_array(spark, outputs))
+    return DataFrame(scored, spark)

@@ -27,19 +27,44 @@ import java.util.concurrent.ConcurrentHashMap;
  * (EasyPredictModelWrapper's default would throw instead).
  */
 public final class MojoScorer {
-    private static final ConcurrentHashMap<String, GenModel> MODELS = new ConcurrentHashMap<>();
+    private static final ConcurrentHashMap<String, Loaded> MODELS = new ConcurrentHashMap<>();
 
     private MojoScorer() {}
 
+    /** A loaded model and, for tree models, its trees laid out for a fast walk ({@link TreeWalk}). */
+    static final class Loaded {
+        final GenModel model;
+        private final TreeWalk walk;
+
+        Loaded(GenModel model) {
+            this.model = model;
+            this.walk = TreeWalk.of(model);
+        }
+
+        /** The model's {@code score0}, bit for bit, faster for GBM and DRF. */
+        double[] score0(double[] row, double[] preds) {
+            return walk != null ? walk.score0(row, preds) : model.score0(row, preds);
+        }
+
+        /** Genmodel's own {@code score0}, or ours when {@code treeWalk} and the model has one. */
+        double[] score0(double[] row, double[] preds, boolean treeWalk) {
+            return treeWalk ? score0(row, preds) : model.score0(row, preds);
+        }
+    }
+
     /** The model stored at {@code path}, loaded once per JVM and file version. */
     public static GenModel model(String path) {
+        return loaded(path).model;
+    }
+
+    static Loaded loaded(String path) {
         File file = new File(path);
         String key = file.getAbsolutePath() + "@" + file.length() + ":" + file.lastModified();
         return MODELS.computeIfAbsent(key, k -> {
             try {
                 GenModel m = MojoModel.load(path);
                 checkSupported(m, path);
-                return m;
+                return new Loaded(m);
             } catch (IOException e) {
                 throw new UncheckedIOException("cannot load MOJO " + path + ": " + e.getMessage(), e);
             }
@@ -49,13 +74,51 @@ public final class MojoScorer {
     /** Refuse models whose {@code score0} input is not "one value per original column". */
     private static void checkSupported(GenModel m, String path) {
         ModelCategory c = m.getModelCategory();
-        if (c != ModelCategory.Binomial && c != ModelCategory.Regression) {
+        if (c != ModelCategory.Binomial && c != ModelCategory.Multinomial && c != ModelCategory.Regression) {
             throw new IllegalArgumentException("MOJO " + path + " is a " + c
-                + " model; only Binomial and Regression models can be scored");
+                + " model; only Binomial, Multinomial and Regression models can be scored");
         }
         if (m.getOrigNames() != null) {
             throw new IllegalArgumentException("MOJO " + path + " was trained with a categorical_encoding"
                 + " that expands columns; retrain with categorical_encoding='AUTO' or 'Enum'");
+        }
+    }
+
+    /**
+     * How many values {@link #outputs} writes per row: the score; for a classifier also the
+     * predicted label's index in the response domain; for a multinomial model also one
+     * probability per class, in domain order.
+     */
+    public static int outputWidth(GenModel m) {
+        switch (m.getModelCategory()) {
+            case Regression: return 1;
+            case Binomial: return 2;
+            default: return 2 + m.getNumResponseClasses();
+        }
+    }
+
+    /**
+     * One row's outputs from {@code score0}'s {@code preds}, laid out as {@link #outputWidth} says.
+     *
+     * <p>The label is {@code preds[0]}, which every MOJO's {@code score0} sets as H2O's own
+     * {@code predict} does: at the model's {@code default_threshold} for binomial models, the
+     * most probable class (ties broken as H2O breaks them) for multinomial ones. The multinomial
+     * score is the probability of that label.
+     */
+    static void outputs(ModelCategory category, double[] preds, double[] out) {
+        switch (category) {
+            case Regression:
+                out[0] = preds[0];
+                return;
+            case Binomial:
+                out[0] = preds[2];
+                out[1] = preds[0];
+                return;
+            default:
+                int label = (int) preds[0];
+                out[0] = preds[1 + label];
+                out[1] = label;
+                System.arraycopy(preds, 1, out, 2, out.length - 2);
         }
     }
 
@@ -109,28 +172,47 @@ public final class MojoScorer {
         return k == null ? Double.NaN : k;
     }
 
-    /** The score from {@code score0}'s output: P(second class) for binomial, the value for regression. */
-    static double output(ModelCategory category, double[] preds) {
-        return category == ModelCategory.Binomial ? preds[2] : preds[0];
+    /**
+     * The score of each row of a batch given as columns: {@code scoreOutputs(...)[0]}.
+     *
+     * <p>This is also the model-only bound of the benchmark: called on arrays already in the
+     * JVM, it is {@code score0} in one thread plus reading the arrays.
+     */
+    public static double[] scoreColumns(String mojoPath, String[] names, Object[] columns) {
+        return scoreOutputs(mojoPath, names, columns)[0];
     }
 
     /**
-     * Score a batch given as columns, one score per row.
+     * Score a batch given as columns: one array per output ({@link #outputWidth}), one value per row.
+     *
+     * <p>Output 0 is the score, output 1 (classifiers) the label's index in the response domain
+     * as a double, outputs 2.. (multinomial) the class probabilities.
      *
      * @param names   the column names, parallel to {@code columns}; extra columns are ignored
      * @param columns for a numeric feature a {@code double[]} (NaN = missing); for a categorical
      *                feature a {@code String[]} of levels (null = missing) or an {@code int[]} of
      *                indices into the feature's domain (negative = missing or unseen), which lets
      *                a caller that already encoded the levels skip moving strings. Numbers for a
-     *                categorical feature are refused, as H2O's predict and genmodel refuse them
+     *                categorical feature are refused, as H2O's predict and genmodel refuse them.
+     *                A feature the caller does not have is passed as all-missing (NaN or -1)
      * @throws IllegalArgumentException when a feature column is absent, has another length,
      *                or has a type the feature cannot take
      */
-    public static double[] scoreColumns(String mojoPath, String[] names, Object[] columns) {
+    public static double[][] scoreOutputs(String mojoPath, String[] names, Object[] columns) {
+        return scoreOutputs(mojoPath, names, columns, true);
+    }
+
+    /**
+     * {@link #scoreOutputs(String, String[], Object[])}, with {@code treeWalk=false} through
+     * genmodel's own {@code score0} even for tree models: the reference {@link TreeWalk} is
+     * tested against, and the other figure of the benchmark's model-only bound.
+     */
+    public static double[][] scoreOutputs(String mojoPath, String[] names, Object[] columns, boolean treeWalk) {
         if (names.length != columns.length) {
             throw new IllegalArgumentException(names.length + " names for " + columns.length + " columns");
         }
-        GenModel m = model(mojoPath);
+        Loaded loaded = loaded(mojoPath);
+        GenModel m = loaded.model;
         ModelCategory category = m.getModelCategory();
         int[] index = bind(m, names);
         Map<String, Integer>[] levels = domains(m);
@@ -170,14 +252,17 @@ public final class MojoScorer {
         }
         double[] row = new double[nf];
         double[] preds = new double[m.getPredsSize()];
-        double[] out = new double[rows];
+        int width = outputWidth(m);
+        double[] values = new double[width];
+        double[][] out = new double[width][rows];
         for (int i = 0; i < rows; i++) {
             for (int j = 0; j < nf; j++) {
                 if (levels[j] == null) row[j] = numeric[j][i];
                 else if (codes[j] != null) row[j] = codes[j][i] < 0 ? Double.NaN : codes[j][i];
                 else row[j] = levelIndex(levels[j], text[j][i]);
             }
-            out[i] = output(category, m.score0(row, preds));
+            outputs(category, loaded.score0(row, preds, treeWalk), values);
+            for (int k = 0; k < width; k++) out[k][i] = values[k];
         }
         return out;
     }
