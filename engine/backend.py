@@ -56,8 +56,11 @@ class Backend(Protocol):
         """Run a Great Expectations suite over the whole frame."""
 
     def score_mojo(self, frame: Any, mojo_path: str, keep: Sequence[str],
-                   constants: Mapping[str, str]) -> Any:
-        """``keep`` columns, a ``score`` column from the MOJO, and one column per constant."""
+                   constants: Mapping[str, str], missing_columns: str = "na") -> Any:
+        """``keep`` columns, the MOJO's outputs (``engine.scoring.mojo.output_columns``: ``score``;
+        ``prediction`` for classifiers; ``p_<level>`` per class for multinomial) and one column per
+        constant. A feature column the frame lacks scores as missing values with a warning, as
+        H2O's ``predict`` does (``missing_columns="error"`` refuses instead)."""
 
     def with_utc_date(self, frame: Any, timestamp_column: str, name: str) -> Any:
         """The frame plus ``name``: the UTC calendar date of ``timestamp_column`` (a Delta

@@ -1,1 +1,2 @@
-"""Batch scoring: MOJOs inside Spark's JVM (Java UDF) and on Dask workers (JPype), MLlib natively."""
+"""Batch scoring: MOJOs inside Spark's executor JVMs (Catalyst rows read by ordinal) and on Dask
+workers (column batches through JPype), MLlib natively. How and why: docs/scoring.md."""
