@@ -5,7 +5,7 @@ PY := .venv/bin/python
 ENV := source build/env.sh && export SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$(CURDIR)/$(PY) PYSPARK_DRIVER_PYTHON=$(CURDIR)/$(PY)
 CONF ?= conf/demo.yaml
 
-.PHONY: setup demo test test-fast lock clean clean-lakehouse
+.PHONY: setup demo test test-fast bench lock clean clean-lakehouse
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,10 @@ test: setup
 
 test-fast: setup
 	@$(ENV) && $(PY) -m pytest -q -m "not slow"
+
+# every benchmark, one table of ratios (bench/run.py); BENCH_ARGS="--quick" for a ~3-minute run
+bench: setup
+	@$(ENV) && $(PY) bench/run.py $(BENCH_ARGS)
 
 lock:
 	@$(PY) -m pip freeze --exclude-editable | grep -v '^lakescore' > constraints.txt
