@@ -143,7 +143,7 @@ def _git_commit() -> str:
                              text=True, cwd=REPO, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, cwd=REPO, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("+" if dirty else "")
+        return (out.stdout.strip() or "?") + ("+" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
         return "?"
 
