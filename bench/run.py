@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,19 +61,17 @@ def run_script(argv: list[str], log: Path, timeout: float) -> tuple[int | None, 
     with log.open("w") as err:
         proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=err, text=True,
                                 env=child_env(), cwd=REPO)
+        watchdog = threading.Timer(timeout, proc.kill)  # a silent hang ends too
+        watchdog.start()
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
                 lines.append(line)
                 print("    " + line, end="", flush=True)
-                if time.perf_counter() - start > timeout:
-                    proc.kill()
-                    break
-            code = proc.wait(timeout=max(1.0, timeout - (time.perf_counter() - start)))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = None
-    if code is not None and code < 0:
+            code = proc.wait()
+        finally:
+            watchdog.cancel()
+    if code < 0:  # killed: by the watchdog or a signal
         code = None
     return code, "".join(lines), time.perf_counter() - start
 
