@@ -116,14 +116,19 @@ def section_scoring(size: dict, work: Path, logs: Path) -> dict[str, Any]:
             continue
         ok = row["check_ok"]
         name = row["contender"]
+        mine = row["rows_per_s"]
         ratios.append(ratio_row("scoring", f"{name} rows/s", "min(model-only bound, I/O-only bound)",
-                                row.get("vs_bound") if ok else None, ">= 0.70", lambda r: r >= 0.70, ok))
+                                row.get("vs_bound") if ok else None, ">= 0.70", lambda r: r >= 0.70, ok,
+                                f"{fmt(mine, 0)} vs {fmt(row.get('bound_rows_per_s'), 0)} rows/s"))
+        alternatives = {r["contender"]: r["rows_per_s"] for r in result["table"] if r["kind"] == "alternative"}
         for alt, value in row.get("vs_alternatives", {}).items():
-            ratios.append(ratio_row("scoring", f"{name} rows/s", alt, value, "> 1", lambda r: r > 1, ok))
+            ratios.append(ratio_row("scoring", f"{name} rows/s", alt, value, "> 1", lambda r: r > 1, ok,
+                                    f"{fmt(mine, 0)} vs {fmt(alternatives.get(alt), 0)} rows/s"))
         if row["engine"] == "spark" and row["kind"] == "lakescore":
-            per_core = row["rows_per_s"] / scoring.CORES if ok and row["rows_per_s"] else None
+            per_core = mine / scoring.CORES if ok and mine else None
             ratios.append(ratio_row("scoring", f"{name} rows/s/core", "1,000,000 rows/s/core",
-                                    per_core / 1e6 if per_core else None, ">= 1", lambda r: r >= 1, ok))
+                                    per_core / 1e6 if per_core else None, ">= 1", lambda r: r >= 1, ok,
+                                    f"{fmt(per_core, 0)} rows/s/core"))
     failed = [f"{k}: {v.get('error', '')[:300]}" for k, v in result["parts"].items() if not v.get("ok")]
     text = (f"{result['rows']:,} rows in {result['prepared']['files']} files; "
             f"medians of {size['reps']} repetitions\n\n" + scoring.scoring_markdown(result) +
@@ -134,13 +139,16 @@ def section_scoring(size: dict, work: Path, logs: Path) -> dict[str, Any]:
 def section_e2e(size: dict, work: Path, logs: Path) -> dict[str, Any]:
     result = e2e.run_e2e(size["e2e_events"], work / "e2e", logs, timeout=SECTION_TIMEOUT)
     ratios = []
+    duck = next((r for r in result["table"] if r["contender"] == "duckdb"), {})
     for row in result["table"]:
         if row["contender"] == "duckdb":
             continue
         ratios.append(ratio_row("end to end", f"{row['contender']} wall (process)", "DuckDB hand-written",
-                                row["vs_duckdb_wall"], "-", None, row["ok"]))
+                                row["vs_duckdb_wall"], "-", None, row["ok"],
+                                f"{fmt(row['wall_s'], 1)} vs {fmt(duck.get('wall_s'), 1)} s"))
         ratios.append(ratio_row("end to end", f"{row['contender']} work (read → Delta)", "DuckDB hand-written",
-                                row["vs_duckdb_work"], "-", None, row["ok"]))
+                                row["vs_duckdb_work"], "-", None, row["ok"],
+                                f"{fmt(row['work_s'], 1)} vs {fmt(duck.get('work_s'), 1)} s"))
     failed = [f"{r['contender']}: {(r['error'] or 'output differs from DuckDB')[:300]}"
               for r in result["table"] if not r["ok"]]
     text = (f"{result['events']:,} events of {result['customers']:,} customers, {result['rows']:,} rows to score, "
@@ -164,10 +172,12 @@ def section_features(size: dict, work: Path, logs: Path) -> dict[str, Any]:
         ok = mine is not None and mine.get("output check", "").strip() in ("= duckdb", "reference")
         value = (seconds_of(mine) / seconds_of(theirs)) if seconds_of(mine) and seconds_of(theirs) else None
         ratios.append(ratio_row("features", f"lakescore {engine} point-in-time join", f"hand-written {engine}",
-                                value, "<= 1.1", lambda r: r <= 1.1, ok and value is not None))
+                                value, "<= 1.1", lambda r: r <= 1.1, ok and value is not None,
+                                f"{fmt(seconds_of(mine), 1)} vs {fmt(seconds_of(theirs), 1)} s"))
         value = (seconds_of(mine) / seconds_of(duck)) if seconds_of(mine) and seconds_of(duck) else None
         ratios.append(ratio_row("features", f"lakescore {engine} point-in-time join", "DuckDB SQL",
-                                value, "-", None, ok and value is not None))
+                                value, "-", None, ok and value is not None,
+                                f"{fmt(seconds_of(mine), 1)} vs {fmt(seconds_of(duck), 1)} s"))
     failed = [] if code == 0 and results else [f"features.py exit {code}; log {logs / 'features.log'}"]
     text = (f"`bench/features.py --scale {size['features_scale']:g}` ({seconds:.0f} s"
             + (f", JSON {json_path.name}" if json_path else "") + ")\n\n"
@@ -189,11 +199,16 @@ def section_storage(size: dict, work: Path, logs: Path) -> dict[str, Any]:
         rows = json.loads(json_path.read_text()).get("rows", [])
     else:  # read its printed table
         for r in (markdown_tables(out) or [[]])[0]:
+            ratio = next((v for k, v in r.items() if k.startswith("ratio")), None)
             rows.append({"engine": r.get("engine"), "operation": r.get("operation"),
-                         "ratio_median": number(r.get("ratio median (min)")),
-                         "checksum_ok": r.get("checksum ok") == "yes"})
+                         "ratio_median": number(ratio), "checksum_ok": r.get("checksum ok") == "yes"})
+    def medians(r: dict) -> str:
+        lake, plain = (r.get(k) or {} for k in ("lakescore", "plain"))
+        return f"{fmt(lake.get('median'))} vs {fmt(plain.get('median'))} s" if lake and plain else ""
+
     ratios = [ratio_row("storage", f"lakescore {r['engine']} {r['operation']}", "plain Parquet",
-                        r.get("ratio_median"), "<= 1.1", lambda v: v <= 1.1, bool(r.get("checksum_ok")))
+                        r.get("ratio_median"), "<= 1.1", lambda v: v <= 1.1, bool(r.get("checksum_ok")),
+                        medians(r))
               for r in rows]
     failed = [] if code == 0 and rows else [f"storage.py exit {code}; log {logs / 'storage.log'}"]
     text = (f"`bench/storage.py --rows {size['storage_rows']} --reps {size['storage_reps']}` ({seconds:.0f} s"
@@ -208,17 +223,19 @@ RUNNERS = {"scoring": section_scoring, "e2e": section_e2e, "features": section_f
 
 
 def ratio_row(section: str, measured: str, against: str, value: float | None, target: str,
-              meets, check_ok: bool) -> dict[str, Any]:
+              meets, check_ok: bool, figures: str = "") -> dict[str, Any]:
+    """One line of the combined table; ``figures`` are the two measurements the ratio divides."""
     met = None if meets is None or value is None else bool(meets(value))
     return {"section": section, "measured": measured, "against": against, "ratio": value,
-            "target": target, "met": met, "check_ok": bool(check_ok)}
+            "target": target, "met": met, "check_ok": bool(check_ok), "figures": figures}
 
 
 def ratios_markdown(ratios: list[dict]) -> str:
-    rows = [[r["section"], r["measured"], r["against"], fmt(r["ratio"]), r["target"],
+    rows = [[r["section"], r["measured"], r["against"], r.get("figures", ""), fmt(r["ratio"]), r["target"],
              "-" if r["met"] is None else ("yes" if r["met"] else "NO"), "yes" if r["check_ok"] else "NO"]
             for r in ratios]
-    return markdown_table(["section", "lakescore", "against", "ratio", "target", "met", "results checked"], rows)
+    return markdown_table(["section", "lakescore", "against", "figures", "ratio", "target", "met",
+                           "results checked"], rows)
 
 
 def main() -> None:
