@@ -158,7 +158,7 @@ def child_model(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     pq.write_table(spine, train_spine)
     con = duckdb.connect()
     con.execute(f"SET threads={CORES}; SET TimeZone='UTC'")
-    features = con.execute(duckdb_features_sql(delta_files(work / "events"), [str(train_spine)])).to_arrow_table()
+    features = con.sql(duckdb_features_sql(delta_files(work / "events"), [str(train_spine)])).to_arrow_table()
     rng = np.random.default_rng(5)
     recent = features.column("amount_count_30d").to_numpy().astype("float64")
     before = features.column("amount_count_90d").to_numpy().astype("float64")
@@ -233,7 +233,12 @@ def child_duckdb(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     out = work / "scores_duckdb"
     shutil.rmtree(out, ignore_errors=True)
 
-    def start():
+    def start():  # the scoring JVM counts as start-up, as Spark's JVM does in its session start
+        import jpype
+
+        from engine.scoring.jars import scorer_jars
+
+        jpype.startJVM(classpath=[str(j) for j in scorer_jars()], convertStrings=False)
         con = duckdb.connect()
         con.execute(f"SET threads={CORES}; SET TimeZone='UTC'")
         return con
@@ -243,7 +248,7 @@ def child_duckdb(work: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     def job():
         t = time.perf_counter()
-        features = con.execute(duckdb_features_sql(delta_files(work / "events"),
+        features = con.sql(duckdb_features_sql(delta_files(work / "events"),
                                                    delta_files(work / "to_score"))).to_arrow_table()
         timings["features_s"] = time.perf_counter() - t
         t = time.perf_counter()
