@@ -19,7 +19,7 @@ test: setup
 test-fast: setup
 	@$(ENV) && $(PY) -m pytest -q -m "not slow"
 
-# every benchmark, one table of ratios (bench/run.py); BENCH_ARGS="--quick" for a ~3-minute run
+# every benchmark, one table of ratios (bench/run.py); BENCH_ARGS="--quick" for a few-minute run
 bench: setup
 	@$(ENV) && $(PY) bench/run.py $(BENCH_ARGS)
 

@@ -6,7 +6,7 @@ storage layer (``bench/storage.py --rows``). A section that fails is reported as
 the others still run, so one broken engine never hides the rest of the table.
 
 Sizes: the default is chosen to finish in under 15 minutes on a quiet 2-core machine;
-``--quick`` in about 3; ``--scale X`` (or ``BENCH_SCALE=X``) multiplies every row count.
+``--quick`` in about 4 (both estimated from runs at load 10+); ``--scale X`` (or ``BENCH_SCALE=X``) multiplies every row count.
 """
 
 from __future__ import annotations
