@@ -5,7 +5,7 @@ PY := .venv/bin/python
 ENV := source build/env.sh && export SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$(CURDIR)/$(PY) PYSPARK_DRIVER_PYTHON=$(CURDIR)/$(PY)
 CONF ?= conf/demo.yaml
 
-.PHONY: setup demo test test-fast scale lock clean clean-lakehouse
+.PHONY: setup demo test test-fast bench scale lock clean clean-lakehouse
 
 setup:
 	@bash scripts/setup.sh
@@ -22,6 +22,10 @@ test-fast: setup
 # The score stage on 50M rows on each engine, within memory (~15 min; ROWS=2000000 for a quick look).
 scale: setup
 	@$(ENV) && $(PY) bench/scale_scoring.py --rows $${ROWS:-50000000}
+
+# every benchmark, one table of ratios (bench/run.py); BENCH_ARGS="--quick" for a ~3-minute run
+bench: setup
+	@$(ENV) && $(PY) bench/run.py $(BENCH_ARGS)
 
 lock:
 	@$(PY) -m pip freeze --exclude-editable | grep -v '^lakescore' > constraints.txt

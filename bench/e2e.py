@@ -1,0 +1,366 @@
+"""End to end: Delta events + rows to score → windowed features → point-in-time join → MOJO → Delta.
+
+What a batch-scoring job costs a user from ``python job.py`` to the committed table: lakescore on
+Spark and on Dask (its real code path: ``Backend.read``, ``training_set``, ``score_mojo``,
+``write``) against the same job hand-written in DuckDB (one SQL range join with filtered
+aggregates, the MOJO scored through JPype's ``MojoScorer.scoreColumns`` on the result's Arrow
+columns, ``deltalake.write_deltalake``). Wall time is measured by the parent around each child
+process (interpreter, imports, engine start, work); the child also times its own work (read →
+write) and its start-up.
+
+Run: ``.venv/bin/python bench/e2e.py --events 2000000`` (``bench/run.py`` runs it with the rest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import (RESULTS_DIR, close, exact_sum, fmt, header_lines, load_average, machine,  # noqa: E402
+                           markdown_table, report, run_child, timed)
+
+CORES = 2
+H2O_PORT = 54622
+TRAIN_SPINE_ROWS = 20_000
+TOLERANCE = 1e-6  # relative, on the exact sum of the scores
+WINDOWS = {"7d": 7, "30d": 30, "90d": 90}
+DEFINITION = {
+    "name": "bench_e2e", "entity": "customer_id", "timestamp": "event_time", "as_of": "as_of",
+    "source": "events",
+    "aggregations": [{"column": "amount", "functions": ["count", "sum", "mean"],
+                      "windows": list(WINDOWS)}],
+}
+FEATURES = [f"amount_{f}_{w}" for f in ("count", "sum", "mean") for w in WINDOWS]
+KEEP = ["row_id", "customer_id", "as_of"]
+CONSTANTS = {"model_id": "bench-e2e", "run_id": "bench"}
+YEAR_US = 365 * 86_400 * 1_000_000
+START_US = int(datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp() * 1_000_000)
+
+
+# --- data -------------------------------------------------------------------------------------
+
+def events_table(n: int, customers: int, seed: int):
+    """Events over 2025; amounts are whole cents, so every engine's sums are exact whatever
+    their order, and the features (hence the scores) can be compared across engines."""
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    activity = rng.pareto(2.0, size=customers) + 0.2  # some customers buy far more than others
+    customer = rng.choice(customers, size=n, p=activity / activity.sum()).astype("int64")
+    times = START_US + rng.integers(0, YEAR_US, size=n)
+    amount = np.round(rng.lognormal(8.0, 1.0, size=n))
+    order = np.lexsort((times, customer))
+    return pa.table({"customer_id": customer[order],
+                     "event_time": pa.array(times[order], pa.timestamp("us", tz="UTC")),
+                     "amount": amount[order]})
+
+
+def spine_table(n: int, customers: int, seed: int, first_row: int = 0):
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    return pa.table({"row_id": np.arange(first_row, first_row + n, dtype="int64"),
+                     "customer_id": rng.integers(0, customers, size=n).astype("int64"),
+                     "as_of": pa.array(START_US + 30 * 86_400_000_000 + rng.integers(0, YEAR_US - 30 * 86_400_000_000, size=n),
+                                       pa.timestamp("us", tz="UTC"))})
+
+
+def write_delta(path: Path, table, files: int) -> None:
+    from deltalake import write_deltalake
+
+    per_file = -(-table.num_rows // files)
+    for i, first in enumerate(range(0, table.num_rows, per_file)):
+        write_deltalake(str(path), table.slice(first, per_file), mode="overwrite" if i == 0 else "append")
+
+
+def delta_files(path: Path) -> list[str]:
+    from deltalake import DeltaTable
+
+    return [u.removeprefix("file://") for u in DeltaTable(str(path)).file_uris()]
+
+
+# --- the hand-written DuckDB job --------------------------------------------------------------
+
+def duckdb_features_sql(events: list[str], spine: list[str]) -> str:
+    """lakescore's window contract in SQL: ``as_of - window <= event_time < as_of`` in whole
+    microseconds; count 0 and sum 0.0 without events, mean null (sum / count, as lakescore)."""
+    def files(paths: list[str]) -> str:
+        return "[" + ", ".join(f"'{p}'" for p in paths) + "]"
+
+    aggregates = []
+    for name, days in WINDOWS.items():
+        inside = f"e.t >= s.t - {days * 86_400_000_000}"
+        aggregates += [f"count(e.amount) FILTER (WHERE {inside}) AS amount_count_{name}",
+                       f"coalesce(sum(e.amount) FILTER (WHERE {inside}), 0.0) AS amount_sum_{name}",
+                       f"sum(e.amount) FILTER (WHERE {inside}) / nullif(count(e.amount) FILTER (WHERE {inside}), 0) "
+                       f"AS amount_mean_{name}"]
+    widest = max(WINDOWS.values()) * 86_400_000_000
+    return f"""
+        WITH e AS (SELECT customer_id, epoch_us(event_time) AS t, amount FROM read_parquet({files(events)})),
+             s AS (SELECT row_id, customer_id, as_of, epoch_us(as_of) AS t FROM read_parquet({files(spine)}))
+        SELECT s.row_id, s.customer_id, s.as_of, {', '.join(aggregates)}
+        FROM s LEFT JOIN e ON e.customer_id = s.customer_id AND e.t >= s.t - {widest} AND e.t < s.t
+        GROUP BY s.row_id, s.customer_id, s.as_of"""
+
+
+def score_arrow(table, mojo: str, batch_rows: int = 1_000_000):
+    """Scores of an Arrow table's feature columns through ``MojoScorer.scoreColumns`` (one JVM
+    thread, nulls as NaN), batch by batch so no Java array exceeds ``batch_rows``."""
+    import jpype
+    import numpy as np
+
+    from engine.scoring.jars import scorer_jars
+
+    if not jpype.isJVMStarted():
+        jpype.startJVM(classpath=[str(j) for j in scorer_jars()], convertStrings=False)
+    scorer = jpype.JClass("ai.lakescore.MojoScorer")
+    names = jpype.JArray(jpype.JString)(FEATURES)
+    out = []
+    for first in range(0, table.num_rows, batch_rows):
+        part = table.slice(first, batch_rows)
+        columns = jpype.JArray(jpype.JObject)([
+            jpype.JArray(jpype.JDouble)(np.ascontiguousarray(
+                part.column(name).cast("float64").to_numpy(zero_copy_only=False), dtype="float64"))
+            for name in FEATURES])
+        out.append(np.asarray(scorer.scoreColumns(mojo, names, columns), dtype="float64"))
+    return np.concatenate(out) if out else np.array([], dtype="float64")
+
+
+# --- children ---------------------------------------------------------------------------------
+
+def child_model(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The GBM the contenders score with (20 trees x depth 5 on the 9 features), trained on
+    DuckDB's features of a separate spine with a label that depends on recent activity."""
+    import duckdb
+    import h2o
+    import numpy as np
+    import pyarrow as pa
+    from h2o.estimators import H2OGradientBoostingEstimator
+
+    from engine.conf import H2OConf
+    from engine.session import h2o_connection
+
+    spine = spine_table(TRAIN_SPINE_ROWS, args.customers, seed=77, first_row=10**9)
+    train_spine = work / "train_spine.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(spine, train_spine)
+    con = duckdb.connect()
+    con.execute(f"SET threads={CORES}; SET TimeZone='UTC'")
+    features = con.sql(duckdb_features_sql(delta_files(work / "events"), [str(train_spine)])).to_arrow_table()
+    rng = np.random.default_rng(5)
+    recent = features.column("amount_count_30d").to_numpy().astype("float64")
+    before = features.column("amount_count_90d").to_numpy().astype("float64")
+    z = 1.0 - 0.6 * recent + 0.1 * before + rng.normal(size=len(recent))
+    labelled = features.select(FEATURES).append_column("y", pa.array((z > 0).astype("int64")))
+    pq.write_table(labelled, work / "train.parquet")
+    started, _ = timed(lambda: h2o_connection(H2OConf(max_mem="2g", nthreads=CORES, port=H2O_PORT)))
+    try:
+        frame = h2o.import_file(str(work / "train.parquet"))
+        frame["y"] = frame["y"].asfactor()
+        model = H2OGradientBoostingEstimator(ntrees=20, max_depth=5, seed=1)
+        trained, _ = timed(lambda: model.train(x=FEATURES, y="y", training_frame=frame))
+        mojo = model.download_mojo(str(work / "gbm.zip"))
+    finally:
+        h2o.cluster().shutdown()
+    return {"mojo": mojo, "start_s": started, "train_s": trained}
+
+
+def _lakescore(backend, work: Path) -> tuple[float, Any]:
+    from engine.features.definitions import load_feature_set
+    from engine.storage.table import CommitInfo, TableRef, WriteMode
+
+    definition = load_feature_set(DEFINITION)
+    if sorted(definition.feature_names()) != sorted(FEATURES):
+        raise SystemExit(f"the definition's features {definition.feature_names()} are not {FEATURES}")
+    out = TableRef(name=f"scores_{backend.name}", path=str(work / f"scores_{backend.name}"))
+    shutil.rmtree(out.path, ignore_errors=True)
+
+    def job():
+        events = backend.read(TableRef(name="events", path=str(work / "events"))).frame
+        spine = backend.read(TableRef(name="to_score", path=str(work / "to_score"))).frame
+        features = backend.training_set(definition, events, spine)
+        scored = backend.score_mojo(features, str(work / "gbm.zip"), KEEP, CONSTANTS)
+        return backend.write(scored, out, WriteMode.OVERWRITE,
+                             CommitInfo(job="bench-e2e", run_id="bench", engine=backend.name))
+
+    seconds, _ = timed(job)
+    return seconds, out.path
+
+
+def child_spark(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from engine.backends.spark import SparkBackend
+    from engine.conf import SparkConf
+    from engine.session import spark_session
+
+    conf = SparkConf(master=f"local[{CORES}]", shuffle_partitions=4, driver_memory="4g", show_progress=False)
+    started, spark = timed(lambda: spark_session(conf))
+    seconds, path = _lakescore(SparkBackend(spark), work)
+    return {"start_s": started, "seconds": seconds, "output": path}
+
+
+def child_dask(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from engine.backends.dask import DaskBackend
+    from engine.conf import DaskConf
+    from engine.session import dask_client
+
+    conf = DaskConf(n_workers=CORES, threads_per_worker=1, memory_limit="5GiB", show_progress=False)
+    started, client = timed(lambda: dask_client(conf))
+    backend = DaskBackend(client, owns_client=True, show_progress=False)
+    try:
+        seconds, path = _lakescore(backend, work)
+    finally:
+        backend.close()
+    return {"start_s": started, "seconds": seconds, "output": path}
+
+
+def child_duckdb(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    import duckdb
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    out = work / "scores_duckdb"
+    shutil.rmtree(out, ignore_errors=True)
+
+    def start():  # the scoring JVM counts as start-up, as Spark's JVM does in its session start
+        import jpype
+
+        from engine.scoring.jars import scorer_jars
+
+        jpype.startJVM(classpath=[str(j) for j in scorer_jars()], convertStrings=False)
+        con = duckdb.connect()
+        con.execute(f"SET threads={CORES}; SET TimeZone='UTC'")
+        return con
+
+    started, con = timed(start)
+    timings = {}
+
+    def job():
+        t = time.perf_counter()
+        features = con.sql(duckdb_features_sql(delta_files(work / "events"),
+                                                   delta_files(work / "to_score"))).to_arrow_table()
+        timings["features_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        scores = score_arrow(features, str(work / "gbm.zip"))
+        timings["score_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        table = features.select(KEEP).append_column("score", pa.array(scores))
+        for name, value in CONSTANTS.items():
+            table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+        write_deltalake(str(out), table, mode="overwrite")
+        timings["write_s"] = time.perf_counter() - t
+
+    seconds, _ = timed(job)
+    return {"start_s": started, "seconds": seconds, "output": str(out), **timings}
+
+
+CHILDREN = {"model": child_model, "lakescore-spark": child_spark, "lakescore-dask": child_dask,
+            "duckdb": child_duckdb}
+CONTENDERS = ["duckdb", "lakescore-spark", "lakescore-dask"]
+
+
+# --- parent -----------------------------------------------------------------------------------
+
+def output_check(path: str) -> dict[str, Any]:
+    from deltalake import DeltaTable
+
+    data = DeltaTable(path).to_pyarrow_table(columns=["row_id", "score"])
+    return {"rows": data.num_rows, "row_id_sum": int(data.column("row_id").to_numpy().sum()),
+            "score_sum": exact_sum(data.column("score").to_numpy(zero_copy_only=False)),
+            "score_nulls": data.column("score").null_count}
+
+
+def run_e2e(events: int, work: Path, logs: Path, timeout: float = 1800) -> dict[str, Any]:
+    """Generate, train, run each contender in its own process, check outputs against DuckDB's."""
+    work.mkdir(parents=True, exist_ok=True)
+    customers = max(100, events // 100)
+    rows = max(1000, events // 10)
+    t = time.perf_counter()
+    write_delta(work / "events", events_table(events, customers, seed=11), files=8)
+    write_delta(work / "to_score", spine_table(rows, customers, seed=12), files=2)
+    generated = time.perf_counter() - t
+    common = ["--workdir", str(work), "--customers", str(customers)]
+    parts: dict[str, Any] = {}
+    for name in ["model", *CONTENDERS]:
+        print(f"# e2e: {name} ... (load {load_average()})", flush=True)
+        parts[name] = run_child([__file__, "--child", name, *common], logs / f"e2e-{name}.log", timeout)
+        if name == "model" and not parts[name]["ok"]:
+            print(f"# e2e: no model, stopping: {parts[name]['error']}")
+            break
+    reference = None
+    for name in CONTENDERS:
+        part = parts.get(name, {})
+        if part.get("ok"):
+            part["check"] = output_check(part["output"])
+            if name == "duckdb":
+                reference = part["check"]
+    for name in CONTENDERS:
+        part = parts.get(name, {})
+        if part.get("ok"):
+            c = part["check"]
+            part["check_ok"] = (reference is not None and c["rows"] == rows == reference["rows"]
+                                and c["row_id_sum"] == reference["row_id_sum"] and c["score_nulls"] == 0
+                                and close(c["score_sum"], reference["score_sum"], TOLERANCE))
+    fastest = min((p["wall_s"] for n, p in parts.items() if n in CONTENDERS and p.get("check_ok")), default=None)
+    duck = parts.get("duckdb", {})
+    table = []
+    for name in CONTENDERS:
+        p = parts.get(name, {})
+        ok = bool(p.get("ok") and p.get("check_ok"))
+        table.append({"contender": name, "ok": ok, "wall_s": p.get("wall_s"), "work_s": p.get("seconds"),
+                      "start_s": p.get("start_s"),
+                      "vs_duckdb_wall": p["wall_s"] / duck["wall_s"] if ok and duck.get("check_ok") else None,
+                      "vs_duckdb_work": p["seconds"] / duck["seconds"] if ok and duck.get("check_ok") else None,
+                      "rows_per_s_wall": rows / p["wall_s"] if ok else None, "error": p.get("error")})
+    return {"events": events, "rows": rows, "customers": customers, "generate_s": generated,
+            "parts": parts, "table": table, "fastest_wall_s": fastest, "load_average_end": load_average()}
+
+
+def e2e_markdown(result: dict[str, Any]) -> str:
+    rows = [[r["contender"], fmt(r["wall_s"], 1), fmt(r["start_s"], 1), fmt(r["work_s"], 1),
+             fmt(r["vs_duckdb_wall"]), fmt(r["vs_duckdb_work"]), fmt(r["rows_per_s_wall"], 0),
+             "reference" if r["contender"] == "duckdb" and r["ok"] else ("= duckdb" if r["ok"] else "FAILED/MISMATCH")]
+            for r in result["table"]]
+    return markdown_table(["contender", "wall s (process)", "start s", "work s (read → Delta)",
+                           "wall x duckdb", "work x duckdb", "rows/s (wall)", "check"], rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=3_000_000, help="rows to score: events / 10")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--customers", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        report(CHILDREN[args.child](args.workdir, args))
+        return
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="lakescore-bench-e2e-"))
+    facts = machine()
+    print("\n".join("# " + line for line in header_lines(facts)), flush=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    result = run_e2e(args.events, work, RESULTS_DIR / f"logs-{stamp}")
+    text = e2e_markdown(result)
+    print(text)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    base = RESULTS_DIR / f"e2e-{args.events}-{stamp}"
+    base.with_suffix(".md").write_text(text + "\n")
+    base.with_suffix(".json").write_text(json.dumps({"machine": facts, **result}, indent=1, default=str))
+    print(f"wrote {base}.md and .json")
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""What every benchmark in ``bench/`` shares: child processes, repetitions, checksums, the header.
+
+Each contender runs in its own child process so that one engine's JVM, caches and threads never
+slow another's; the parent only generates data, starts children, checks their answers and
+prints. A child reports one JSON object on a line starting with ``RESULT ``; its other output
+goes to a log file, so a failing child leaves its traceback where the report can point to it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "bench" / "results"
+RESULT_PREFIX = "RESULT "
+LIBRARIES = ("pyspark", "dask", "distributed", "deltalake", "pyarrow", "pandas", "numpy", "duckdb",
+             "h2o", "JPype1", "polars")
+
+
+def child_env() -> dict[str, str]:
+    """The parent's environment with loopback binding and this venv's Python on Spark's workers.
+
+    ``LAKESCORE_DELTA_JARS`` is dropped so every run measures the same (deltalake) write path.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "LAKESCORE_DELTA_JARS"}
+    env.update({"SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable,
+                "PYSPARK_DRIVER_PYTHON": sys.executable, "PYTHONPATH": str(REPO)})
+    return env
+
+
+def run_child(argv: Sequence[str], log: Path, timeout: float) -> dict[str, Any]:
+    """Run ``argv`` (a Python script and its options) and return its ``RESULT`` object.
+
+    The returned object always carries ``wall_s`` (measured here, around the whole process:
+    interpreter, imports, engine start-up and work) and ``ok``; a child that fails or times out
+    yields ``{"ok": False, "error": ...}`` with the tail of its log instead of raising, so one
+    broken contender never costs the rest of the run.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with log.open("w") as out:
+        try:
+            proc = subprocess.run([sys.executable, *argv], stdout=subprocess.PIPE, stderr=out,
+                                  text=True, env=child_env(), cwd=REPO, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raw = exc.stdout or ""
+            stdout, code = raw.decode() if isinstance(raw, bytes) else raw, None
+        else:
+            stdout, code = proc.stdout, proc.returncode
+    wall = time.perf_counter() - start
+    with log.open("a") as out:
+        out.write("\n--- stdout ---\n" + stdout)
+    line = next((l for l in stdout.splitlines() if l.startswith(RESULT_PREFIX)), None)
+    if code != 0 or line is None:
+        reason = "timed out" if code is None else f"exit {code}"
+        return {"ok": False, "wall_s": wall, "error": f"{reason}; log {log}: " + tail(log)}
+    result = json.loads(line[len(RESULT_PREFIX):])
+    result.setdefault("ok", True)
+    result["wall_s"] = wall
+    return result
+
+
+def tail(path: Path, lines: int = 12) -> str:
+    text = path.read_text(errors="replace").strip().splitlines()
+    return " | ".join(text[-lines:])
+
+
+def report(result: dict[str, Any]) -> None:
+    """A child's last word: the one line its parent reads."""
+    print(RESULT_PREFIX + json.dumps(result, default=float), flush=True)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def spread(seconds: Sequence[float]) -> dict[str, Any]:
+    """Min and median of repetitions (the figures every table uses), with every value kept."""
+    return {"min": min(seconds), "median": statistics.median(seconds), "all": list(seconds)}
+
+
+def exact_sum(values: Any) -> float:
+    """The correctly rounded sum (``math.fsum``): independent of order and of how an engine
+    split the rows, so two engines that computed the same scores report the same checksum."""
+    import numpy as np
+
+    return math.fsum(np.asarray(values, dtype="float64").tolist())
+
+
+def close(a: float, b: float, rel: float) -> bool:
+    return abs(a - b) <= rel * max(abs(a), abs(b), 1.0)
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def _ram_gib() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _java_version() -> str:
+    java = Path(os.environ["JAVA_HOME"]) / "bin" / "java" if "JAVA_HOME" in os.environ else "java"
+    try:
+        out = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30)
+        return out.stderr.splitlines()[0] if out.stderr else "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "not found"
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=8", "HEAD"], capture_output=True,
+                             text=True, cwd=REPO, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, cwd=REPO, timeout=10).stdout.strip()
+        return (out.stdout.strip() or "?") + ("+" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def machine() -> dict[str, Any]:
+    """What a reader needs to compare a result with another machine's."""
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "ram_gib": round(_ram_gib(), 1),
+            "java": _java_version(), "python": platform.python_version(),
+            "platform": platform.platform(), "versions": versions, "lakescore": _git_commit(),
+            "load_average_start": load_average()}
+
+
+def header_lines(facts: dict[str, Any]) -> list[str]:
+    versions = ", ".join(f"{k} {v}" for k, v in facts["versions"].items())
+    return [f"CPU {facts['cpu']}, {facts['cores']} cores, {facts['ram_gib']} GiB RAM; "
+            f"{facts['platform']}",
+            f"Java: {facts['java']}; Python {facts['python']}; lakescore {facts['lakescore']}",
+            f"Libraries: {versions}",
+            f"Load average at start (1/5/15 min): {facts['load_average_start']}"]
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

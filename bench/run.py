@@ -1,0 +1,301 @@
+"""``make bench``: every benchmark in one run, one table of ratios (printed, Markdown and JSON).
+
+Sections, each in its own child processes: scoring (``bench/scoring.py``), end to end
+(``bench/e2e.py``), the point-in-time feature join (``bench/features.py --scale``) and the
+storage layer (``bench/storage.py --rows``). A section that fails is reported as failed and
+the others still run, so one broken engine never hides the rest of the table.
+
+Sizes: the default is chosen to finish in under 15 minutes on a quiet 2-core machine;
+``--quick`` in about 4 (both estimated from runs at load 10+); ``--scale X`` (or ``BENCH_SCALE=X``) multiplies every row count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import e2e, scoring  # noqa: E402
+from bench.harness import (REPO, RESULTS_DIR, child_env, fmt, header_lines, load_average,  # noqa: E402
+                           machine, markdown_table)
+
+# Default: 5M rows scored 3 times by each of 5 pipelines (~4 min quiet), 3M events end to end,
+# the feature and storage benchmarks at a tenth and a fifth of their own defaults.
+SIZES = {
+    "default": {"scoring_rows": 5_000_000, "reps": 3, "h2o_rows": 1_000_000, "udf_rows": 100_000,
+                "e2e_events": 3_000_000, "features_scale": 0.1, "storage_rows": 2_000_000,
+                "storage_reps": 3},
+    "quick": {"scoring_rows": 200_000, "reps": 2, "h2o_rows": 100_000, "udf_rows": 20_000,
+              "e2e_events": 200_000, "features_scale": 0.01, "storage_rows": 200_000,
+              "storage_reps": 1},
+}
+SECTIONS = ("scoring", "e2e", "features", "storage")
+SECTION_TIMEOUT = 1800
+
+
+def sizes_for(quick: bool, scale: float) -> dict[str, Any]:
+    base = dict(SIZES["quick" if quick else "default"])
+    for key in ("scoring_rows", "h2o_rows", "udf_rows", "e2e_events", "storage_rows"):
+        base[key] = max(10_000, int(base[key] * scale))
+    base["features_scale"] = base["features_scale"] * scale
+    return base
+
+
+def run_script(argv: list[str], log: Path, timeout: float) -> tuple[int | None, str, float]:
+    """Run another benchmark script, echoing its output as it comes; returns (exit code or None
+    on timeout, its stdout, seconds)."""
+    start = time.perf_counter()
+    lines: list[str] = []
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=err, text=True,
+                                env=child_env(), cwd=REPO)
+        watchdog = threading.Timer(timeout, proc.kill)  # a silent hang ends too
+        watchdog.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                print("    " + line, end="", flush=True)
+            code = proc.wait()
+        finally:
+            watchdog.cancel()
+    if code < 0:  # killed: by the watchdog or a signal
+        code = None
+    return code, "".join(lines), time.perf_counter() - start
+
+
+def markdown_tables(text: str) -> list[list[dict[str, str]]]:
+    """Every Markdown table in ``text`` as rows of {header: cell}: how the other scripts' results
+    are read when no JSON of theirs can be found."""
+    tables, current, headers = [], [], None
+    for line in text.splitlines() + [""]:
+        line = line.strip()
+        if line.startswith("|") and line.endswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if headers is None:
+                headers = cells
+            elif not all(set(c) <= set("-: ") for c in cells):
+                current.append(dict(zip(headers, cells)))
+        else:
+            if headers is not None:
+                tables.append(current)
+            current, headers = [], None
+    return tables
+
+
+def newest_result(prefix: str, since: float) -> Path | None:
+    found = [p for p in RESULTS_DIR.glob(f"{prefix}*.json") if p.stat().st_mtime >= since]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def number(text: Any) -> float | None:
+    match = re.search(r"-?[0-9][0-9,]*\.?[0-9]*", str(text))
+    return float(match.group(0).replace(",", "")) if match else None
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+def section_scoring(size: dict, work: Path, logs: Path) -> dict[str, Any]:
+    result = scoring.run_scoring(size["scoring_rows"], size["reps"], size["h2o_rows"], size["udf_rows"],
+                                 work / "scoring", logs, timeout=SECTION_TIMEOUT)
+    ratios = []
+    for row in result["table"]:
+        if row["kind"] not in ("lakescore", "mllib"):
+            continue
+        ok = row["check_ok"]
+        name = row["contender"]
+        mine = row["rows_per_s"]
+        ratios.append(ratio_row("scoring", f"{name} rows/s", "min(model-only bound, I/O-only bound)",
+                                row.get("vs_bound") if ok else None, ">= 0.70", lambda r: r >= 0.70, ok,
+                                f"{fmt(mine, 0)} vs {fmt(row.get('bound_rows_per_s'), 0)} rows/s"))
+        alternatives = {r["contender"]: r["rows_per_s"] for r in result["table"] if r["kind"] == "alternative"}
+        for alt, value in row.get("vs_alternatives", {}).items():
+            ratios.append(ratio_row("scoring", f"{name} rows/s", alt, value, "> 1", lambda r: r > 1, ok,
+                                    f"{fmt(mine, 0)} vs {fmt(alternatives.get(alt), 0)} rows/s"))
+        if row["engine"] == "spark" and row["kind"] == "lakescore":
+            per_core = mine / scoring.CORES if ok and mine else None
+            ratios.append(ratio_row("scoring", f"{name} rows/s/core", "1,000,000 rows/s/core",
+                                    per_core / 1e6 if per_core else None, ">= 1", lambda r: r >= 1, ok,
+                                    f"{fmt(per_core, 0)} rows/s/core"))
+    failed = [f"{k}: {v.get('error', '')[:300]}" for k, v in result["parts"].items() if not v.get("ok")]
+    text = (f"{result['rows']:,} rows in {result['prepared']['files']} files; "
+            f"medians of {size['reps']} repetitions\n\n" + scoring.scoring_markdown(result) +
+            "\n\nFixed costs (not in the rates):\n" + "\n".join(scoring.fixed_costs(result["parts"])))
+    return {"ok": not failed, "ratios": ratios, "markdown": text, "result": result, "failed": failed}
+
+
+def section_e2e(size: dict, work: Path, logs: Path) -> dict[str, Any]:
+    result = e2e.run_e2e(size["e2e_events"], work / "e2e", logs, timeout=SECTION_TIMEOUT)
+    ratios = []
+    duck = next((r for r in result["table"] if r["contender"] == "duckdb"), {})
+    for row in result["table"]:
+        if row["contender"] == "duckdb":
+            continue
+        ratios.append(ratio_row("end to end", f"{row['contender']} wall (process)", "DuckDB hand-written",
+                                row["vs_duckdb_wall"], "-", None, row["ok"],
+                                f"{fmt(row['wall_s'], 1)} vs {fmt(duck.get('wall_s'), 1)} s"))
+        ratios.append(ratio_row("end to end", f"{row['contender']} work (read → Delta)", "DuckDB hand-written",
+                                row["vs_duckdb_work"], "-", None, row["ok"],
+                                f"{fmt(row['work_s'], 1)} vs {fmt(duck.get('work_s'), 1)} s"))
+    failed = [f"{r['contender']}: {(r['error'] or 'output differs from DuckDB')[:300]}"
+              for r in result["table"] if not r["ok"]]
+    text = (f"{result['events']:,} events of {result['customers']:,} customers, {result['rows']:,} rows to score, "
+            f"9 features (count/sum/mean over 7/30/90 days), GBM 20 trees x depth 5\n\n" + e2e.e2e_markdown(result))
+    return {"ok": not failed, "ratios": ratios, "markdown": text, "result": result, "failed": failed}
+
+
+def section_features(size: dict, work: Path, logs: Path) -> dict[str, Any]:
+    since = time.time()
+    argv = ["bench/features.py", "--scale", f"{size['features_scale']:g}", "--workdir", str(work / "features")]
+    code, out, seconds = run_script(argv, logs / "features.log", SECTION_TIMEOUT)
+    json_path = newest_result("features", since)
+    tables = markdown_tables(out)
+    results = next((t for t in tables if t and "contender" in t[0]), [])
+    ratios = []
+    for engine, ours, hand in (("Spark", "lakescore-spark", "pyspark-hand"), ("Dask", "lakescore-dask", "dask-hand")):
+        by_name = {r.get("contender"): r for r in results}
+        mine, theirs = by_name.get(ours), by_name.get(hand)
+        duck = by_name.get("duckdb")
+        seconds_of = lambda r: number(r.get("time (s)")) if r else None  # noqa: E731
+        ok = mine is not None and mine.get("output check", "").strip() in ("= duckdb", "reference")
+        value = (seconds_of(mine) / seconds_of(theirs)) if seconds_of(mine) and seconds_of(theirs) else None
+        ratios.append(ratio_row("features", f"lakescore {engine} point-in-time join", f"hand-written {engine}",
+                                value, "<= 1.1", lambda r: r <= 1.1, ok and value is not None,
+                                f"{fmt(seconds_of(mine), 1)} vs {fmt(seconds_of(theirs), 1)} s"))
+        value = (seconds_of(mine) / seconds_of(duck)) if seconds_of(mine) and seconds_of(duck) else None
+        ratios.append(ratio_row("features", f"lakescore {engine} point-in-time join", "DuckDB SQL",
+                                value, "-", None, ok and value is not None,
+                                f"{fmt(seconds_of(mine), 1)} vs {fmt(seconds_of(duck), 1)} s"))
+    failed = [] if code == 0 and results else [f"features.py exit {code}; log {logs / 'features.log'}"]
+    text = (f"`bench/features.py --scale {size['features_scale']:g}` ({seconds:.0f} s"
+            + (f", JSON {json_path.name}" if json_path else "") + ")\n\n"
+            + ("\n".join(l for l in out.splitlines() if l.startswith("|")) or "(no table printed)"))
+    return {"ok": not failed, "ratios": ratios, "markdown": text, "failed": failed,
+            "result": {"tables": tables, "json": str(json_path) if json_path else None, "seconds": seconds,
+                       "exit": code}}
+
+
+def section_storage(size: dict, work: Path, logs: Path) -> dict[str, Any]:
+    since = time.time()
+    (work / "storage").mkdir(parents=True, exist_ok=True)
+    argv = ["bench/storage.py", "--rows", str(size["storage_rows"]), "--reps", str(size["storage_reps"]),
+            "--workdir", str(work / "storage")]
+    code, out, seconds = run_script(argv, logs / "storage.log", SECTION_TIMEOUT)
+    json_path = newest_result(f"storage-{size['storage_rows']}-", since)
+    rows = []
+    if json_path:
+        rows = json.loads(json_path.read_text()).get("rows", [])
+    else:  # read its printed table
+        for r in (markdown_tables(out) or [[]])[0]:
+            ratio = next((v for k, v in r.items() if k.startswith("ratio")), None)
+            rows.append({"engine": r.get("engine"), "operation": r.get("operation"),
+                         "ratio_median": number(ratio), "checksum_ok": r.get("checksum ok") == "yes"})
+    def medians(r: dict) -> str:
+        lake, plain = (r.get(k) or {} for k in ("lakescore", "plain"))
+        return f"{fmt(lake.get('median'))} vs {fmt(plain.get('median'))} s" if lake and plain else ""
+
+    ratios = [ratio_row("storage", f"lakescore {r['engine']} {r['operation']}", "plain Parquet",
+                        r.get("ratio_median"), "<= 1.1", lambda v: v <= 1.1, bool(r.get("checksum_ok")),
+                        medians(r))
+              for r in rows]
+    failed = [] if code == 0 and rows else [f"storage.py exit {code}; log {logs / 'storage.log'}"]
+    text = (f"`bench/storage.py --rows {size['storage_rows']} --reps {size['storage_reps']}` ({seconds:.0f} s"
+            + (f", JSON {json_path.name}" if json_path else "") + ")\n\n"
+            + ("\n".join(l for l in out.splitlines() if l.startswith("|")) or "(no table printed)"))
+    return {"ok": not failed, "ratios": ratios, "markdown": text, "failed": failed,
+            "result": {"rows": rows, "json": str(json_path) if json_path else None, "seconds": seconds, "exit": code}}
+
+
+RUNNERS = {"scoring": section_scoring, "e2e": section_e2e, "features": section_features,
+           "storage": section_storage}
+
+
+def ratio_row(section: str, measured: str, against: str, value: float | None, target: str,
+              meets, check_ok: bool, figures: str = "") -> dict[str, Any]:
+    """One line of the combined table; ``figures`` are the two measurements the ratio divides."""
+    met = None if meets is None or value is None else bool(meets(value))
+    return {"section": section, "measured": measured, "against": against, "ratio": value,
+            "target": target, "met": met, "check_ok": bool(check_ok), "figures": figures}
+
+
+def ratios_markdown(ratios: list[dict]) -> str:
+    rows = [[r["section"], r["measured"], r["against"], r.get("figures", ""), fmt(r["ratio"]), r["target"],
+             "-" if r["met"] is None else ("yes" if r["met"] else "NO"), "yes" if r["check_ok"] else "NO"]
+            for r in ratios]
+    return markdown_table(["section", "lakescore", "against", "figures", "ratio", "target", "met",
+                           "results checked"], rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (~3 min)")
+    parser.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", "1")),
+                        help="multiply every row count (default BENCH_SCALE or 1)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--workdir", type=Path, default=None, help="generated data (default: a temporary directory)")
+    args = parser.parse_args()
+
+    size = sizes_for(args.quick, args.scale)
+    facts = machine()
+    started = time.perf_counter()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    logs = RESULTS_DIR / f"logs-{stamp}"
+    logs.mkdir(parents=True, exist_ok=True)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="lakescore-bench-"))
+    header = header_lines(facts)
+    print("# lakescore benchmarks " + stamp + (" (quick)" if args.quick else "") + f", scale {args.scale:g}")
+    print("\n".join("# " + line for line in header))
+    print("# sizes: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v:g}" for k, v in size.items()),
+          flush=True)
+    sections: dict[str, Any] = {}
+    for name in args.only:
+        print(f"\n## {name} (load {load_average()})", flush=True)
+        t = time.perf_counter()
+        try:
+            sections[name] = RUNNERS[name](size, work, logs)
+        except Exception as exc:  # noqa: BLE001 - one broken section must not cost the others
+            sections[name] = {"ok": False, "ratios": [], "markdown": f"FAILED: {exc!r}", "failed": [repr(exc)]}
+        sections[name]["seconds"] = time.perf_counter() - t
+        shutil.rmtree(work / name, ignore_errors=True)
+        print(f"## {name}: {sections[name]['seconds']:.0f} s, load {load_average()}", flush=True)
+    total = time.perf_counter() - started
+    ratios = [r for s in sections.values() for r in s["ratios"]]
+    end_load = load_average()
+    text = "\n".join([
+        f"# lakescore benchmarks, {stamp}" + (" (quick)" if args.quick else ""), "",
+        *[f"- {line}" for line in header],
+        f"- Load average at end: {end_load}; total {total / 60:.1f} min",
+        "- Sizes: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v:g}" for k, v in size.items()),
+        "", "## Ratios", "", ratios_markdown(ratios), "",
+        *[f"## {name} ({s['seconds']:.0f} s)\n\n{s['markdown']}\n" +
+          ("".join(f"\nFAILED: {f}" for f in s.get("failed", [])) + "\n" if s.get("failed") else "")
+          for name, s in sections.items()],
+    ])
+    print("\n" + text)
+    base = RESULTS_DIR / f"bench-{stamp}"
+    base.with_suffix(".md").write_text(text + "\n")
+    base.with_suffix(".json").write_text(json.dumps(
+        {"stamp": stamp, "quick": args.quick, "scale": args.scale, "sizes": size, "machine": facts,
+         "load_average_end": end_load, "total_s": total, "ratios": ratios,
+         "sections": {k: {kk: vv for kk, vv in v.items() if kk != "markdown"} for k, v in sections.items()}},
+        indent=1, default=str))
+    print(f"\nwrote {base}.md and .json; logs in {logs}")
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    sys.exit(0 if all(s["ok"] for s in sections.values()) else 1)
+
+
+if __name__ == "__main__":
+    main()
