@@ -162,14 +162,14 @@ def section_features(size: dict, work: Path, logs: Path) -> dict[str, Any]:
     code, out, seconds = run_script(argv, logs / "features.log", SECTION_TIMEOUT)
     json_path = newest_result("features", since)
     tables = markdown_tables(out)
-    results = next((t for t in tables if t and "contender" in t[0]), [])
+    # features.py writes its results as JSON: per contender its seconds and whether its output
+    # matched DuckDB's row by row.
+    results = json.loads(json_path.read_text())["contenders"] if json_path else {}
     ratios = []
     for engine, ours, hand in (("Spark", "lakescore-spark", "pyspark-hand"), ("Dask", "lakescore-dask", "dask-hand")):
-        by_name = {r.get("contender"): r for r in results}
-        mine, theirs = by_name.get(ours), by_name.get(hand)
-        duck = by_name.get("duckdb")
-        seconds_of = lambda r: number(r.get("time (s)")) if r else None  # noqa: E731
-        ok = mine is not None and mine.get("output check", "").strip() in ("= duckdb", "reference")
+        mine, theirs, duck = results.get(ours, {}), results.get(hand, {}), results.get("duckdb", {})
+        seconds_of = lambda r: r.get("seconds") if r.get("ok") else None  # noqa: E731
+        ok = bool(mine.get("ok"))
         value = (seconds_of(mine) / seconds_of(theirs)) if seconds_of(mine) and seconds_of(theirs) else None
         ratios.append(ratio_row("features", f"lakescore {engine} point-in-time join", f"hand-written {engine}",
                                 value, "<= 1.1", lambda r: r <= 1.1, ok and value is not None,
