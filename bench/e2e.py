@@ -14,7 +14,6 @@ Run: ``.venv/bin/python bench/e2e.py --events 2000000`` (``bench/run.py`` runs i
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import (RESULTS_DIR, close, exact_sum, fmt, header_lines, load_average, machine,  # noqa: E402
-                           markdown_table, report, run_child, timed)
+                           markdown_table, report, run_child, timed, write_results)
 
 CORES = 2
 H2O_PORT = 54622
@@ -353,11 +352,7 @@ def main() -> None:
     result = run_e2e(args.events, work, RESULTS_DIR / f"logs-{stamp}")
     text = e2e_markdown(result)
     print(text)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    base = RESULTS_DIR / f"e2e-{args.events}-{stamp}"
-    base.with_suffix(".md").write_text(text + "\n")
-    base.with_suffix(".json").write_text(json.dumps({"machine": facts, **result}, indent=1, default=str))
-    print(f"wrote {base}.md and .json")
+    write_results(f"e2e-{args.events}", stamp, text, facts, result)
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -334,35 +333,18 @@ def compare(reference: str, output: str) -> dict:
             "checksum": [float(v) if v is not None else None for v in checksum]}
 
 
-JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
+# make bench / build/env.sh set JAVA_HOME to the Java 17 that `make setup` found.
+JAVA_HOME = os.environ.get("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
 TARGET = 1.1
 PAIRS = {"spark": ("lakescore-spark", "pyspark-hand"), "dask": ("lakescore-dask", "dask-hand")}
 
 
 def machine() -> dict:
-    """CPU, cores, RAM, load, Java, Python, library versions and the commit measured."""
-    import importlib.metadata as md
+    """CPU, cores, RAM, Java, Python, library versions and the commit (``bench.harness``)."""
+    from bench.harness import machine as harness_machine
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal"))
-    java_home = os.environ.get("JAVA_HOME", JAVA_HOME)
-    try:
-        java = subprocess.run([f"{java_home}/bin/java", "-version"], capture_output=True,
-                              text=True).stderr.splitlines()[0]
-    except (OSError, IndexError):
-        java = None
-    versions = {}
-    for dist in ("pyspark", "dask", "distributed", "pandas", "numpy", "pyarrow", "duckdb"):
-        try:
-            versions[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            versions[dist] = None
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem_kb / 1024 ** 2, 1), "java": java,
-            "python": platform.python_version(), "versions": versions, "lakescore_commit": commit}
+    facts = harness_machine()
+    return {**facts, "lakescore_commit": facts["lakescore"], "load_avg_start": os.getloadavg()}
 
 
 def summarize(results: dict, labels: int) -> dict:

@@ -181,3 +181,13 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def write_results(name: str, stamp: str, text: str, facts: dict[str, Any], result: dict[str, Any]) -> Path:
+    """``bench/results/<name>-<stamp>.md`` (the printed table) and ``.json`` (machine + result)."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    base = RESULTS_DIR / f"{name}-{stamp}"
+    base.with_suffix(".md").write_text(text + "\n")
+    base.with_suffix(".json").write_text(json.dumps({"machine": facts, **result}, indent=1, default=str))
+    print(f"wrote {base}.md and .json")
+    return base

@@ -27,8 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (REPO, RESULTS_DIR, close, exact_sum, fmt, header_lines, load_average,  # noqa: E402
-                           machine, markdown_table, report, run_child, spread, timed)
+from bench.harness import (RESULTS_DIR, close, exact_sum, fmt, header_lines, load_average,  # noqa: E402
+                           machine, markdown_table, report, run_child, spread, timed, write_results)
 
 FEATURES = [f"x{i:02d}" for i in range(20)]
 TRAIN_ROWS = 50_000
@@ -544,11 +544,7 @@ def main() -> None:
                          RESULTS_DIR / f"logs-{stamp}", args.no_mllib)
     text = scoring_markdown(result) + "\n\nFixed costs (not in the rates):\n" + "\n".join(fixed_costs(result["parts"]))
     print(text)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    base = RESULTS_DIR / f"scoring-{args.rows}-{stamp}"
-    base.with_suffix(".md").write_text(text + "\n")
-    base.with_suffix(".json").write_text(json.dumps({"machine": facts, **result}, indent=1, default=str))
-    print(f"wrote {base}.md and .json")
+    write_results(f"scoring-{args.rows}", stamp, text, facts, result)
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -47,7 +46,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
+# make bench / build/env.sh set JAVA_HOME to the Java 17 that `make setup` found.
+JAVA_HOME = os.environ.get("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
 CATEGORIES = ("grocery", "dining", "electronics", "travel", "fashion")
 CATEGORY_P = (0.40, 0.25, 0.12, 0.08, 0.15)
 INPUT_FILES = 8
@@ -345,26 +345,11 @@ def child(args) -> None:
 # --- the parent: data, children, report ---------------------------------------------------------
 
 def machine() -> dict:
-    import importlib.metadata as md
+    """CPU, cores, RAM, Java, Python, library versions and the commit (``bench.harness``)."""
+    from bench.harness import machine as harness_machine
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
-                .splitlines() if line.startswith("model name")), platform.processor())
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal"))
-    java = subprocess.run([f"{JAVA_HOME}/bin/java", "-version"], capture_output=True,
-                          text=True).stderr.splitlines()[0]
-    versions = {}
-    for dist in ("pyspark", "dask", "distributed", "deltalake", "pyarrow", "pandas", "numpy",
-                 "duckdb", "delta-spark"):
-        try:
-            versions[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            versions[dist] = None
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem_kb / 1024 ** 2, 1),
-            "java": java, "python": platform.python_version(), "versions": versions,
-            "lakescore_commit": commit, "load_avg_start": os.getloadavg()}
+    facts = harness_machine()
+    return {**facts, "lakescore_commit": facts["lakescore"], "load_avg_start": os.getloadavg()}
 
 
 def summarize(times: list[dict]) -> dict:
