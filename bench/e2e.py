@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (RESULTS_DIR, close, exact_sum, fmt, header_lines, load_average, machine,  # noqa: E402
+from bench.harness import (begin, RESULTS_DIR, close, exact_sum, fmt, load_average,  # noqa: E402
                            markdown_table, report, run_child, timed, write_results)
 
 CORES = 2
@@ -345,10 +344,7 @@ def main() -> None:
     if args.child:
         report(CHILDREN[args.child](args.workdir, args))
         return
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="lakescore-bench-e2e-"))
-    facts = machine()
-    print("\n".join("# " + line for line in header_lines(facts)), flush=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    work, facts, stamp = begin(args.workdir, "lakescore-bench-e2e-")
     result = run_e2e(args.events, work, RESULTS_DIR / f"logs-{stamp}")
     text = e2e_markdown(result)
     print(text)

@@ -191,3 +191,15 @@ def write_results(name: str, stamp: str, text: str, facts: dict[str, Any], resul
     base.with_suffix(".json").write_text(json.dumps({"machine": facts, **result}, indent=1, default=str))
     print(f"wrote {base}.md and .json")
     return base
+
+
+def begin(workdir: Path | None, prefix: str) -> tuple[Path, dict[str, Any], str]:
+    """A script's work directory (a new temporary one unless given), the machine's facts
+    (printed as the header) and the UTC stamp that names its results."""
+    import tempfile
+    from datetime import datetime, timezone
+
+    work = workdir or Path(tempfile.mkdtemp(prefix=prefix))
+    facts = machine()
+    print("\n".join("# " + line for line in header_lines(facts)), flush=True)
+    return work, facts, datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

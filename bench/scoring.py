@@ -18,7 +18,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
@@ -27,8 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (RESULTS_DIR, close, exact_sum, fmt, header_lines, load_average,  # noqa: E402
-                           machine, markdown_table, report, run_child, spread, timed, write_results)
+from bench.harness import (begin, RESULTS_DIR, close, exact_sum, fmt, load_average,  # noqa: E402
+                           markdown_table, report, run_child, spread, timed, write_results)
 
 FEATURES = [f"x{i:02d}" for i in range(20)]
 TRAIN_ROWS = 50_000
@@ -536,10 +535,7 @@ def main() -> None:
     if args.child:
         report(CHILDREN[args.child](args.workdir, args))
         return
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="lakescore-bench-scoring-"))
-    facts = machine()
-    print("\n".join("# " + line for line in header_lines(facts)), flush=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    work, facts, stamp = begin(args.workdir, "lakescore-bench-scoring-")
     result = run_scoring(args.rows, args.reps, args.h2o_rows, args.udf_rows, work,
                          RESULTS_DIR / f"logs-{stamp}", args.no_mllib)
     text = scoring_markdown(result) + "\n\nFixed costs (not in the rates):\n" + "\n".join(fixed_costs(result["parts"]))
