@@ -17,8 +17,8 @@ What it does, each step in its own child process (so one engine's memory never h
    the scoring set, scores every row with the MOJO (Spark: the Java scorer in the executors;
    Dask: JPype per worker) and writes the scores table partitioned by (score_date, model_id) in
    one commit; then runs the stage again, which must be skipped (idempotent). Peak memory is
-   read from the OS: the Spark JVM's ``VmHWM``, each Dask worker's ``ru_maxrss``, the Python
-   driver's ``ru_maxrss``. Spark: ``local[2]``, driver memory 4g; Dask: 2 workers x 1 thread,
+   read from the OS (``VmHWM`` in ``/proc/<pid>/status``) of the Spark JVM, each Dask worker and
+   the Python driver. Spark: ``local[2]``, driver memory 4g; Dask: 2 workers x 1 thread,
    4 GiB each (the engines' default conf).
 4. *check* (parent, DuckDB over the tables' Arrow datasets): each scores table has exactly
    ``--rows`` rows, one per (key, model), in ``--dates`` partitions; Spark's and Dask's scores
@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -141,10 +140,10 @@ def _vm_hwm_mib(pid: int) -> float | None:
     return None
 
 
-def _worker_peak_mib() -> float:
-    import resource as worker_resource
+def _worker_peak_mib() -> float | None:
+    import os as worker_os
 
-    return worker_resource.getrusage(worker_resource.RUSAGE_SELF).ru_maxrss / 1024
+    return _vm_hwm_mib(worker_os.getpid())
 
 
 def child_score(workdir: Path, engine: str) -> dict:
@@ -167,7 +166,9 @@ def child_score(workdir: Path, engine: str) -> dict:
              "rows": result.rows, "files": result.files, "version": result.version,
              "rows_per_s": result.rows / seconds, "note": note,
              "rerun_skipped": rerun.skipped, "rerun_version": rerun.version,
-             "python_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+             # VmHWM, not ru_maxrss: Linux carries a parent's peak across fork + exec into
+             # ru_maxrss, so a child would report the generating parent's peak as its own.
+             "python_peak_mib": _vm_hwm_mib(os.getpid())}
     if engine == "spark":
         proc = getattr(backend.spark.sparkContext._gateway, "proc", None)
         facts["jvm_peak_mib"] = _vm_hwm_mib(proc.pid) if proc is not None else None

@@ -354,3 +354,28 @@ def test_native_delta_spark_round_trip_and_skip(spark, tmp_path):
     from engine.storage.spark import read_spark
 
     assert read_spark(spark, table, version=0).frame.count() == 20
+
+
+def test_dask_reads_a_large_foreign_file_as_several_partitions_in_order(tmp_path):
+    """A table written elsewhere (here delta-rs, one file of ~1M-row row groups) is read in
+    partitions of about a row group each, so one big file never has to fit one worker at once;
+    the rows and their order are the file's."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from engine.storage import delta_log
+    from engine.storage.dask import READ_PART_ROWS, read_dask
+
+    rows = 2 * READ_PART_ROWS + 1000
+    data = pa.table({"row_id": np.arange(rows, dtype="int64"), "value": np.arange(rows) * 0.5})
+    write_deltalake(str(tmp_path / "big"), data)
+    table = TableRef("big", str(tmp_path / "big"))
+    files = delta_log.snapshot(table).files
+    assert len(files) == 1 and files[0].rows == rows
+    frame = read_dask(table).frame
+    assert frame.npartitions == 3
+    sizes = frame.map_partitions(len).compute().tolist()
+    assert sum(sizes) == rows and max(sizes) <= READ_PART_ROWS
+    back = frame.compute()
+    assert back["row_id"].tolist() == list(range(rows))
+    assert (back["value"] == back["row_id"] * 0.5).all()

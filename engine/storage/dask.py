@@ -20,14 +20,36 @@ from engine.storage import batch, delta_log, merge
 from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteMode, WriteResult
 
 
-def _read_file(file: delta_log.TableFile, table: TableRef, schema: pa.Schema,
+READ_PART_ROWS = delta_log.ROW_GROUP_ROWS
+"""A file with more rows than this is read as several partitions, split at row groups."""
+
+
+def file_pieces(files: Sequence[delta_log.TableFile]) -> list[tuple[delta_log.TableFile, int, int]]:
+    """``(file, piece, pieces)`` per partition to read: one per file of up to ``READ_PART_ROWS``
+    rows (lakescore's own files), else one per ~``READ_PART_ROWS`` rows, so that a table written
+    elsewhere with large files (delta-rs, Spark: hundreds of MB) still reads in partitions a
+    worker holds comfortably."""
+    return [(f, k, n) for f in files
+            for n in [max(1, -(-(f.rows or 0) // READ_PART_ROWS))] for k in range(n)]
+
+
+def _read_file(piece: tuple[delta_log.TableFile, int, int], table: TableRef, schema: pa.Schema,
                columns: list[str]) -> pd.DataFrame:
-    """One data file as pandas with the table's types, partition columns restored as constants."""
+    """One piece of a data file (its share of the row groups, in order) as pandas with the
+    table's types, partition columns restored as constants."""
+    file, k, pieces = piece
     data_columns = [c for c in columns if c not in file.partition_values]
     filesystem, path = delta_log.file_path(table, file.uri)
     parquet = pq.ParquetFile(path, filesystem=filesystem)
     present = set(parquet.schema_arrow.names)
-    data = parquet.read(columns=[c for c in data_columns if c in present])
+    read = [c for c in data_columns if c in present]
+    if pieces == 1:
+        data = parquet.read(columns=read)
+    else:
+        groups = parquet.metadata.num_row_groups
+        mine = list(range(groups * k // pieces, groups * (k + 1) // pieces))  # contiguous, in order
+        data = (parquet.read_row_groups(mine, columns=read) if mine
+                else parquet.schema_arrow.empty_table().select(read))
     for name in data_columns:
         if name not in present:  # a column added to the table after this file was written
             data = data.append_column(name, pa.nulls(data.num_rows, schema.field(name).type))
@@ -43,7 +65,7 @@ def read_dask(table: TableRef, version: int | datetime | None = None,
               columns: Sequence[str] | None = None,
               partitions: delta_log.PartitionFilter | None = None) -> ReadResult:
     """The table at ``version`` (default latest; a datetime travels to the version current
-    then) as a lazy Dask frame, one partition per file.
+    then) as a lazy Dask frame, one partition per file (per ~1M rows of a larger file).
 
     Only that version's live files are read (never a directory listing, which would include
     removed and uncommitted files), and of those only the ones in ``partitions`` when given.
@@ -67,7 +89,7 @@ def _frame_of_files(table: TableRef, schema: pa.Schema, files: list[delta_log.Ta
             .to_pandas(coerce_temporal_nanoseconds=False))
     if not files:
         return dd.from_pandas(meta, npartitions=1)
-    return dd.from_map(_read_file, files, table=table, schema=schema, columns=wanted,
+    return dd.from_map(_read_file, file_pieces(files), table=table, schema=schema, columns=wanted,
                        meta=meta, label=f"read-{table.name}", enforce_metadata=False)
 
 
