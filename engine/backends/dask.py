@@ -84,9 +84,8 @@ class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift):
         import pyarrow as pa
 
         def utc_date(part: pd.DataFrame) -> pd.DataFrame:
-            stamps = pd.to_datetime(part[timestamp_column], utc=True)
-            # pyarrow casts a zoned timestamp to its local date: convert to UTC first.
-            dates = pa.array(stamps.dt.tz_convert("UTC")).cast(pa.date32())
+            # pyarrow casts a zoned timestamp to its local date: make the zone UTC first.
+            dates = pa.array(pd.to_datetime(part[timestamp_column], utc=True)).cast(pa.date32())
             return part.assign(**{name: pd.Series(dates, index=part.index,
                                                   dtype=pd.ArrowDtype(pa.date32()))})
 

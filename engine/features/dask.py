@@ -246,7 +246,7 @@ def _prepared_inputs(plan: Plan, events: pd.DataFrame, kinds: dict[str, str]
         value = column(item.column)
         present = keep & value.valid
         if item.numeric:
-            data = value.data.astype("float64") if value.type != "bool" else value.data.astype("float64")
+            data = value.data.astype("float64")
             out.append(np.where(present, data, np.nan))
         else:
             codes, uniques = pd.factorize(pd.Series(np.where(present, value.data, None), dtype=object),
