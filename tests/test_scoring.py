@@ -75,7 +75,11 @@ MODELS = {
     "drf_binomial": ("H2ORandomForestEstimator", "y_bin", dict(ntrees=15, max_depth=8, seed=1)),
     "drf_multinomial": ("H2ORandomForestEstimator", "y_multi", dict(ntrees=10, max_depth=6, seed=1)),
     "drf_regression": ("H2ORandomForestEstimator", "y_reg", dict(ntrees=15, max_depth=8, seed=1)),
+    # Trees deeper than TreeWalk lays out complete (12 levels): walked by child pointers.
+    "drf_deep": ("H2ORandomForestEstimator", "y_reg", dict(ntrees=4, max_depth=24, seed=1)),
 }
+SCORING_PATH = {"gbm_binomial": "complete", "gbm_multinomial": "complete", "drf_binomial": "complete",
+                "drf_deep": "pointers", "glm_regression": "genmodel"}
 # Models also checked on a frame without the feature column x2 (H2O scores it as all-NA).
 WITHOUT_X2 = ("gbm_binomial", "glm_multinomial", "drf_regression")
 
@@ -224,6 +228,33 @@ def test_output_keeps_only_the_requested_columns_plus_a_double_score(engine_name
         assert len(scored.compute()) == len(frame)
 
 
+def test_kept_columns_of_every_common_type_pass_through_unchanged(engine_name, trained, request):
+    """Kept values cross the scorer's blocks of rows (a partial last block included) intact:
+    text with nulls, timestamps, 32-bit integers, nullable 64-bit integers and doubles."""
+    frame, models, _ = trained
+    n = len(frame)
+    extra = pd.DataFrame({
+        "key": pd.Series([None if i % 7 == 0 else f"k{i}" for i in range(n)], dtype=object),
+        "as_of": pd.Timestamp("2025-03-01", tz="UTC") + pd.to_timedelta(np.arange(n), unit="s"),
+        "small": np.arange(n, dtype="int32") * 3,
+        "big": pd.array([None if i % 5 == 0 else i * 1_000_000_007 for i in range(n)], dtype="Int64"),
+        "ratio": np.linspace(-1, 1, n),
+    })
+    keep = ["row_id", *extra.columns]
+    with_extra = pd.concat([frame, extra], axis=1)
+    scored = scored_with(engine_name, with_extra, models["gbm_binomial"][0], request, keep=keep)
+    assert len(scored) == n
+    for name in keep:
+        got, want = scored[name].tolist(), with_extra[name].tolist()
+        if name == "as_of":
+            got = [pd.Timestamp(v).tz_localize("UTC") if pd.Timestamp(v).tzinfo is None else pd.Timestamp(v)
+                   for v in got]
+        got = [None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else v for v in got]
+        want = [None if v is None or v is pd.NA else v for v in want]
+        assert got == want, name
+    assert np.max(np.abs(scored["score"].to_numpy() - models["gbm_binomial"][1]["score"])) <= TOLERANCE
+
+
 def test_missing_feature_column_is_refused_naming_it_when_asked(engine_name, trained, request):
     frame, models, _ = trained
     with pytest.raises(ModelMismatch, match=r"lacks the column\(s\) \['x2'\] that the model .*gbm_binomial"):
@@ -361,6 +392,19 @@ def test_tree_walk_is_bit_identical_to_genmodel_score0(dask_cluster_client, trai
     walked, genmodel = dask_cluster_client.submit(both_ways, frame, pure=False).result()
     assert walked.shape == (len(output_columns(info)), len(frame))
     assert np.array_equal(walked, genmodel)
+
+
+@pytest.mark.parametrize("model_name", list(SCORING_PATH))
+def test_each_model_is_scored_by_the_expected_path(dask_cluster_client, trained, model_name):
+    """The bit-identity test above covers both tree layouts only if each is actually used."""
+    mojo = trained[1][model_name][0]
+
+    def scoring_path() -> str:
+        from engine.scoring.dask import _scorer
+
+        return str(_scorer().scoringPath(mojo))
+
+    assert dask_cluster_client.submit(scoring_path, pure=False).result() == SCORING_PATH[model_name]
 
 
 def test_java_scorer_names_the_missing_feature(dask_cluster_client, trained):

@@ -8,6 +8,7 @@ import org.apache.spark.rdd.RDD;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.catalyst.InternalRow;
+import org.apache.spark.sql.catalyst.InternalRow$;
 import org.apache.spark.sql.catalyst.expressions.SpecificInternalRow;
 import org.apache.spark.sql.types.BooleanType;
 import org.apache.spark.sql.types.ByteType;
@@ -169,33 +170,40 @@ public final class SparkMojoScorer {
                 + " column is " + type.simpleString() + "; cast it to a number");
         }
 
-        /** {@code row}'s features as {@code score0} takes them: NaN for null, missing or unseen. */
-        void read(InternalRow row, double[] into) {
-            for (int j = 0; j < into.length; j++) {
-                int r = reader[j];
+        /** {@code row}'s features as {@code score0} takes them, into block row {@code r}:
+         * NaN for null, missing or unseen. */
+        void read(InternalRow row, double[] x, int r) {
+            for (int j = 0; j < reader.length; j++) {
+                int how = reader[j];
                 int o = ordinal[j];
-                if (r == MISSING || row.isNullAt(o)) {
-                    into[j] = Double.NaN;
-                    continue;
+                double value;
+                if (how == MISSING || row.isNullAt(o)) {
+                    value = Double.NaN;
+                } else {
+                    switch (how) {
+                        case DOUBLE: value = row.getDouble(o); break;
+                        case FLOAT: value = row.getFloat(o); break;
+                        case LONG: value = row.getLong(o); break;
+                        case INT: value = row.getInt(o); break;
+                        case SHORT: value = row.getShort(o); break;
+                        case BYTE: value = row.getByte(o); break;
+                        case BOOLEAN: value = row.getBoolean(o) ? 1.0 : 0.0; break;
+                        case DECIMAL: value = row.getDecimal(o, precision[j], scale[j]).toDouble(); break;
+                        default:
+                            Integer k = levels[j].get(row.getUTF8String(o));
+                            value = k == null ? Double.NaN : k;
+                    }
                 }
-                switch (r) {
-                    case DOUBLE: into[j] = row.getDouble(o); break;
-                    case FLOAT: into[j] = row.getFloat(o); break;
-                    case LONG: into[j] = row.getLong(o); break;
-                    case INT: into[j] = row.getInt(o); break;
-                    case SHORT: into[j] = row.getShort(o); break;
-                    case BYTE: into[j] = row.getByte(o); break;
-                    case BOOLEAN: into[j] = row.getBoolean(o) ? 1.0 : 0.0; break;
-                    case DECIMAL: into[j] = row.getDecimal(o, precision[j], scale[j]).toDouble(); break;
-                    default:
-                        Integer k = levels[j].get(row.getUTF8String(o));
-                        into[j] = k == null ? Double.NaN : k;
-                }
+                x[j * MojoScorer.Block.ROWS + r] = value;
             }
         }
     }
 
-    /** Scores one partition: binds once, then one output row per input row, streamed. */
+    /**
+     * Scores one partition a block of rows at a time ({@link MojoScorer.Block}): binds once, reads
+     * a block's features and kept values, scores the block, then emits one reused output row per
+     * input row. Streams: at most one block of rows is held.
+     */
     private static final class ScorePartition implements FlatMapFunction<Iterator<InternalRow>, InternalRow> {
         private static final long serialVersionUID = 1L;
         private final String mojoPath;
@@ -220,45 +228,99 @@ public final class SparkMojoScorer {
                 : model.getDomainValues(model.getResponseIdx());
             UTF8String[] labels = new UTF8String[domain == null ? 0 : domain.length];
             for (int k = 0; k < labels.length; k++) labels[k] = UTF8String.fromString(domain[k]);
-            DataType[] keepTypes = new DataType[keepAt.length];
-            for (int i = 0; i < keepAt.length; i++) keepTypes[i] = input.fields()[keepAt[i]].dataType();
-            double[] features = new double[MojoScorer.featureNames(model).length];
-            double[] preds = new double[model.getPredsSize()];
-            double[] values = new double[MojoScorer.outputWidth(model)];
+            MojoScorer.Block block = new MojoScorer.Block(loaded, true);
+            Kept kept = new Kept(input, keepAt, MojoScorer.Block.ROWS);
             SpecificInternalRow out = new SpecificInternalRow(output);
             int first = keepAt.length;
+            int width = block.out.length;
             return new Iterator<InternalRow>() {
+                private int filled;
+                private int at;
+
                 @Override
                 public boolean hasNext() {
-                    return rows.hasNext();
+                    return at < filled || rows.hasNext();
                 }
 
                 @Override
                 public InternalRow next() {
-                    InternalRow row = rows.next();
-                    for (int i = 0; i < first; i++) copy(row, keepAt[i], keepTypes[i], out, i);
-                    binding.read(row, features);
-                    MojoScorer.outputs(category, loaded.score0(features, preds), values);
-                    out.setDouble(first, values[0]);
-                    if (values.length > 1) out.update(first + 1, labels[(int) values[1]]);
-                    for (int k = 2; k < values.length; k++) out.setDouble(first + k, values[k]);
+                    if (at == filled) fill();
+                    int r = at++;
+                    kept.emit(r, out);
+                    out.setDouble(first, block.out[0][r]);
+                    if (width > 1) out.update(first + 1, labels[(int) block.out[1][r]]);
+                    for (int k = 2; k < width; k++) out.setDouble(first + k, block.out[k][r]);
                     return out;
+                }
+
+                private void fill() {
+                    int n = 0;
+                    while (n < MojoScorer.Block.ROWS && rows.hasNext()) {
+                        InternalRow row = rows.next();
+                        kept.store(row, n);
+                        binding.read(row, block.x, n);
+                        n++;
+                    }
+                    if (n == 0) throw new java.util.NoSuchElementException();
+                    block.score(n);
+                    filled = n;
+                    at = 0;
                 }
             };
         }
+    }
 
-        /** One kept value, without boxing for the common primitive key types. */
-        private static void copy(InternalRow from, int at, DataType type, SpecificInternalRow to, int i) {
-            if (from.isNullAt(at)) {
-                to.setNullAt(i);
-            } else if (type instanceof LongType) {
-                to.setLong(i, from.getLong(at));
-            } else if (type instanceof IntegerType) {
-                to.setInt(i, from.getInt(at));
-            } else if (type instanceof DoubleType) {
-                to.setDouble(i, from.getDouble(at));
-            } else {
-                to.update(i, from.get(at, type));
+    /**
+     * The kept columns of a block's rows, held until the block is scored: the input iterator
+     * reuses its row object, so values are copied out, primitives without boxing.
+     */
+    private static final class Kept {
+        private final int[] at;
+        private final DataType[] types;
+        private final long[][] longs;
+        private final int[][] ints;
+        private final double[][] doubles;
+        private final Object[][] objects;
+        private final boolean[][] nulls;
+
+        Kept(StructType input, int[] keepAt, int rows) {
+            at = keepAt;
+            int n = keepAt.length;
+            types = new DataType[n];
+            longs = new long[n][];
+            ints = new int[n][];
+            doubles = new double[n][];
+            objects = new Object[n][];
+            nulls = new boolean[n][rows];
+            for (int i = 0; i < n; i++) {
+                types[i] = input.fields()[keepAt[i]].dataType();
+                if (types[i] instanceof LongType) longs[i] = new long[rows];
+                else if (types[i] instanceof IntegerType) ints[i] = new int[rows];
+                else if (types[i] instanceof DoubleType) doubles[i] = new double[rows];
+                else objects[i] = new Object[rows];
+            }
+        }
+
+        void store(InternalRow from, int r) {
+            for (int i = 0; i < at.length; i++) {
+                int o = at[i];
+                boolean isNull = from.isNullAt(o);
+                nulls[i][r] = isNull;
+                if (isNull) continue;
+                if (longs[i] != null) longs[i][r] = from.getLong(o);
+                else if (ints[i] != null) ints[i][r] = from.getInt(o);
+                else if (doubles[i] != null) doubles[i][r] = from.getDouble(o);
+                else objects[i][r] = InternalRow$.MODULE$.copyValue(from.get(o, types[i]));
+            }
+        }
+
+        void emit(int r, SpecificInternalRow to) {
+            for (int i = 0; i < at.length; i++) {
+                if (nulls[i][r]) to.setNullAt(i);
+                else if (longs[i] != null) to.setLong(i, longs[i][r]);
+                else if (ints[i] != null) to.setInt(i, ints[i][r]);
+                else if (doubles[i] != null) to.setDouble(i, doubles[i][r]);
+                else to.update(i, objects[i][r]);
             }
         }
     }
