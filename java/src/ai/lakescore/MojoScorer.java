@@ -53,7 +53,7 @@ public final class MojoScorer {
      * {@code score0}. Either way every output equals {@code score0}'s bit for bit.
      */
     static final class Block {
-        /** Rows per block: the features of 256 rows (40 KiB for 20 features) stay in L1/L2. */
+        /** Rows per block: 256 rows of 20 features in their four copies (160 KiB) stay in L2. */
         static final int ROWS = TreeWalk.BLOCK;
         final double[] x;
         final double[][] out;
@@ -76,7 +76,7 @@ public final class MojoScorer {
             row = new double[model.nfeatures()];
             preds = new double[stride];
             values = new double[outputWidth(model)];
-            x = new double[3 * row.length * ROWS];
+            x = new double[TreeWalk.COPIES * row.length * ROWS];
             out = new double[values.length][ROWS];
         }
 
@@ -102,13 +102,13 @@ public final class MojoScorer {
     }
 
     /**
-     * How the model at {@code path} is scored: "complete" or "pointers" (tree models, walked by
-     * {@link TreeWalk} in that layout), or "genmodel" (its own {@code score0}). For tests and
-     * the benchmark's report.
+     * How the model at {@code path} is scored: "genmodel" (its own {@code score0}) or, for tree
+     * models walked by {@link TreeWalk}, the layout and the kinds of splits it walks. For tests
+     * and the benchmark's report.
      */
     public static String scoringPath(String path) {
         Loaded loaded = loaded(path);
-        return loaded.walk == null ? "genmodel" : loaded.walk.layout();
+        return loaded.walk == null ? "genmodel" : loaded.walk.describe();
     }
 
     /** The model stored at {@code path}, loaded once per JVM and file version. */

@@ -44,8 +44,10 @@ final class TreeWalk {
     private final int[] right;
     private int size;
 
-    /** Numeric split, NaN goes left / right; "NA vs rest"; bitset split; anything else. */
-    private static final byte NUM_NA_LEFT = 0, NUM_NA_RIGHT = 1, GENERAL = 2;
+    /** Numeric split, NaN goes left / right; anything else; "NA vs rest" on a numeric column. */
+    private static final byte NUM_NA_LEFT = 0, NUM_NA_RIGHT = 1, GENERAL = 2, NUM_NA_VS_REST = 3;
+    /** The copies of a block's features (see {@link #offset}): how many, and NaN as what. */
+    static final int COPIES = 4;
 
     /** The walker for {@code m}, or null when genmodel must score it. */
     static TreeWalk of(GenModel m) {
@@ -110,7 +112,7 @@ final class TreeWalk {
             for (int i = 0; i < size; i++) {
                 boolean isLeaf = col[i] < 0;
                 stepCol[i] = isLeaf ? 0 : offset(i);
-                threshold[i] = split[i];
+                threshold[i] = isLeaf ? 0 : threshold(i);
                 next[2 * i] = isLeaf ? i : left[i];
                 next[2 * i + 1] = isLeaf ? i : right[i];
                 leafValue[i] = isLeaf ? split[i] : 0;
@@ -133,22 +135,31 @@ final class TreeWalk {
 
     /** Trees at most this deep are laid out complete ({@link #layOut}); deeper ones by pointers. */
     private static final int MAX_HEAP_DEPTH = 12;
-    /** Rows per block: a block holds {@code x[feature * BLOCK + row]}, three times over (see below). */
+    /** Rows per block: a block holds {@code x[feature * BLOCK + row]}, COPIES times over (see below). */
     static final int BLOCK = 256;
 
     /*
-     * NaN without a test per step: a block holds its features three times, as given, with NaN
-     * as -Infinity and with NaN as +Infinity. A numeric node whose NaN goes left reads the
-     * second copy, one whose NaN goes right the third, so the plain d >= threshold sends NaN
-     * where score0 sends it (and an actual infinity where score0 sends it). General nodes read
-     * the values as given.
+     * NaN without a test per step: a block holds its features COPIES times over: as given, with
+     * NaN as -Infinity, with NaN as +Infinity, and as 1.0 for NaN and 0.0 for any number. A
+     * numeric node whose NaN goes left reads the second copy, one whose NaN goes right the
+     * third, so the plain d >= threshold sends NaN where score0 sends it (and an actual infinity
+     * where score0 sends it). A numeric "NA vs rest" node reads the fourth against 0.5 (NaN
+     * right, numbers left) or +Infinity (everything left, as score0 does when NaN goes left
+     * too). General nodes read the values as given.
      */
     private final int features;
 
     /** Where node {@code i}'s feature starts in a block. */
     private int offset(int i) {
-        int copy = kind[i] == GENERAL ? 0 : kind[i] == NUM_NA_RIGHT ? 2 : 1;
+        int copy = kind[i] == GENERAL ? 0 : kind[i] == NUM_NA_LEFT ? 1 : kind[i] == NUM_NA_RIGHT ? 2 : 3;
         return (copy * features + col[i]) * BLOCK;
+    }
+
+    /** What node {@code i}'s value is compared with: its split, widened from float exactly as
+     * score0's comparison widens it, or the "NA vs rest" threshold of the fourth copy. */
+    private double threshold(int i) {
+        if (kind[i] != NUM_NA_VS_REST) return split[i];
+        return leftward[i] ? Double.POSITIVE_INFINITY : 0.5;
     }
 
     /*
@@ -187,7 +198,7 @@ final class TreeWalk {
         int at = heapBase[t] + slot;
         boolean isLeaf = col[node] < 0;
         heapCol[at] = isLeaf ? 0 : offset(node);
-        heapThreshold[at] = isLeaf ? 0 : split[node];
+        heapThreshold[at] = isLeaf ? 0 : threshold(node);
         heapNode[at] = !isLeaf && kind[node] == GENERAL ? node : -1;
         layOut(t, level + 1, 2 * slot + 1, isLeaf ? node : left[node]);
         layOut(t, level + 1, 2 * slot + 2, isLeaf ? node : right[node]);
@@ -246,7 +257,8 @@ final class TreeWalk {
         bits[n] = equal != 0 ? scope : null;
         domainSize[n] = domains[colId] == null ? -1 : domains[colId].length;
         kind[n] = !naVsRest && equal == 0 && domainSize[n] < 0
-            ? (leftward[n] ? NUM_NA_LEFT : NUM_NA_RIGHT) : GENERAL;
+            ? (leftward[n] ? NUM_NA_LEFT : NUM_NA_RIGHT)
+            : naVsRest && domainSize[n] < 0 && bits[n] == null ? NUM_NA_VS_REST : GENERAL;
         // The right child starts after the left subtree, whose size the node records.
         ByteBufferWrapper rightAb = new ByteBufferWrapper(tree);
         rightAb.skip(ab.position());
@@ -279,7 +291,7 @@ final class TreeWalk {
      * benchmark's GBM (20 trees x depth 5): ~260 ns per row, against ~940 for genmodel's score0
      * and ~600 for the same layout walked a row at a time with a NaN test per step.
      *
-     * @param x    {@code 3 * features * BLOCK} values; the caller fills the first third,
+     * @param x    {@code COPIES * features * BLOCK} values; the caller fills the first copy,
      *             {@code x[feature * BLOCK + row]} (model feature order, NaN = missing)
      * @param sums zeroed, {@code stride} values per row ({@code getPredsSize()})
      * @param pos  scratch of at least {@code n} ints
@@ -292,6 +304,7 @@ final class TreeWalk {
                 boolean nan = d != d;
                 x[size + at + r] = nan ? Double.NEGATIVE_INFINITY : d;
                 x[2 * size + at + r] = nan ? Double.POSITIVE_INFINITY : d;
+                x[3 * size + at + r] = nan ? 1.0 : 0.0;
             }
         }
         for (int t = 0; t < roots.length; t++) {
@@ -334,7 +347,7 @@ final class TreeWalk {
         }
     }
 
-    /** A tree with categorical or "NA vs rest" splits in the complete layout, a row at a time. */
+    /** A tree with categorical splits (or "NA vs rest" under one) in the complete layout, a row at a time. */
     private void addGeneralTree(int t, double[] x, int n, double[] sums, int stride) {
         int base = heapBase[t];
         int steps = depth[t];
@@ -369,9 +382,22 @@ final class TreeWalk {
         for (int r = 0; r < n; r++) sums[r * stride + k] += leafValue[pos[r]];
     }
 
-    /** Which layout walks this model: "complete" or "pointers" (a tree deeper than MAX_HEAP_DEPTH). */
-    String layout() {
-        return heapCol != null ? "complete" : "pointers";
+    /**
+     * How this model is walked, e.g. "complete layout: 20 trees, 620 splits (600 numeric, 20
+     * numeric NA-vs-rest, 0 general)"; "pointers layout" when a tree is deeper than
+     * MAX_HEAP_DEPTH. General splits (categorical) take the slower row-at-a-time path.
+     */
+    String describe() {
+        int numeric = 0, naVsRestNumeric = 0, general = 0;
+        for (int i = 0; i < size; i++) {
+            if (col[i] < 0) continue;
+            if (kind[i] == GENERAL) general++;
+            else if (kind[i] == NUM_NA_VS_REST) naVsRestNumeric++;
+            else numeric++;
+        }
+        return (heapCol != null ? "complete" : "pointers") + " layout: " + roots.length + " trees, "
+            + (numeric + naVsRestNumeric + general) + " splits (" + numeric + " numeric, " + naVsRestNumeric
+            + " numeric NA-vs-rest, " + general + " general)";
     }
 
     /** {@code score0}'s last step on a row's tree sums: probabilities, label, rescaling. */
