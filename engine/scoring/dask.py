@@ -1,10 +1,11 @@
 """MOJO scoring on Dask workers: whole column batches through JPype into ``MojoScorer``.
 
 Each worker process starts one JVM (on first use) with the scoring jars and keeps it, and the
-loaded model, for its lifetime. A partition crosses into Java as one primitive array per
-feature: doubles for numbers, and for string levels the indices into the model's domain,
-encoded here with pandas (the domains come from ``read_mojo_info``), which is ~10x cheaper than
-moving a million Java strings.
+loaded model, for its lifetime. A partition crosses into Java without a copy: each feature's
+numpy memory is handed over as a direct buffer (float64 for numbers; for string levels int32
+indices into the model's domain, encoded here with pandas from ``read_mojo_info``'s domains,
+~10x cheaper than moving Java strings), and the outputs come back into a numpy array the same
+way.
 """
 
 from __future__ import annotations
@@ -67,35 +68,51 @@ def encode_levels(values: pd.Series, domain: Sequence[str]) -> np.ndarray:
     return np.ascontiguousarray(codes, dtype=np.int32)
 
 
+def feature_values(batch: pd.DataFrame, name: str, info: MojoInfo) -> np.ndarray:
+    """One feature of a batch as the scorer reads it: int32 domain indices (-1 = missing or
+    unseen) for a categorical feature, float64 with NaN for missing otherwise; C-contiguous,
+    a view of the batch's own memory when it already is float64 without a mask."""
+    if name in info.domains:
+        if name not in batch.columns:
+            return np.full(len(batch), -1, dtype=np.int32)
+        return encode_levels(batch[name], info.domains[name])
+    if name not in batch.columns:
+        return np.full(len(batch), np.nan)
+    column = batch[name]
+    if column.dtype == np.float64:
+        return np.ascontiguousarray(column.to_numpy())
+    return np.ascontiguousarray(column.to_numpy(dtype="float64", na_value=np.nan))
+
+
 def score_pandas(batch: pd.DataFrame, info: MojoInfo, output: str = "score") -> pd.DataFrame:
     """The model's ``output_columns`` for one pandas batch (same index): scores and
     probabilities as float64, labels as strings.
 
-    A feature the batch lacks is passed as all-missing (``check_scorable`` decides whether that
-    is allowed)."""
+    The columns cross into Java as direct buffers over their numpy memory, and the outputs come
+    back the same way (``MojoScorer.scoreInto``): no Java array is built per batch. A feature
+    the batch lacks is passed as all-missing (``check_scorable`` decides whether that is
+    allowed)."""
     import jpype
+    import jpype.nio
+    import pyarrow as pa
 
     scorer = _scorer()
-    columns = []
-    for name in info.feature_names:
-        if name in info.domains:
-            codes = (encode_levels(batch[name], info.domains[name]) if name in batch.columns
-                     else np.full(len(batch), -1, dtype=np.int32))
-            columns.append(jpype.JArray(jpype.JInt)(codes))
-        else:
-            doubles = (batch[name].astype("float64").to_numpy(dtype="float64", na_value=np.nan)
-                       if name in batch.columns else np.full(len(batch), np.nan))
-            columns.append(jpype.JArray(jpype.JDouble)(np.ascontiguousarray(doubles)))
+    values = [feature_values(batch, name, info) for name in info.feature_names]
+    # Read-only memory (Arrow-backed columns) gives a read-only buffer: enough, Java only reads.
+    columns = jpype.JArray(jpype.JObject)([jpype.nio.convertToDirectBuffer(v) for v in values])
     names = jpype.JArray(jpype.JString)(list(info.feature_names))
-    values = scorer.scoreOutputs(info.path, names, jpype.JArray(jpype.JObject)(columns))
+    outputs = output_columns(info, output)
+    results = np.empty((len(outputs), len(batch)), dtype="float64")
+    scorer.scoreInto(info.path, names, columns, jpype.nio.convertToDirectBuffer(results))
     out = {}
-    for k, column in enumerate(output_columns(info, output)):
-        array = np.asarray(values[k], dtype="float64")
+    for k, column in enumerate(outputs):
         if column.type == "string":
-            labels = np.asarray(info.response_domain, dtype=object)[array.astype(np.int64)]
-            out[column.name] = pd.Series(labels, index=batch.index, dtype=LABEL_DTYPE)
+            labels = pa.DictionaryArray.from_arrays(
+                pa.array(results[k].astype(np.int32)), pa.array(list(info.response_domain), pa.string()))
+            out[column.name] = pd.Series(pd.arrays.ArrowStringArray(labels.cast(pa.string())),
+                                         index=batch.index, dtype=LABEL_DTYPE)
         else:
-            out[column.name] = pd.Series(array, index=batch.index, dtype="float64")
+            out[column.name] = pd.Series(results[k], index=batch.index, dtype="float64")
     return pd.DataFrame(out, index=batch.index)
 
 

@@ -7,6 +7,10 @@ import hex.genmodel.MojoModel;
 import java.io.File;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.DoubleBuffer;
+import java.nio.IntBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -267,73 +271,141 @@ public final class MojoScorer {
      * tested against, and the other figure of the benchmark's model-only bound.
      */
     public static double[][] scoreOutputs(String mojoPath, String[] names, Object[] columns, boolean treeWalk) {
+        Loaded loaded = loaded(mojoPath);
+        Source[] sources = sources(loaded.model, names, columns);
+        int rows = rows(sources);
+        double[][] out = new double[outputWidth(loaded.model)][rows];
+        score(loaded, treeWalk, sources, rows, (k, at, values, n) -> System.arraycopy(values, 0, out[k], at, n));
+        return out;
+    }
+
+    /**
+     * {@link #scoreOutputs}, reading and writing memory the caller owns: no Java array is
+     * allocated per batch, and nothing is copied on the way in or out but into the scorer's
+     * blocks. Through JPype's {@code jpype.nio.convertToDirectBuffer} the buffers are numpy
+     * arrays, so a pandas batch reaches the model without a Java copy of its columns.
+     *
+     * @param columns as {@link #scoreOutputs}, or direct {@code ByteBuffer}s in native byte order:
+     *                float64 values for a numeric feature, int32 domain indices for a categorical
+     *                one (negative = missing or unseen)
+     * @param out     a direct {@code ByteBuffer} of {@code outputWidth * rows} float64 in native
+     *                order, output-major: output {@code k} of row {@code i} at {@code k * rows + i}
+     * @return the number of rows scored
+     */
+    public static int scoreInto(String mojoPath, String[] names, Object[] columns, ByteBuffer out) {
+        Loaded loaded = loaded(mojoPath);
+        Source[] sources = sources(loaded.model, names, columns);
+        int rows = rows(sources);
+        DoubleBuffer into = out.order(ByteOrder.nativeOrder()).asDoubleBuffer();
+        int width = outputWidth(loaded.model);
+        if (into.capacity() != width * rows) {
+            throw new IllegalArgumentException("the output buffer holds " + into.capacity() + " doubles; "
+                + width + " outputs x " + rows + " rows need " + (width * rows));
+        }
+        score(loaded, true, sources, rows, (k, at, values, n) -> into.put(k * rows + at, values, 0, n));
+        return rows;
+    }
+
+    /** One feature's values for a batch: copies rows {@code [from, from + n)} into a block at {@code at}. */
+    private interface Fill {
+        void fill(int from, int n, double[] x, int at);
+    }
+
+    /** A feature's {@link Fill} and its number of rows. */
+    private static final class Source {
+        final int length;
+        final Fill fill;
+
+        Source(int length, Fill fill) {
+            this.length = length;
+            this.fill = fill;
+        }
+    }
+
+    /** Receives output {@code k} of rows {@code [at, at + n)} of a batch. */
+    private interface Sink {
+        void put(int k, int at, double[] values, int n);
+    }
+
+    /** Per model feature, where its values come from, checked against the feature's kind. */
+    private static Source[] sources(GenModel m, String[] names, Object[] columns) {
         if (names.length != columns.length) {
             throw new IllegalArgumentException(names.length + " names for " + columns.length + " columns");
         }
-        Loaded loaded = loaded(mojoPath);
-        GenModel m = loaded.model;
         int[] index = bind(m, names);
         Map<String, Integer>[] levels = domains(m);
-        int nf = index.length;
-        int rows = nf == 0 ? 0 : length(columns[index[0]], names[index[0]]);
-        double[][] numeric = new double[nf][];
-        String[][] text = new String[nf][];
-        int[][] codes = new int[nf][];
-        for (int j = 0; j < nf; j++) {
-            String name = names[index[j]];
+        Source[] out = new Source[index.length];
+        for (int j = 0; j < index.length; j++) {
             Object column = columns[index[j]];
-            if (length(column, name) != rows) {
-                throw new IllegalArgumentException("column " + name + " has " + length(column, name)
-                    + " rows, column " + names[index[0]] + " has " + rows);
+            if (column instanceof ByteBuffer) {
+                ByteBuffer buffer = ((ByteBuffer) column).order(ByteOrder.nativeOrder());
+                column = levels[j] == null ? buffer.asDoubleBuffer() : buffer.asIntBuffer();
             }
-            if (levels[j] == null) {
-                if (!(column instanceof double[])) {
-                    throw new IllegalArgumentException("feature " + name + " is numeric in the model but a "
-                        + column.getClass().getSimpleName() + " was given; pass a double[]");
-                }
-                numeric[j] = (double[]) column;
-            } else if (column instanceof double[]) {
-                throw new IllegalArgumentException("feature " + name + " is categorical in the model but a "
-                    + "double[] was given; pass its levels as a String[] (or domain indices as an int[])");
-            } else if (column instanceof String[]) {
-                text[j] = (String[]) column;
-            } else {
-                codes[j] = (int[]) column;
-                int size = m.getDomainValues(j).length;
-                for (int code : codes[j]) {
-                    if (code >= size) {
-                        throw new IllegalArgumentException("column " + name + " holds domain index " + code
-                            + " but the feature has only " + size + " levels");
-                    }
-                }
-            }
+            out[j] = source(names[index[j]], column, levels[j], levels[j] == null ? 0 : m.getDomainValues(j).length);
         }
-        Block block = new Block(loaded, treeWalk);
-        double[][] out = new double[outputWidth(m)][rows];
-        for (int i = 0; i < rows; i += Block.ROWS) {
-            int n = Math.min(Block.ROWS, rows - i);
-            double[] x = block.x;
-            for (int j = 0; j < nf; j++) {
-                int at = j * Block.ROWS;
-                if (levels[j] == null) {
-                    System.arraycopy(numeric[j], i, x, at, n);
-                } else if (codes[j] != null) {
-                    for (int r = 0; r < n; r++) x[at + r] = codes[j][i + r] < 0 ? Double.NaN : codes[j][i + r];
-                } else {
-                    for (int r = 0; r < n; r++) x[at + r] = levelIndex(levels[j], text[j][i + r]);
-                }
+        for (int j = 1; j < out.length; j++) {
+            if (out[j].length != out[0].length) {
+                throw new IllegalArgumentException("column " + names[index[j]] + " has " + out[j].length
+                    + " rows, column " + names[index[0]] + " has " + out[0].length);
             }
-            block.score(n);
-            for (int k = 0; k < out.length; k++) System.arraycopy(block.out[k], 0, out[k], i, n);
         }
         return out;
     }
 
-    private static int length(Object column, String name) {
-        if (column instanceof double[]) return ((double[]) column).length;
-        if (column instanceof String[]) return ((String[]) column).length;
-        if (column instanceof int[]) return ((int[]) column).length;
-        throw new IllegalArgumentException("column " + name + " must be a double[], String[] or int[], got "
-            + (column == null ? "null" : column.getClass().getSimpleName()));
+    private static Source source(String name, Object column, Map<String, Integer> levels, int domainSize) {
+        if (levels == null) {
+            if (column instanceof double[]) {
+                double[] values = (double[]) column;
+                return new Source(values.length, (from, n, x, at) -> System.arraycopy(values, from, x, at, n));
+            }
+            if (column instanceof DoubleBuffer) {
+                DoubleBuffer values = (DoubleBuffer) column;
+                return new Source(values.capacity(), (from, n, x, at) -> values.get(from, x, at, n));
+            }
+            throw new IllegalArgumentException("feature " + name + " is numeric in the model but a "
+                + type(column) + " was given; pass a double[] (or float64 values in a direct ByteBuffer)");
+        }
+        if (column instanceof String[]) {
+            String[] text = (String[]) column;
+            return new Source(text.length, (from, n, x, at) -> {
+                for (int r = 0; r < n; r++) x[at + r] = levelIndex(levels, text[from + r]);
+            });
+        }
+        if (column instanceof int[] || column instanceof IntBuffer) {
+            IntBuffer codes = column instanceof int[] ? IntBuffer.wrap((int[]) column) : (IntBuffer) column;
+            for (int i = 0; i < codes.capacity(); i++) {
+                if (codes.get(i) >= domainSize) {
+                    throw new IllegalArgumentException("column " + name + " holds domain index " + codes.get(i)
+                        + " but the feature has only " + domainSize + " levels");
+                }
+            }
+            return new Source(codes.capacity(), (from, n, x, at) -> {
+                for (int r = 0; r < n; r++) {
+                    int code = codes.get(from + r);
+                    x[at + r] = code < 0 ? Double.NaN : code;
+                }
+            });
+        }
+        throw new IllegalArgumentException("feature " + name + " is categorical in the model but a "
+            + type(column) + " was given; pass its levels as a String[] (or domain indices as an int[])");
+    }
+
+    private static String type(Object column) {
+        return column == null ? "null" : column instanceof double[] ? "double[]" : column.getClass().getSimpleName();
+    }
+
+    private static int rows(Source[] sources) {
+        return sources.length == 0 ? 0 : sources[0].length;
+    }
+
+    /** Scores a batch a block at a time, from {@code sources} to {@code sink}. */
+    private static void score(Loaded loaded, boolean treeWalk, Source[] sources, int rows, Sink sink) {
+        Block block = new Block(loaded, treeWalk);
+        for (int i = 0; i < rows; i += Block.ROWS) {
+            int n = Math.min(Block.ROWS, rows - i);
+            for (int j = 0; j < sources.length; j++) sources[j].fill.fill(i, n, block.x, j * Block.ROWS);
+            block.score(n);
+            for (int k = 0; k < block.out.length; k++) sink.put(k, i, block.out[k], n);
+        }
     }
 }
