@@ -239,9 +239,11 @@ def _spark_pipelines(backend, inp, out_root: Path, mojo: str, mllib: str | None)
         return write(backend.score_mojo(frame, mojo, ["row_id"], CONSTANTS), "spark-mojo")
 
     def io_run():
+        # The MOJO job's output columns (a label too), computed natively from every feature.
         frame = backend.read(inp).frame
-        total = sum((F.col(c) for c in FEATURES[1:]), F.col(FEATURES[0]))
-        return write(frame.select("row_id", total.cast("double").alias("score"))
+        total = sum((F.col(c) for c in FEATURES[1:]), F.col(FEATURES[0])).cast("double")
+        return write(frame.select("row_id", total.alias("score"),
+                                  F.when(total >= 0, "1").otherwise("0").alias("prediction"))
                      .withColumns({k: F.lit(v) for k, v in CONSTANTS.items()}), "spark-io")
 
     def mllib_run():
@@ -300,9 +302,37 @@ def child_spark(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     runs = _spark_pipelines(backend, TableRef("input", str(work / "input")), out_root, mojo, mllib_dir)
     results = _repeat(runs, args.reps)
     results["pandas_udf"] = _pandas_udf(backend, work, args.udf_rows, mojo, out_root)
+    in_memory = _in_memory(backend, TableRef("input", str(work / "input")), mojo, mllib_dir, args.reps)
     return {"start_s": started, "mllib_train_s": trained, "warmup_s": warmed,
             "partitions": backend.read(TableRef("input", str(work / "input"))).frame.rdd.getNumPartitions(),
-            "contenders": results}
+            "contenders": results, "in_memory": in_memory}
+
+
+def _in_memory(backend, inp, mojo: str, mllib: str | None, reps: int) -> dict[str, Any]:
+    """Scoring inside Spark without its I/O: the input cached in Spark's memory, the output to
+    Spark's ``noop`` sink (every row computed, nothing written). ``base`` is the same pass
+    without a model (the cached columns read and projected), so ``mojo - base`` is what the
+    model adds. This is where the issue's reference rates (a plain tree walk, MLlib's
+    transform) are comparable; the whole jobs above add Parquet and Delta."""
+    frame = backend.read(inp).frame.cache()
+    frame.count()
+
+    def noop(df) -> None:
+        df.write.format("noop").mode("overwrite").save()
+
+    runs = {"base": lambda: noop(frame.select("row_id", *FEATURES)),
+            "mojo": lambda: noop(backend.score_mojo(frame, mojo, ["row_id"], CONSTANTS))}
+    if mllib:
+        runs["mllib"] = lambda: noop(backend.score_mllib(frame, mllib, ["row_id"], CONSTANTS))
+    for run in runs.values():  # warm-up
+        run()
+    names = list(runs)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for rep in range(reps):
+        for name in names[rep % len(names):] + names[:rep % len(names)]:
+            times[name].append(timed(runs[name])[0])
+    frame.unpersist()
+    return {name: spread(t) for name, t in times.items()}
 
 
 def _pandas_udf(backend, work: Path, rows: int, mojo: str, out_root: Path) -> dict[str, Any]:
@@ -339,8 +369,12 @@ def _pandas_udf(backend, work: Path, rows: int, mojo: str, out_root: Path) -> di
 
 
 def child_dask(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+
     from engine.backends.dask import DaskBackend
     from engine.conf import DaskConf
+    from engine.scoring.dask import LABEL_DTYPE
     from engine.session import dask_client
     from engine.storage.table import CommitInfo, TableRef, WriteMode
 
@@ -361,8 +395,12 @@ def child_dask(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             return write(backend.score_mojo(backend.read(inp).frame, mojo, ["row_id"], CONSTANTS), "dask-mojo")
 
         def io_run():
+            # The MOJO job's output columns (a label too), computed natively from every feature.
             frame = backend.read(inp).frame
-            return write(frame[["row_id"]].assign(score=frame[FEATURES].sum(axis=1), **CONSTANTS), "dask-io")
+            total = frame[FEATURES].sum(axis=1)
+            label = total.map_partitions(lambda t: pd.Series(np.where(t >= 0, "1", "0"), index=t.index,
+                                                             dtype=LABEL_DTYPE), meta=("prediction", LABEL_DTYPE))
+            return write(frame[["row_id"]].assign(score=total, prediction=label, **CONSTANTS), "dask-io")
 
         return {"mojo": mojo_run, "io": io_run}
 
@@ -471,7 +509,36 @@ def summarize(rows: int, args: argparse.Namespace, parts: dict[str, Any]) -> dic
         row["bound_rows_per_s"] = bound
         row["vs_bound"] = row["rows_per_s"] / bound if ok and bound else None
         row["vs_alternatives"] = {name: row["rows_per_s"] / alt for name, alt in alternatives.items()} if ok else {}
-    return {"rows": rows, "table": table}
+    return {"rows": rows, "table": table, "in_memory": in_memory_rates(rows, parts.get("spark", {}))}
+
+
+def in_memory_rates(rows: int, spark: dict[str, Any]) -> dict[str, Any]:
+    """Per core, rows/s of each in-memory pass (cached input -> noop sink), and of what the
+    model adds to the pass without one (rows / (t - t_base))."""
+    got = spark.get("in_memory") if spark.get("ok") else None
+    if not got:
+        return {}
+    base = got["base"]["median"]
+    out = {}
+    for name, seconds in got.items():
+        added = seconds["median"] - base
+        out[name] = {"seconds": seconds, "rows_per_s_core": rows / seconds["median"] / CORES,
+                     "model_rows_per_s_core": rows / added / CORES if name != "base" and added > 0 else None}
+    return out
+
+
+IN_MEMORY_NAMES = {"base": "no model (cached columns read, projected)", "mojo": "lakescore Spark + MOJO",
+                   "mllib": "lakescore Spark + MLlib GBT"}
+
+
+def in_memory_markdown(result: dict[str, Any]) -> str:
+    rates = result.get("in_memory") or {}
+    rows = [[IN_MEMORY_NAMES.get(name, name), fmt(r["seconds"]["min"]), fmt(r["seconds"]["median"]),
+             fmt(r["rows_per_s_core"], 0), fmt(r["model_rows_per_s_core"], 0) if r["model_rows_per_s_core"] else "-"]
+            for name, r in rates.items()]
+    headers = ["Spark, cached input -> noop sink", "s min", "s median", "rows/s/core",
+               "model's own rows/s/core (rows / (s - s no model))"]
+    return markdown_table(headers, rows) if rows else ""
 
 
 def scoring_markdown(result: dict[str, Any]) -> str:
@@ -538,7 +605,8 @@ def main() -> None:
     work, facts, stamp = begin(args.workdir, "lakescore-bench-scoring-")
     result = run_scoring(args.rows, args.reps, args.h2o_rows, args.udf_rows, work,
                          RESULTS_DIR / f"logs-{stamp}", args.no_mllib)
-    text = scoring_markdown(result) + "\n\nFixed costs (not in the rates):\n" + "\n".join(fixed_costs(result["parts"]))
+    text = (scoring_markdown(result) + "\n\n" + in_memory_markdown(result)
+            + "\n\nFixed costs (not in the rates):\n" + "\n".join(fixed_costs(result["parts"])))
     print(text)
     write_results(f"scoring-{args.rows}", stamp, text, facts, result)
     if args.workdir is None:
