@@ -370,11 +370,10 @@ def _pandas_udf(backend, work: Path, rows: int, mojo: str, out_root: Path) -> di
 
 def child_dask(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
-    import pandas as pd
 
     from engine.backends.dask import DaskBackend
     from engine.conf import DaskConf
-    from engine.scoring.dask import LABEL_DTYPE
+    from engine.scoring.dask import LABEL_DTYPE, labels
     from engine.session import dask_client
     from engine.storage.table import CommitInfo, TableRef, WriteMode
 
@@ -398,8 +397,9 @@ def child_dask(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             # The MOJO job's output columns (a label too), computed natively from every feature.
             frame = backend.read(inp).frame
             total = frame[FEATURES].sum(axis=1)
-            label = total.map_partitions(lambda t: pd.Series(np.where(t >= 0, "1", "0"), index=t.index,
-                                                             dtype=LABEL_DTYPE), meta=("prediction", LABEL_DTYPE))
+            label = total.map_partitions(  # built as the scorer builds its labels
+                lambda t: labels((t >= 0).to_numpy(dtype=np.int32), ("0", "1"), t.index),
+                meta=("prediction", LABEL_DTYPE))
             return write(frame[["row_id"]].assign(score=total, prediction=label, **CONSTANTS), "dask-io")
 
         return {"mojo": mojo_run, "io": io_run}
