@@ -408,7 +408,8 @@ def test_each_model_is_scored_by_the_expected_path(dask_cluster_client, trained,
     assert dask_cluster_client.submit(scoring_path, pure=False).result().startswith(SCORING_PATH[model_name])
 
 
-def test_numeric_na_vs_rest_splits_score_as_genmodel_and_h2o_do(dask_cluster_client, h2o_cluster, tmp_path):
+def test_numeric_na_vs_rest_splits_score_as_genmodel_and_h2o_do(dask_cluster_client, h2o_cluster, spark,
+                                                                tmp_path):
     """When missingness itself predicts the label, H2O splits "NA vs rest" on a numeric column;
     the walk sends those rows (and actual infinities) exactly where genmodel and H2O do."""
     import h2o
@@ -452,6 +453,18 @@ def test_numeric_na_vs_rest_splits_score_as_genmodel_and_h2o_do(dask_cluster_cli
     # genmodel, which the walk equals above, keeps infinities as numbers.
     finite = ~np.isinf(score["m"].to_numpy())
     assert np.max(np.abs(walked[0][finite] - expected[finite])) <= TOLERANCE
+    # Spark reads an all-double frame on its own fast path: NaN and null are both missing there.
+    from pyspark.sql import functions as F
+
+    from engine.scoring.spark import score_mojo_spark
+
+    frame = spark.createDataFrame(score.assign(row_id=np.arange(n)))
+    # createDataFrame turns pandas' NaN into null: bring NaN back for every other missing row.
+    frame = frame.withColumn("m", F.when(F.col("m").isNull() & (F.col("row_id") % 2 == 0), F.lit(float("nan")))
+                             .otherwise(F.col("m")))
+    assert frame.where(F.col("m").isNull()).count() > 0 and frame.where(F.isnan("m")).count() > 0
+    scored = score_mojo_spark(frame, mojo, ["row_id"]).toPandas().sort_values("row_id")
+    assert np.array_equal(scored["score"].to_numpy(), walked[0])
 
 
 def test_java_scorer_names_the_missing_feature(dask_cluster_client, trained):

@@ -70,6 +70,12 @@ public final class MojoScorer {
         private final double[] row;
         private final double[] preds;
         private final double[] values;
+        /**
+         * Whether a row's features must be gathered for it: genmodel's {@code score0} reads them,
+         * and after a walk {@code unifyPreds} reads them only to break a multinomial tie (its
+         * {@code getPrediction} ignores them for a binomial model's three preds).
+         */
+        private final boolean needsRow;
 
         Block(Loaded loaded, boolean treeWalk) {
             model = loaded.model;
@@ -82,6 +88,7 @@ public final class MojoScorer {
             values = new double[outputWidth(model)];
             x = new double[TreeWalk.COPIES * row.length * ROWS];
             out = new double[values.length][ROWS];
+            needsRow = walk == null || category != ModelCategory.Binomial;
         }
 
         /** Scores rows {@code [0, n)} of {@link #x} into {@link #out}. */
@@ -91,7 +98,7 @@ public final class MojoScorer {
                 walk.addTrees(x, n, sums, stride, pos);
             }
             for (int r = 0; r < n; r++) {
-                for (int j = 0; j < row.length; j++) row[j] = x[j * ROWS + r];
+                if (needsRow) for (int j = 0; j < row.length; j++) row[j] = x[j * ROWS + r];
                 double[] p;
                 if (walk != null) {
                     System.arraycopy(sums, r * stride, preds, 0, stride);

@@ -118,6 +118,8 @@ public final class SparkMojoScorer {
         final int[] precision;
         final int[] scale;
         final Map<UTF8String, Integer>[] levels;
+        /** Every feature is a double column. */
+        final boolean allDouble;
 
         @SuppressWarnings("unchecked")
         Binding(GenModel model, StructType schema) {
@@ -155,6 +157,9 @@ public final class SparkMojoScorer {
                     }
                 }
             }
+            boolean doubles = true;
+            for (int how : reader) doubles &= how == DOUBLE;
+            allDouble = doubles;
         }
 
         private static int numericReader(DataType type, String feature) {
@@ -173,6 +178,13 @@ public final class SparkMojoScorer {
         /** {@code row}'s features as {@code score0} takes them, into block row {@code r}:
          * NaN for null, missing or unseen. */
         void read(InternalRow row, double[] x, int r) {
+            if (allDouble) {  // the common case, without the switch
+                for (int j = 0, at = r; j < ordinal.length; j++, at += MojoScorer.Block.ROWS) {
+                    int o = ordinal[j];
+                    x[at] = row.isNullAt(o) ? Double.NaN : row.getDouble(o);
+                }
+                return;
+            }
             for (int j = 0; j < reader.length; j++) {
                 int how = reader[j];
                 int o = ordinal[j];
