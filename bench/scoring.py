@@ -256,13 +256,21 @@ def _spark_pipelines(backend, inp, out_root: Path, mojo: str, mllib: str | None)
     return runs
 
 
+def _rotations(names: list[str], reps: int):
+    """Each repetition's order of the contenders, rotated so none always runs first (or always
+    after another's garbage)."""
+    for rep in range(reps):
+        k = rep % len(names)
+        yield names[k:] + names[:k]
+
+
 def _repeat(runs: dict, reps: int) -> dict[str, Any]:
     """``reps`` rounds over every contender, the order rotated each round (so none always runs
     first, after another's garbage), each output checked after its time is taken."""
     names = list(runs)
     results: dict[str, Any] = {n: {"times": [], "checks": []} for n in names}
-    for rep in range(reps):
-        for name in names[rep % len(names):] + names[:rep % len(names)]:
+    for order in _rotations(names, reps):
+        for name in order:
             seconds, (path, rows) = timed(runs[name])
             results[name]["times"].append(seconds)
             results[name]["checks"].append(output_checksum(path))
@@ -328,8 +336,8 @@ def _in_memory(backend, inp, mojo: str, mllib: str | None, reps: int) -> dict[st
         run()
     names = list(runs)
     times: dict[str, list[float]] = {n: [] for n in names}
-    for rep in range(reps):
-        for name in names[rep % len(names):] + names[:rep % len(names)]:
+    for order in _rotations(names, reps):
+        for name in order:
             times[name].append(timed(runs[name])[0])
     frame.unpersist()
     return {name: spread(t) for name, t in times.items()}

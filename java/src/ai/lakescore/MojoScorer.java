@@ -48,8 +48,9 @@ public final class MojoScorer {
     }
 
     /**
-     * A block of rows scored together: the caller fills {@link #x} ({@code x[feature][row]}, the
-     * model's feature order; NaN = missing or unseen), calls {@link #score} and reads {@link #out}
+     * A block of rows scored together: the caller fills the first {@code features * ROWS} values
+     * of {@link #x} ({@code x[feature * ROWS + row]}, the model's feature order; NaN = missing or
+     * unseen; the walk keeps its copies after them), calls {@link #score} and reads {@link #out}
      * ({@code out[output][row]}, laid out as {@link #outputWidth} says). One per thread, reused.
      *
      * <p>Tree models are walked a block at a time ({@link TreeWalk#addTrees}); other models, and
@@ -86,7 +87,7 @@ public final class MojoScorer {
             row = new double[model.nfeatures()];
             preds = new double[stride];
             values = new double[outputWidth(model)];
-            x = new double[TreeWalk.COPIES * row.length * ROWS];
+            x = new double[(walk != null ? TreeWalk.COPIES : 1) * row.length * ROWS];
             out = new double[values.length][ROWS];
             needsRow = walk == null || category != ModelCategory.Binomial;
         }

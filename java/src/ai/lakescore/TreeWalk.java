@@ -93,19 +93,14 @@ final class TreeWalk {
         target = Arrays.copyOf(targetList, n);
         depth = new int[n];
         numericOnly = new boolean[n];
-        heapBase = new int[n];
-        int internal = 0, leaves = 0;
         boolean allShallow = true;
         for (int t = 0; t < n; t++) {
             depth[t] = depth(roots[t]);
             numericOnly[t] = numericOnly(roots[t]);
             allShallow &= depth[t] <= MAX_HEAP_DEPTH;
-            heapBase[t] = internal;
-            internal += (1 << depth[t]) - 1;
-            leaves += 1 << depth[t];
         }
         if (!allShallow) {
-            heapCol = null; heapThreshold = null; heapNode = null; heapLeaf = null; leafBase = null;
+            heapBase = null; heapCol = null; heapThreshold = null; heapNode = null; heapLeaf = null; leafBase = null;
             stepCol = new int[size];
             threshold = new double[size];
             next = new int[2 * size];
@@ -121,17 +116,20 @@ final class TreeWalk {
             return;
         }
         stepCol = null; threshold = null; next = null; leafValue = null;
+        heapBase = new int[n];
+        leafBase = new int[n];
+        int internal = 0, leaves = 0;
+        for (int t = 0; t < n; t++) {
+            heapBase[t] = internal;
+            leafBase[t] = leaves;
+            internal += (1 << depth[t]) - 1;
+            leaves += 1 << depth[t];
+        }
         heapCol = new int[internal];
         heapThreshold = new double[internal];
         heapNode = new int[internal];
         heapLeaf = new double[leaves];
-        leafBase = new int[n];
-        int leafAt = 0;
-        for (int t = 0; t < n; t++) {
-            leafBase[t] = leafAt;
-            layOut(t, 0, 0, roots[t]);
-            leafAt += 1 << depth[t];
-        }
+        for (int t = 0; t < n; t++) layOut(t, 0, 0, roots[t]);
     }
 
     /** Trees at most this deep are laid out complete ({@link #layOut}); deeper ones by pointers. */
