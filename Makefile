@@ -5,7 +5,7 @@ PY := .venv/bin/python
 ENV := source build/env.sh && export SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$(CURDIR)/$(PY) PYSPARK_DRIVER_PYTHON=$(CURDIR)/$(PY)
 CONF ?= conf/demo.yaml
 
-.PHONY: setup demo test test-fast bench scale lock clean clean-lakehouse
+.PHONY: setup demo test test-fast bench scale chaos lock clean clean-lakehouse
 
 setup:
 	@bash scripts/setup.sh
@@ -26,6 +26,11 @@ scale: setup
 # every benchmark, one table of ratios (bench/run.py); BENCH_ARGS="--quick" for a ~3-minute run
 bench: setup
 	@$(ENV) && $(PY) bench/run.py $(BENCH_ARGS)
+
+# Random SIGKILLs of real jobs on both engines, reruns, every table checked (tests/chaos/chaos.py;
+# ~40 cycles, CHAOS_ARGS="--cycles 5" for a shorter run, "--seed S --only K" replays a cycle).
+chaos: setup
+	@$(ENV) && $(PY) tests/chaos/chaos.py $(CHAOS_ARGS)
 
 lock:
 	@$(PY) -m pip freeze --exclude-editable | grep -v '^lakescore' > constraints.txt
