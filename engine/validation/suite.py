@@ -141,7 +141,8 @@ class Outcome:
 
     def describe(self) -> str:
         """One line a user can act on: what failed, on which column, by how much."""
-        label = f"{self.expectation_type}({self.column})" if self.column else self.expectation_type
+        column = self.column or ", ".join(self.kwargs.get("column_list") or [])
+        label = f"{self.expectation_type}({column})" if column else self.expectation_type
         if self.exception:
             return f"{label}: could not be evaluated: {self.exception}"
         if self.unexpected_count is not None and self.element_count is not None:
@@ -285,13 +286,14 @@ def enforce(report: ValidationReport, policy: Literal["fail", "warn"]) -> None:
     log.warning("%s", message)
 
 
-def write_report(report: ValidationReport, directory: str | Path) -> Path:
-    """Write the report as JSON under ``directory`` (created) and return the file's path."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{report_stem(report)}.json"
-    path.write_text(report.to_json())
-    return path
+def write_report(report: ValidationReport, directory: str | Path,
+                 storage_options: dict[str, str] | None = None) -> Path | str:
+    """Write the report as JSON under ``directory`` (a local directory, created, or an object
+    store URI) and return the file's path (its URI on an object store)."""
+    from engine.storage.files import join, write_text
+
+    return write_text(join(str(directory), f"{report_stem(report)}.json"), report.to_json(),
+                      storage_options)
 
 
 def report_stem(report: ValidationReport) -> str:
