@@ -141,8 +141,7 @@ class Outcome:
 
     def describe(self) -> str:
         """One line a user can act on: what failed, on which column, by how much."""
-        column = self.column or ", ".join(self.kwargs.get("column_list") or [])
-        label = f"{self.expectation_type}({column})" if column else self.expectation_type
+        label = f"{self.expectation_type}({self.column})" if self.column else self.expectation_type
         if self.exception:
             return f"{label}: could not be evaluated: {self.exception}"
         if self.unexpected_count is not None and self.element_count is not None:
