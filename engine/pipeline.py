@@ -431,6 +431,7 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
     the same model again is a no-op, alone or next to a challenger), so the scores table never
     holds a model's rows for one input twice."""
     from engine.features.definitions import definition_hash
+    from engine.scoring.batches import BATCH_KEY, previous_batch_partitions
 
     definition = feature_set(ctx.conf)
     models = [model] + ([challenger] if challenger is not None else [])
@@ -471,8 +472,9 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
         _validate_scores(backend, ctx, frame, out, record)
         first = commits[models[0].model_id]
         batch = ctx.conf.score.batch
-        replaces = previous_batch_partitions(out, batch, [m.model_id for m in models]) if batch else ()
-        commit = replace(first, metadata={**lineage.to_metadata(), **({SCORE_BATCH: batch} if batch else {})},
+        replaces = (previous_batch_partitions(out, batch, [m.model_id for m in models], SCORES_PARTITIONS)
+                    if batch else ())
+        commit = replace(first, metadata={**lineage.to_metadata(), **({BATCH_KEY: batch} if batch else {})},
                          also=tuple(commits[m.model_id].app_id for m in models[1:]),
                          replaces=replaces)
         started = time.perf_counter()
@@ -488,51 +490,6 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
 
 SCORE_DATE = "score_date"
 SCORES_PARTITIONS = (SCORE_DATE, "model_id")
-SCORE_BATCH = "score_batch"
-
-
-def previous_batch_partitions(out: TableRef, batch: str, model_ids: list[str]) -> tuple[dict, ...]:
-    """The (score date, model) partitions of ``model_ids`` that hold rows of an earlier run of
-    the scoring ``batch`` (``score.batch``), for the next write to replace with its own.
-
-    Scoring partitions by the rows' dates, so a rerun of a batch whose input was wrong (rows
-    dated 2030) would otherwise leave the wrong dates behind. The runs of the batch are the
-    ``run_id``s of the scores commits that recorded it; their partitions are found from the
-    files' ``run_id`` statistics (a file's rows share one run), reading the column only for a
-    file without them."""
-    from deltalake import DeltaTable
-
-    if not delta_log.table_exists(out) or not set(SCORES_PARTITIONS) <= set(delta_log.partition_columns(out)):
-        return ()
-    history = DeltaTable(delta_log.table_root(out), storage_options=out.storage_options or None).history()
-    runs = {entry.get("lakescore.run_id") for entry in history
-            if entry.get(f"lakescore.{SCORE_BATCH}") == batch}
-    if not runs:
-        return ()
-    found = set()
-    for file in delta_log.snapshot(out).files:
-        if file.partition_values.get("model_id") not in model_ids:
-            continue
-        low, high = file.mins.get("run_id"), file.maxs.get("run_id")
-        if low is not None and low == high:
-            holds = low in runs
-        else:
-            holds = bool(runs & set(_file_column(out, file, "run_id")))
-        if holds:
-            found.add(tuple((c, delta_log.partition_value(file.partition_values.get(c)))
-                            for c in SCORES_PARTITIONS))
-    if found:
-        log.info("scoring batch %r: replacing %d partition(s) its previous run wrote to %s",
-                 batch, len(found), out)
-    return tuple(dict(key) for key in sorted(found, key=str))
-
-
-def _file_column(table: TableRef, file: Any, column: str) -> list[Any]:
-    import pyarrow.parquet as pq
-
-    fs, path = delta_log.file_path(table, file.uri)
-    with fs.open_input_file(path) as handle:
-        return pq.read_table(handle, columns=[column]).column(column).to_pylist()
 
 
 def scores_write_mode(out: TableRef) -> WriteMode:
