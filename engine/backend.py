@@ -122,6 +122,20 @@ class CanMeasureDrift:
     def bin_counts(self, frame: Any, edges: Mapping[str, Sequence[float]]) -> dict[str, dict]:
         raise NotImplementedError
 
+    def level_counts(self, frame: Any, columns: Sequence[str]) -> dict[str, dict]:
+        """Per column: ``rows``, ``nulls`` and ``levels`` (value as text → count; booleans as
+        ``true``/``false`` on every engine)."""
+        raise NotImplementedError
+
+
+class CanCountDefaults:
+    """Mixin: count the rows in which every given column holds its default
+    (``engine.validation.guards``)."""
+
+    def count_all_default(self, frame: Any, defaults: Mapping[str, Any]) -> tuple[int, int]:
+        """(rows, rows where each column equals its default; a None default means null)."""
+        raise NotImplementedError
+
 
 C = TypeVar("C")
 

@@ -1,9 +1,11 @@
 """What every job shares: its arguments, conf loading, logging, the run summary and exit codes.
 
 A job is ``run_job(name, body)``: ``body(conf, ctx, args)`` does the work; this module turns
-lakescore errors into a one-paragraph message and the error's exit code (2 conf/definition,
-3 schema, 4 validation, 5 conflict, 6 model mismatch, 7 environment), prints the summary either
-way, and saves it under the run directory.
+lakescore errors into a one-paragraph message and the error's exit code (``engine.errors.
+EXIT_CODES``: 2 conf/definition, 3 schema, 4 validation, 5 conflict, 6 model mismatch,
+7 environment, 8 unreadable file, 9 storage unavailable), any other exception into exit 1 with
+its traceback logged, prints the summary either way, and saves it under the run directory
+(through the storage layer, so an object-store lakehouse gets it there).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.conf import Conf, load_conf
-from engine.errors import LakescoreError
+from engine.errors import LakescoreError, StorageUnavailable
 
 log = logging.getLogger("lakescore")
 
@@ -56,6 +58,7 @@ def run_job(name: str, parser: argparse.ArgumentParser,
     """Parse, load conf, run ``body``, print the summary (jobs that only report skip it);
     return the exit code."""
     from engine.pipeline import RunContext
+    from engine.storage.files import check_reachable
 
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
@@ -63,6 +66,7 @@ def run_job(name: str, parser: argparse.ArgumentParser,
     try:
         conf = load_job_conf(args)
         ctx = RunContext.start(conf, args.run_id)
+        check_reachable(conf.lakehouse_path(), conf.storage_options)
         log.info("%s: run %s, engine %s, lakehouse %s", name, ctx.run_id, conf.engine,
                  conf.resolve(conf.lakehouse))
         body(conf, ctx, args)
@@ -70,9 +74,19 @@ def run_job(name: str, parser: argparse.ArgumentParser,
     except LakescoreError as exc:
         print(f"lakescore {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
         code = exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - whatever fails, the run still ends with its summary
+        log.error("%s: unexpected error", name, exc_info=True)
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        print(f"lakescore {name}: unexpected {type(exc).__name__}: {first_line} (traceback "
+              "above; please report it if lakescore should have caught it)", file=sys.stderr)
+        code = 1
     if ctx is not None and summary:
         print(ctx.summary.render())
-        print(f"summary saved to {ctx.summary.save()}")
+        try:
+            print(f"summary saved to {ctx.summary.save(dict(ctx.conf.storage_options))}")
+        except StorageUnavailable as exc:
+            print(f"lakescore {name}: summary not saved: {exc}", file=sys.stderr)
+            code = code or exc.exit_code
     if code:
         print(f"lakescore {name}: failed with exit code {code}", file=sys.stderr)
     return code

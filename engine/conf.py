@@ -89,6 +89,11 @@ class ValidationConf:
     # suites of the other tables, by logical name: events, labels and to_score are checked
     # before features are built from them, scores before a batch is written
     suites: dict[str, list[str]] = field(default_factory=dict)
+    # guards against garbage in (engine.validation.guards): as-of times may be this far beyond
+    # the newest event (a duration; None: the feature set's longest window), and at most this
+    # share of a feature table's rows may have every feature at its no-event default
+    max_as_of_lag: str | None = None
+    max_default_share: float | None = 0.9
 
     def policy_for(self, logical: str) -> str:
         """The gate for a table: ``training_policy``/``scoring_policy`` when set, else ``policy``."""
@@ -109,6 +114,7 @@ class DriftConf:
     bins: int = 10
     psi_threshold: float = 0.2
     null_rate_threshold: float = 0.05
+    max_levels: int = 20
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,9 @@ class ScoreConf:
     model: str = "latest"
     as_of: str | None = None
     challenger: str | None = None
+    # the scoring batch this run (re)writes: a run with the same batch replaces every scores
+    # partition the previous run of that batch wrote (e.g. a stale as-of date), in one commit
+    batch: str | None = None
 
 
 @dataclass(frozen=True)

@@ -75,3 +75,32 @@ class EnvironmentProblem(LakescoreError):
     """The machine lacks something the job needs (Java version, the scoring jar, a jar path)."""
 
     exit_code = 7
+
+
+class UnreadableFile(LakescoreError):
+    """A data file a table's Delta log lists is missing, truncated or not Parquet: the table
+    is damaged (restore the file, or time-travel to a version without it)."""
+
+    exit_code = 8
+
+
+class StorageUnavailable(LakescoreError):
+    """The object store (or filesystem) holding the lakehouse refused or could not be reached:
+    endpoint, credentials, bucket or permissions. Nothing was written; retry once it is fixed."""
+
+    exit_code = 9
+
+
+EXIT_CODES = {
+    0: "ok",
+    1: "unexpected error (traceback logged; the run summary is still written)",
+    2: "conf or definition error, or a missing input table",
+    3: "schema mismatch (a table, file or column of the wrong type or missing)",
+    4: "validation failed (a suite, or a guard on the input: empty, stale, all-default or duplicated rows)",
+    5: "commit conflict",
+    6: "model mismatch",
+    7: "environment problem (Java, jars, scheduler)",
+    8: "unreadable file (a data file listed in a table's log is missing, truncated or not Parquet)",
+    9: "storage unavailable (object store endpoint, credentials, bucket or permissions)",
+}
+"""What each exit code means; README's exit-code table is this table (tests check it)."""

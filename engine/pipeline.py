@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -76,7 +77,15 @@ class RunContext:
 
     @property
     def run_dir(self) -> Path:
+        """The run directory as a local path (tests, local lakehouses); what the run writes goes
+        through ``run_location`` so that an object-store lakehouse stays one."""
         return Path(self.summary.run_dir)
+
+    def run_location(self, *parts: str) -> str:
+        """Where this run's files go: under ``<lakehouse>/runs/<run_id>``, local or a URI."""
+        from engine.storage.files import join
+
+        return join(self.summary.run_dir, *parts)
 
     @property
     def models_dir(self) -> Path:
@@ -112,9 +121,13 @@ def build_features(backend: Backend, ctx: RunContext, spine_table: str, output_t
 
     definition = feature_set(ctx.conf)
     with ctx.summary.stage(stage, backend.name) as record:
-        events = backend.read(ctx.table("events"), version=definition.source_version,
+        events_version = check_input_files(ctx.table("events"), definition.source_version,
+                                           definition.event_columns())
+        spine_version = check_input_files(ctx.table(spine_table))
+        events = backend.read(ctx.table("events"), version=events_version,
                               columns=definition.event_columns())
-        spine = backend.read(ctx.table(spine_table))
+        spine = backend.read(ctx.table(spine_table), version=spine_version)
+        check_inputs_usable(ctx, definition, events, spine, spine_table)
         frame = backend.training_set(definition, events.frame, spine.frame)
         record.rows_in = row_count(spine.table, spine.version)
         record.note = f"{row_count(events.table, events.version):,} events"
@@ -134,6 +147,33 @@ def build_features(backend: Backend, ctx: RunContext, spine_table: str, output_t
             record.rows_out = result.rows
         _record_write(record, result)
         return result
+
+
+def check_inputs_usable(ctx: RunContext, definition: FeatureSet, events: Any, spine: Any,
+                        spine_table: str) -> None:
+    """Before any feature is computed (so nothing is written): a labels spine has its label,
+    there are events, and the spine's as-of times are not beyond them
+    (``engine.validation.guards``)."""
+    from engine.features.definitions import parse_duration
+    from engine.validation.guards import check_as_of_fresh, check_spine_columns
+
+    if spine_table == "labels":
+        check_spine_columns(spine.table, spine.version, {ctx.conf.train.label: "label"})
+    lag = ctx.conf.validation.max_as_of_lag
+    check_as_of_fresh(definition, events.table, events.version, spine.table, spine.version,
+                      None if lag is None else parse_duration(lag))
+
+
+def check_input_files(table: TableRef, version: int | None = None,
+                      columns: list[str] | None = None) -> int:
+    """Resolve the version to read and, for an input table (one lakescore did not write), check
+    its files' footers against its schema before an engine opens them: a damaged file is
+    ``UnreadableFile`` (exit 8), a mistyped one ``SchemaMismatch`` (exit 3), the same on every
+    engine. Tables lakescore wrote are not re-checked. Returns the version."""
+    version = delta_log.readable_version(table, version)
+    if table.name in INPUT_TABLES:
+        delta_log.check_data_files(table, version, columns)
+    return version
 
 
 def current_version_made_from(table: TableRef, lineage: Lineage) -> int | None:
@@ -168,7 +208,7 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
     policy = ctx.conf.validation.policy_for(logical)
     reports = []
     with ctx.summary.stage(stage, backend.name) as record:
-        read = backend.read(ctx.table(logical))
+        read = backend.read(ctx.table(logical), version=check_input_files(ctx.table(logical)))
         record.rows_in = row_count(read.table, read.version)
 
         def validate(frame: Any, table: str) -> list[ValidationReport]:
@@ -182,7 +222,35 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
                 enforce(report, policy)
         if not record.note:
             record.note = "all expectations met" if all(r.success for r in reports) else "warnings"
+        if logical in FEATURE_TABLES and ctx.conf.validation.max_default_share is not None:
+            record.note += "; " + _check_default_share(backend, ctx, read, policy)
     return reports
+
+
+FEATURE_TABLES = ("training_set", "scoring_set")
+
+
+def _check_default_share(backend: Backend, ctx: RunContext, read: Any, policy: str) -> str:
+    """Refuse a feature table whose rows mostly saw no event at all (``guards.check_default_share``);
+    under policy ``warn`` only log it."""
+    from engine.backend import CanCountDefaults
+    from engine.errors import ValidationFailed
+    from engine.validation.guards import check_default_share, defaults_of
+
+    columns = set(read.frame.columns)
+    defaults = {k: v for k, v in defaults_of(feature_set(ctx.conf)).items() if k in columns}
+    if not defaults:
+        return "no features of the definition in this table"
+    counter = require(backend, CanCountDefaults, "the all-default rows guard")
+    count = counter.count_all_default(read.frame, defaults)
+    try:
+        return check_default_share(count, f"{read.table}@v{read.version}",
+                                   ctx.conf.validation.max_default_share, list(defaults))
+    except ValidationFailed as exc:
+        if policy != "warn":
+            raise
+        log.warning("%s", exc)
+        return f"warning: {count[1]:,} of {count[0]:,} rows all-default"
 
 
 def _run_suites(backend: Backend, ctx: RunContext, suites: list[Any], frame: Any, label: str,
@@ -195,8 +263,10 @@ def _run_suites(backend: Backend, ctx: RunContext, suites: list[Any], frame: Any
     checked = []
     for suite in suites:
         report = backend.validate(frame, suite, label)
-        path = write_report(report, ctx.run_dir / "validation" / backend.name)
-        docs = write_data_docs(report, ctx.run_dir / "validation" / backend.name, ctx.run_id)
+        where = ctx.run_location("validation", backend.name)
+        options = dict(ctx.conf.storage_options)
+        path = write_report(report, where, options)
+        docs = write_data_docs(report, where, ctx.run_id, options)
         record.outputs[f"validation {suite.name} ({label})"] = str(path)
         record.outputs[f"data docs {suite.name} ({label})"] = str(docs)
         ctx.validation_ids.setdefault(table_name, []).append(report.result_id)
@@ -279,7 +349,12 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
     definition = feature_set(conf)
     table = ctx.table("training_set")
     split = OutOfTimeSplit(datetime.fromisoformat(conf.train.valid_from).replace(tzinfo=timezone.utc))
-    out_dir = ctx.run_dir / "model"
+    # The trainer writes the MOJO and its reports to a local directory, which the registry
+    # then logs as the model's artifacts: the run directory when it is local, else a temporary one.
+    from engine.storage.files import is_remote
+
+    out_dir = (Path(tempfile.mkdtemp(prefix=f"lakescore-model-{ctx.run_id}-"))
+               if is_remote(ctx.summary.run_dir) else ctx.run_dir / "model")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     registry = model_registry(conf)
@@ -356,6 +431,7 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
     the same model again is a no-op, alone or next to a challenger), so the scores table never
     holds a model's rows for one input twice."""
     from engine.features.definitions import definition_hash
+    from engine.scoring.batches import BATCH_KEY, previous_batch_partitions
 
     definition = feature_set(ctx.conf)
     models = [model] + ([challenger] if challenger is not None else [])
@@ -395,8 +471,12 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
         frame = backend.with_utc_date(frame, definition.as_of, SCORE_DATE)
         _validate_scores(backend, ctx, frame, out, record)
         first = commits[models[0].model_id]
-        commit = replace(first, metadata=lineage.to_metadata(),
-                         also=tuple(commits[m.model_id].app_id for m in models[1:]))
+        batch = ctx.conf.score.batch
+        replaces = (previous_batch_partitions(out, batch, [m.model_id for m in models], SCORES_PARTITIONS)
+                    if batch else ())
+        commit = replace(first, metadata={**lineage.to_metadata(), **({BATCH_KEY: batch} if batch else {})},
+                         also=tuple(commits[m.model_id].app_id for m in models[1:]),
+                         replaces=replaces)
         started = time.perf_counter()
         result = backend.write(frame, out, scores_write_mode(out), commit)
         seconds = time.perf_counter() - started
@@ -449,40 +529,60 @@ def describe_scores(backend: Backend, out: TableRef, result: WriteResult, model_
 
 def check_drift(backend: Backend, ctx: RunContext, model: ModelRecord) -> WriteResult | None:
     """Compare each model feature in the scoring set with the model's training set (PSI over the
-    training deciles and null rate, ``engine.validation.drift``); log a warning per drifted
-    feature and append the figures to the drift metrics table with lineage. Warns, never fails."""
-    from engine.validation.drift import measure_drift, write_drift_metrics
+    training deciles, or over the training levels for string and boolean features, and null
+    rate, ``engine.validation.drift``); log a warning per drifted feature and append the figures
+    to the drift metrics table with lineage.
 
+    Drift informs, it never gates: whatever goes wrong while measuring or recording it (a type
+    without a measure, an unreadable training set, a conflict on the metrics table) is logged as
+    a warning and noted in the run summary, and scoring goes on."""
     drift = ctx.conf.drift
     if not drift.enabled:
         return None
     with ctx.summary.stage("drift", backend.name) as record:
-        name = Path(model.training_table.rstrip("/")).name
-        train = backend.read(TableRef(name=name, path=model.training_table,
-                                      storage_options=dict(ctx.conf.storage_options)),
-                             version=model.training_version)
-        scoring = backend.read(ctx.table("scoring_set"))
-        features = list(model.features)
-        drifts = measure_drift(backend, train.frame, scoring.frame, features, drift.bins,
-                               drift.psi_threshold, drift.null_rate_threshold)
-        out = ctx.table("drift")
-        lineage = Lineage(inputs={name: train.version, scoring.table.name: scoring.version},
-                          input_paths={name: train.table.path, scoring.table.name: scoring.table.path},
-                          model_id=model.model_id,
-                          validation_ids=ctx.validation_ids.get(scoring.table.name, []))
-        commit = ctx.commit("drift", backend.name, out, lineage,
-                            app_key=f"{model.model_id}:{scoring.table.name}@v{scoring.version}")
-        result = write_drift_metrics(drifts, out, commit, constants={
-            "run_id": ctx.run_id, "model_id": model.model_id, "engine": backend.name,
-            "training_table": f"{name}@v{train.version}",
-            "scoring_table": f"{scoring.table.name}@v{scoring.version}"})
-        _record_write(record, result)
-        record.rows_in = row_count(scoring.table, scoring.version)
-        warned = [d.feature for d in drifts if d.warn]
-        worst = max((d for d in drifts if d.psi is not None), key=lambda d: d.psi, default=None)
-        record.note = (f"max PSI {worst.psi:.3f} ({worst.feature}); " if worst else "") + \
-            (f"drift warned: {', '.join(warned)}" if warned else "no drift above thresholds")
-        return result
+        try:
+            return _measure_drift(backend, ctx, model, record)
+        except Exception as exc:  # noqa: BLE001 - drift must never fail a job (see docstring)
+            log.warning("drift not measured, scoring goes on: %s: %s", type(exc).__name__, exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
+            record.status = "not measured"
+            record.note = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+            return None
+
+
+def _measure_drift(backend: Backend, ctx: RunContext, model: ModelRecord, record: Any) -> WriteResult:
+    from engine.validation.drift import measure_drift, write_drift_metrics
+    from engine.validation.profile import column_kinds
+
+    drift = ctx.conf.drift
+    name = Path(model.training_table.rstrip("/")).name
+    train_ref = TableRef(name=name, path=model.training_table,
+                         storage_options=dict(ctx.conf.storage_options))
+    train = backend.read(train_ref, version=model.training_version)
+    scoring = backend.read(ctx.table("scoring_set"))
+    features = list(model.features)
+    kinds = column_kinds(delta_log.arrow_schema(train_ref, model.training_version))
+    drifts = measure_drift(backend, train.frame, scoring.frame, features, drift.bins,
+                           drift.psi_threshold, drift.null_rate_threshold, kinds=kinds,
+                           max_levels=drift.max_levels)
+    out = ctx.table("drift")
+    lineage = Lineage(inputs={name: train.version, scoring.table.name: scoring.version},
+                      input_paths={name: train.table.path, scoring.table.name: scoring.table.path},
+                      model_id=model.model_id,
+                      validation_ids=ctx.validation_ids.get(scoring.table.name, []))
+    commit = ctx.commit("drift", backend.name, out, lineage,
+                        app_key=f"{model.model_id}:{scoring.table.name}@v{scoring.version}")
+    result = write_drift_metrics(drifts, out, commit, constants={
+        "run_id": ctx.run_id, "model_id": model.model_id, "engine": backend.name,
+        "training_table": f"{name}@v{train.version}",
+        "scoring_table": f"{scoring.table.name}@v{scoring.version}"})
+    _record_write(record, result)
+    record.rows_in = row_count(scoring.table, scoring.version)
+    warned = [d.feature for d in drifts if d.warn]
+    worst = max((d for d in drifts if d.psi is not None), key=lambda d: d.psi, default=None)
+    record.note = (f"max PSI {worst.psi:.3f} ({worst.feature}); " if worst else "") + \
+        (f"drift warned: {', '.join(warned)}" if warned else "no drift above thresholds")
+    return result
 
 
 def write_demo_tables(ctx: RunContext) -> None:

@@ -76,11 +76,13 @@ class RunSummary:
             out += [f"  {k}: {v}" for k, v in outputs.items()]
         return "\n".join(out)
 
-    def save(self) -> Path:
-        path = Path(self.run_dir) / "summary.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2, default=str))
-        return path
+    def save(self, storage_options: dict[str, str] | None = None) -> Path | str:
+        """Write ``summary.json`` in the run directory, local or on an object store
+        (``engine.storage.files``); return where."""
+        from engine.storage.files import join, write_text
+
+        return write_text(join(self.run_dir, "summary.json"),
+                          json.dumps(asdict(self), indent=2, default=str), storage_options)
 
 
 def _fmt(n: int | None) -> str:

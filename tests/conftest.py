@@ -7,6 +7,10 @@ checked on Spark and on Dask.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -43,6 +47,35 @@ def h2o_cluster():
     h2o_connection(H2OConf(max_mem="2g", nthreads=2, port=int(os.environ.get("LAKESCORE_TEST_H2O_PORT", "54321"))))
     yield h2o
     h2o.cluster().shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_options():
+    """A local moto S3 server (its own process, 127.0.0.1, a free port) with bucket ``lake``;
+    the storage_options that reach it."""
+    pytest.importorskip("moto")
+    import boto3
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # Its own process: delta-rs holds the GIL while it waits on the network.
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
+                          aws_secret_access_key="test", region_name="us-east-1")
+    for _ in range(100):
+        try:
+            client.create_bucket(Bucket="lake")
+            break
+        except Exception:  # noqa: BLE001 - the server is still starting
+            time.sleep(0.1)
+    yield {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true",
+           "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
+    server.terminate()
+    server.wait(10)
 
 
 @pytest.fixture(params=["spark", "dask"])

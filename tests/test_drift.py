@@ -4,6 +4,7 @@ the figures land in a Delta metrics table with lineage."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -128,3 +129,74 @@ def test_score_stage_writes_drift_figures_with_lineage(engine_name, request, tmp
     # The same run scoring the same batch again writes nothing twice.
     again = check_drift(backend_for(engine_name, request), ctx, model)
     assert again.skipped and DeltaTable(ctx.table("drift").path).version() == 0
+
+
+def categorical_frames(rows: int = 1200) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A string feature (``last(category)``-like) whose scoring batch has a level the training
+    set never had, a boolean feature, and a timestamp feature (no drift measure)."""
+    levels = np.array(["grocery", "dining", "travel"])
+    train = pd.DataFrame({"customer_id": np.arange(rows, dtype="int64"),
+                          "category_last_30d": levels[np.arange(rows) % 3],
+                          "weekend_last_7d": np.arange(rows) % 2 == 0,
+                          "amount_sum_7d": np.linspace(0, 100, rows),
+                          "event_time_last_7d": pd.Timestamp("2025-06-01", tz="UTC")})
+    train.loc[::10, "category_last_30d"] = None
+    score = train.copy()
+    score.loc[: rows // 2, "category_last_30d"] = "crypto"  # unseen level
+    return train, score
+
+
+def test_string_features_drift_over_their_levels_with_unseen_levels_as_a_bin(engine_name, request, caplog):
+    train, score = categorical_frames()
+    backend = backend_for(engine_name, request)
+    kinds = {"category_last_30d": "string", "weekend_last_7d": "boolean",
+             "amount_sum_7d": "float", "event_time_last_7d": "timestamp"}
+    features = list(kinds)
+    with caplog.at_level(logging.WARNING, logger="engine.validation.drift"):
+        drifts = {d.feature: d for d in measure_drift(
+            backend, engine_frame(engine_name, request, train), engine_frame(engine_name, request, score),
+            features, bins=10, psi_threshold=0.2, null_rate_threshold=0.05, kinds=kinds)}
+    category = drifts["category_last_30d"]
+    # Reference: training levels dining/grocery/travel + one bin for anything else.
+    t = train["category_last_30d"].dropna().value_counts()
+    s = score["category_last_30d"].dropna().value_counts()
+    train_hist = [t.get(level, 0) for level in sorted(t.index)] + [0]
+    score_hist = [s.get(level, 0) for level in sorted(t.index)] + [s.get("crypto", 0)]
+    assert category.bins == 4
+    assert category.psi == pytest.approx(population_stability_index(train_hist, score_hist), rel=1e-12)
+    assert category.warn and category.psi > 1.0
+    assert category.train_null_rate == pytest.approx(0.1) and category.score_null_rate < 0.1
+    assert drifts["weekend_last_7d"].bins == 3 and drifts["weekend_last_7d"].psi == 0.0
+    assert drifts["amount_sum_7d"].psi == 0.0 and not drifts["amount_sum_7d"].warn
+    assert drifts["event_time_last_7d"].psi is None and drifts["event_time_last_7d"].bins == 0
+    assert "drift in feature category_last_30d" in caplog.text
+
+
+def test_drift_never_fails_the_score_stage(engine_name, request, tmp_path, caplog):
+    """A string feature is measured (it used to crash the cast to double); a training set that
+    cannot be read only leaves a warning and a note: the stage returns, scoring goes on."""
+    train, score = categorical_frames(rows=300)
+    conf = load_conf("conf/test.yaml", overrides=[f"lakehouse={tmp_path}"])
+    ctx = RunContext.start(conf)
+    ctx.output_suffix = engine_name
+    training_path = str(tmp_path / "tables" / "training_set_x")
+    write_deltalake(training_path, train)
+    write_deltalake(ctx.table("scoring_set").path, score)
+    features = ("category_last_30d", "weekend_last_7d", "amount_sum_7d", "event_time_last_7d")
+    model = ModelRecord(name="m", version=1, mlflow_run_id="mlflow-run", algorithm="h2o_gbm",
+                        kind="mojo", task="binary", features=features, label="churned",
+                        feature_hash="h", training_table=training_path, training_version=0,
+                        metrics={}, created_at="", run_id="r", engine="spark",
+                        artifact="model.zip", path=Path(tmp_path))
+    result = check_drift(backend_for(engine_name, request), ctx, model)
+    metrics = DeltaTable(ctx.table("drift").path).to_pandas().set_index("feature")
+    assert result.version == 0 and bool(metrics.loc["category_last_30d", "warn"])
+    assert ctx.summary.stages[-1].status == "ok"
+
+    gone = dataclasses.replace(model, training_table=str(tmp_path / "no_such_table"))
+    with caplog.at_level(logging.WARNING, logger="lakescore"):
+        assert check_drift(backend_for(engine_name, request), ctx, gone) is None
+    stage = ctx.summary.stages[-1]
+    assert (stage.stage, stage.status) == ("drift", "not measured")
+    assert "TableNotFound" in stage.note and "drift not measured, scoring goes on" in caplog.text
+    assert DeltaTable(ctx.table("drift").path).version() == 0  # nothing written

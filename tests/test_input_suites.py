@@ -41,7 +41,7 @@ def test_events_suite_gates_the_input_naming_table_column_and_count(engine_name,
     write_deltalake(ctx.table("events").path, events(bad))
     backend = backend_for(engine_name, request)
     if not bad:
-        validate_inputs(backend, ctx, "events", "labels")  # labels: no suite, skipped
+        validate_inputs(backend, ctx, "events", "scores")  # scores: no suite by default, skipped
         assert [s.stage for s in ctx.summary.stages] == ["validate events"]
         return
     with pytest.raises(ValidationFailed) as err:

@@ -1,11 +1,8 @@
-"""Delta tables on S3 (a local moto S3 server on 127.0.0.1, in its own process): writers,
+"""Delta tables on S3 (a local moto S3 server on 127.0.0.1, ``s3_options`` in conftest): writers,
 readers, merge, time travel and vacuum take credentials and endpoint from storage_options."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
 from datetime import datetime, timezone
 
@@ -17,32 +14,6 @@ from engine.storage import delta_log, maintenance
 from engine.storage.table import CommitInfo, TableRef, WriteMode
 
 pytest.importorskip("moto")
-
-
-@pytest.fixture(scope="module")
-def s3_options():
-    import boto3
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    # Its own process: delta-rs holds the GIL while it waits on the network.
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
-                          aws_secret_access_key="test", region_name="us-east-1")
-    for _ in range(100):
-        try:
-            client.create_bucket(Bucket="lake")
-            break
-        except Exception:  # noqa: BLE001 - the server is still starting
-            time.sleep(0.1)
-    yield {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true",
-           "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
-    server.terminate()
-    server.wait(10)
 
 
 def data(ids, day: str, amount: float = 1.0) -> pd.DataFrame:

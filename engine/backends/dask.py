@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.backend import CanConcat, CanMeasureDrift, CanProfile, CanQuarantine
+from engine.backend import CanConcat, CanCountDefaults, CanMeasureDrift, CanProfile, CanQuarantine
 from engine.conf import Conf
 from engine.session import dask_client
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift):
+class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift, CanCountDefaults):
     client: Client
     owns_client: bool = False
     show_progress: bool = True
@@ -66,6 +66,16 @@ class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift):
         from engine.validation.dask import bin_counts_dask
 
         return bin_counts_dask(frame, edges)
+
+    def level_counts(self, frame, columns):
+        from engine.validation.dask import level_counts_dask
+
+        return level_counts_dask(frame, columns)
+
+    def count_all_default(self, frame, defaults):
+        from engine.validation.dask import count_all_default_dask
+
+        return count_all_default_dask(frame, defaults)
 
     def quarantine_split(self, frame, rules, constants):
         from engine.validation.dask import quarantine_split_dask

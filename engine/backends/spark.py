@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.backend import CanConcat, CanMeasureDrift, CanProfile, CanQuarantine, CanTrainMllib
+from engine.backend import (CanConcat, CanCountDefaults, CanMeasureDrift, CanProfile, CanQuarantine,
+                            CanTrainMllib)
 from engine.conf import Conf
 from engine.session import spark_session
 
@@ -22,7 +23,8 @@ def _with_constants(frame: DataFrame, constants: Mapping[str, str]) -> DataFrame
 
 
 @dataclass
-class SparkBackend(CanTrainMllib, CanConcat, CanQuarantine, CanProfile, CanMeasureDrift):
+class SparkBackend(CanTrainMllib, CanConcat, CanQuarantine, CanProfile, CanMeasureDrift,
+                   CanCountDefaults):
     spark: SparkSession
     name: str = "spark"
 
@@ -70,6 +72,16 @@ class SparkBackend(CanTrainMllib, CanConcat, CanQuarantine, CanProfile, CanMeasu
         from engine.validation.spark import bin_counts_spark
 
         return bin_counts_spark(frame, edges)
+
+    def level_counts(self, frame, columns):
+        from engine.validation.spark import level_counts_spark
+
+        return level_counts_spark(frame, columns)
+
+    def count_all_default(self, frame, defaults):
+        from engine.validation.spark import count_all_default_spark
+
+        return count_all_default_spark(frame, defaults)
 
     def quarantine_split(self, frame, rules, constants):
         from engine.validation.spark import quarantine_split_spark

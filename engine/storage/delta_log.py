@@ -275,6 +275,90 @@ def row_count(table: TableRef, version: int | None = None) -> int:
     return sum(f.rows or 0 for f in snapshot(table, version).files)
 
 
+def check_data_files(table: TableRef, version: int | None = None,
+                     columns: Sequence[str] | None = None) -> int:
+    """Read the Parquet footer of every live file of ``version`` (only the footers: a few KB
+    each) and refuse a damaged or mistyped table before any engine reads it, so both engines
+    fail the same way, naming the table, the file and the column:
+
+    * a file the log lists that is missing, truncated or not Parquet → ``UnreadableFile``;
+    * a file whose row count differs from the log's → ``UnreadableFile`` (replaced or cut);
+    * a file whose column (of ``columns``, default all) has another kind of type than the
+      table's (e.g. ``amount`` stored as string in a double table) → ``SchemaMismatch``.
+      Engines would otherwise disagree: Dask casts the strings silently, Spark fails mid-job.
+
+    A column a file lacks is not an error (Delta reads it as null: schema evolution). Returns
+    the number of files checked. Object-store errors raise ``StorageUnavailable``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    snap = snapshot(table, version)
+    wanted = [f for f in snap.schema if columns is None or f.name in set(columns)]
+    expected = {f.name: _type_kind(f.type) for f in wanted if f.name not in snap.partition_by}
+
+    def check(file: TableFile) -> None:
+        _check_data_file(table, snap.version, file, expected)
+
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(snap.files)))) as pool:
+        list(pool.map(check, snap.files))
+    return len(snap.files)
+
+
+def _check_data_file(table: TableRef, version: int, file: TableFile, expected: Mapping[str, str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from engine.errors import UnreadableFile
+    from engine.storage.files import is_remote, storage_error
+
+    where = f"table {table} version {version}: data file {file.log_path}"
+    fs, path = file_path(table, file.uri)
+    try:
+        with fs.open_input_file(path) as handle:
+            meta = pq.ParquetFile(handle).metadata
+            schema = meta.schema.to_arrow_schema()
+    except FileNotFoundError as exc:
+        raise UnreadableFile(f"{where} is missing (the Delta log lists it, the storage does not "
+                             "have it); restore it, or read an older version of the table") from exc
+    except (pa.ArrowInvalid, OSError) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowInvalid) and is_remote(table.path):
+            raise storage_error(file.uri, exc) from exc
+        raise UnreadableFile(f"{where} cannot be read as Parquet ({str(exc).splitlines()[0]}): it is "
+                             "truncated or damaged; restore it, or read an older version of the "
+                             "table") from exc
+    if file.rows is not None and meta.num_rows != file.rows:
+        raise UnreadableFile(f"{where} holds {meta.num_rows} rows but the Delta log says "
+                             f"{file.rows}: it was replaced or cut; restore it")
+    for field_ in schema:
+        want = expected.get(field_.name)
+        found = _type_kind(field_.type)
+        if want is not None and found != want:
+            raise SchemaMismatch(
+                f"{where}: column {field_.name!r} is {field_.type} ({found}) in this file but "
+                f"{want} in the table's schema; rewrite the file with the table's types")
+
+
+def _type_kind(kind: pa.DataType) -> str:
+    """The family of a type, as readers treat it: widths and time units may differ between
+    files of one column (int32 and int64, timestamp ms and us), families may not."""
+    import pyarrow as pa
+
+    for test, name in ((pa.types.is_integer, "integer"), (pa.types.is_floating, "float"),
+                       (pa.types.is_decimal, "decimal"), (pa.types.is_boolean, "boolean"),
+                       (pa.types.is_timestamp, "timestamp"), (pa.types.is_date, "date"),
+                       (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
+                        or pa.types.is_string_view(t), "string"),
+                       (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), "binary")):
+        if test(kind):
+            return name
+    if pa.types.is_dictionary(kind):
+        return _type_kind(kind.value_type)
+    for test, name in ((pa.types.is_list, "list"), (pa.types.is_large_list, "list"),
+                       (pa.types.is_struct, "struct"), (pa.types.is_map, "map")):
+        if test(kind):
+            return name
+    return str(kind)
+
+
 def _require_table(table: TableRef, version: int | None) -> DeltaTable:
     from deltalake.exceptions import DeltaError
 
@@ -727,7 +811,8 @@ def commit_files(table: TableRef, files: Sequence[WrittenFile], schema: pa.Schem
     concurrent schema change is caught; new nullable columns are added first when
     ``table.allow_new_columns``). ``overwrite`` replaces every row; when the schema or
     partitioning changes it replaces the table's definition too (``CREATE OR REPLACE``).
-    ``replace_partitions`` removes the files of the partitions the new files cover.
+    ``replace_partitions`` removes the files of the partitions the new files cover, and of
+    ``commit.replaces``.
     ``merge`` removes ``removes`` (the files the engine rewrote) and adds ``files``.
 
     ``read_version`` is the version the batch was computed from. For every mode but append,
@@ -780,7 +865,7 @@ def commit_files(table: TableRef, files: Sequence[WrittenFile], schema: pa.Schem
                 raise SchemaMismatch(
                     f"files for table {table} are partitioned by {parts} but the table by "
                     f"{delta.metadata().partition_columns}; nothing was committed")
-        replaced = _guard(table, mode, files, parts, scope)
+        replaced = _guard(table, mode, files, parts, scope, commit.replaces)
         if read_version is not None and replaced is not None:
             _check_unchanged(table, read_version, delta.version(), replaced)
         if mode is WriteMode.OVERWRITE:
@@ -793,7 +878,7 @@ def commit_files(table: TableRef, files: Sequence[WrittenFile], schema: pa.Schem
                                            commit_properties=properties)
             return _version_of(table, commit_id)
         if mode is WriteMode.REPLACE_PARTITIONS:
-            removes = _replaced_files(table, delta.version(), files, parts)
+            removes = _replaced_files(table, delta.version(), files, parts, commit.replaces)
         table_schema = DeltaSchema.from_arrow(arrow_schema(table, delta.version()))
         delta.create_write_transaction(actions + [f.remove_action() for f in removes],
                                        mode="append", schema=table_schema,
@@ -873,9 +958,12 @@ def _evolve_or_check_schema(table: TableRef, delta: DeltaTable, schema: pa.Schem
     return open_table(table)
 
 
-def _covered_keys(files: Sequence[WrittenFile], parts: list[str]) -> set[tuple]:
-    """The partitions (one tuple of log-spelled values per partition) the files cover."""
-    return {tuple(f.partition_values.get(c) for c in parts) for f in files}
+def _covered_keys(files: Sequence[WrittenFile], parts: list[str],
+                  also: Sequence[Mapping[str, Any]] = ()) -> set[tuple]:
+    """The partitions (one tuple of log-spelled values per partition) the files cover, plus
+    ``also`` (``CommitInfo.replaces``)."""
+    return ({tuple(f.partition_values.get(c) for c in parts) for f in files}
+            | {tuple(partition_value(p.get(c)) for c in parts) for p in also})
 
 
 def _in_partitions(file: TableFile, parts: list[str], keys: set[tuple]) -> bool:
@@ -883,13 +971,14 @@ def _in_partitions(file: TableFile, parts: list[str], keys: set[tuple]) -> bool:
 
 
 def _replaced_files(table: TableRef, version: int, files: Sequence[WrittenFile],
-                    parts: list[str]) -> list[TableFile]:
-    keys = _covered_keys(files, parts)
+                    parts: list[str], also: Sequence[Mapping[str, Any]] = ()) -> list[TableFile]:
+    keys = _covered_keys(files, parts, also)
     return [f for f in snapshot(table, version).files if _in_partitions(f, parts, keys)]
 
 
 def _guard(table: TableRef, mode: WriteMode, files: Sequence[WrittenFile], parts: list[str],
-           scope: PartitionFilter | None) -> Callable[[TableFile], bool] | None:
+           scope: PartitionFilter | None,
+           also: Sequence[Mapping[str, Any]] = ()) -> Callable[[TableFile], bool] | None:
     """Which existing files a write replaces and so must find unchanged; None for appends."""
     if mode is WriteMode.APPEND:
         return None
@@ -897,7 +986,7 @@ def _guard(table: TableRef, mode: WriteMode, files: Sequence[WrittenFile], parts
         if not parts:
             raise SchemaMismatch(f"replace_partitions needs a partitioned table; {table} is not "
                                  "partitioned (write with mode=overwrite, or partition it)")
-        keys = _covered_keys(files, parts)
+        keys = _covered_keys(files, parts, also)
         return lambda f: _in_partitions(f, parts, keys)
     if mode is WriteMode.MERGE and scope:
         wanted = {c: {partition_value(v) for v in values} for c, values in scope.items()}

@@ -205,6 +205,12 @@ def _write_native(df: DataFrame, table: TableRef, mode: WriteMode, commit: Commi
         if mode is WriteMode.OVERWRITE:
             writer = writer.option("overwriteSchema", "true")
         if mode is WriteMode.REPLACE_PARTITIONS:
+            if commit.replaces:
+                from engine.errors import NotSupportedByBackend
+
+                raise NotSupportedByBackend("spark (native Delta writer)",
+                                            "replacing partitions a batch does not cover "
+                                            "(score.batch); unset LAKESCORE_DELTA_JARS")
             writer = writer.option("partitionOverwriteMode", "dynamic")
         if table.allow_new_columns and mode is not WriteMode.OVERWRITE:
             writer = writer.option("mergeSchema", "true")

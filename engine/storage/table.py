@@ -57,6 +57,9 @@ class CommitInfo:
     # more application ids committed with the same batch number in the same commit (e.g. one
     # per model when two models' scores land together), each then skipped on its own later
     also: tuple[str, ...] = ()
+    # partitions (column → value) a replace_partitions commit also empties besides those its
+    # files cover: e.g. what the previous run of the same scoring batch wrote (score.batch)
+    replaces: tuple[dict[str, str | None], ...] = field(default=(), hash=False, compare=False)
 
     def transactions(self) -> list[tuple[str, int]]:
         """Every (app id, batch) this commit records."""

@@ -546,3 +546,62 @@ def _bin_counts_of_partition(pdf: pd.DataFrame, edges: dict[str, list[float]]) -
         out[column] = {"rows": int(len(values)), "nulls": int((~present).sum()),
                        "counts": [int(n) for n in np.bincount(index, minlength=len(column_edges) + 1)]}
     return out
+
+
+def level_counts_dask(ddf: dd.DataFrame, columns: Sequence[str]) -> dict[str, dict]:
+    """Per column: rows, nulls and the count of each value as text (booleans ``true``/``false``,
+    as Spark casts them), counted per partition and summed."""
+    import dask
+
+    parts = [dask.delayed(_level_counts_of_partition)(part, list(columns)) for part in ddf.to_delayed()]
+    (per_partition,) = dask.compute(parts)
+    out: dict[str, dict] = {c: {"rows": 0, "nulls": 0, "levels": {}} for c in columns}
+    for result in per_partition:
+        for column, counted in result.items():
+            total = out[column]
+            total["rows"] += counted["rows"]
+            total["nulls"] += counted["nulls"]
+            for level, n in counted["levels"].items():
+                total["levels"][level] = total["levels"].get(level, 0) + n
+    return out
+
+
+def _level_counts_of_partition(pdf: pd.DataFrame, columns: list[str]) -> dict[str, dict]:
+    import numpy as np
+
+    def text(value: Any) -> str:
+        return ("true" if value else "false") if isinstance(value, (bool, np.bool_)) else str(value)
+
+    out = {}
+    for column in columns:
+        values = pdf[column]
+        present = values.dropna().astype(object)
+        counts = present.map(text).value_counts()
+        out[column] = {"rows": int(len(values)), "nulls": int(len(values) - len(present)),
+                       "levels": {str(k): int(n) for k, n in counts.items()}}
+    return out
+
+
+def count_all_default_dask(ddf: dd.DataFrame, defaults: Mapping[str, Any]) -> tuple[int, int]:
+    """Rows, and rows where every column holds its default (null for a None default), counted
+    per partition and summed."""
+    import dask
+
+    parts = [dask.delayed(_count_all_default_of_partition)(part, dict(defaults)) for part in ddf.to_delayed()]
+    (counts,) = dask.compute(parts)
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+
+def _count_all_default_of_partition(pdf: pd.DataFrame, defaults: dict[str, Any]) -> tuple[int, int]:
+    import numpy as np
+    import pandas as pd
+
+    match = np.ones(len(pdf), dtype=bool)
+    for column, default in defaults.items():
+        values = pdf[column]
+        if default is None:
+            match &= values.isna().to_numpy()
+        else:
+            numbers = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
+            match &= numbers == float(default)
+    return len(pdf), int(match.sum())

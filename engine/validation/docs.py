@@ -61,13 +61,14 @@ def render_data_docs(report: ValidationReport, run_name: str) -> str:
     return DefaultJinjaPageView().render(document)
 
 
-def write_data_docs(report: ValidationReport, directory: str | Path, run_name: str) -> Path:
-    """Write the Data Docs page of ``report`` under ``directory`` (created), named like its JSON."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{report_stem(report)}.html"
-    path.write_text(render_data_docs(report, run_name))
-    return path
+def write_data_docs(report: ValidationReport, directory: str | Path, run_name: str,
+                    storage_options: dict[str, str] | None = None) -> Path | str:
+    """Write the Data Docs page of ``report`` under ``directory`` (a local directory, created,
+    or an object store URI), named like its JSON."""
+    from engine.storage.files import join, write_text
+
+    return write_text(join(str(directory), f"{report_stem(report)}.html"),
+                      render_data_docs(report, run_name), storage_options)
 
 
 def _ge_result(outcome: Outcome) -> dict[str, Any]:

@@ -8,6 +8,12 @@ values, with shares floored at ``EPSILON`` so an empty bin stays finite::
 
     PSI = sum_k (score_k - train_k) * ln(score_k / train_k)
 
+A string or boolean feature (e.g. ``last(category)``) is binned by its levels instead: one bin
+per level of the training set (the ``drift.max_levels`` most frequent; booleans as ``true`` and
+``false`` on both engines) and one bin for every other value, so a level the model never saw
+lands in that bin and raises the PSI. Features of other types (timestamps) are not measured:
+their row says so (``psi`` null, ``bins`` 0).
+
 Null rates are compared separately (nulls are not a bin). A feature warns when its PSI exceeds
 ``drift.psi_threshold`` or its null rate moved by more than ``drift.null_rate_threshold``. Both
 engines compute the quantiles and counts exactly over every row (``CanMeasureDrift``); the
@@ -25,6 +31,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 EPSILON = 1e-4
+NUMERIC_KINDS = frozenset({"integer", "float"})
+CATEGORICAL_KINDS = frozenset({"string", "boolean"})
 
 
 @dataclass(frozen=True)
@@ -61,29 +69,66 @@ def population_stability_index(train_counts: Sequence[int], score_counts: Sequen
 
 
 def measure_drift(backend: Any, train_frame: Any, score_frame: Any, features: Sequence[str],
-                  bins: int, psi_threshold: float, null_rate_threshold: float) -> list[FeatureDrift]:
-    """Each feature's drift from the training frame to the scoring frame (see the module doc)."""
+                  bins: int, psi_threshold: float, null_rate_threshold: float,
+                  kinds: Mapping[str, str] | None = None, max_levels: int = 20) -> list[FeatureDrift]:
+    """Each feature's drift from the training frame to the scoring frame (see the module doc).
+
+    ``kinds`` maps a feature to its column kind (``engine.validation.profile.column_kinds``);
+    a feature missing from it is taken as numeric."""
     from engine.backend import CanMeasureDrift, require
 
     measurer = require(backend, CanMeasureDrift, "drift measurement")
-    quantiles = measurer.column_quantiles(train_frame, features, quantile_probabilities(bins))
-    edges = {f: bin_edges(quantiles[f]) for f in features}
-    train = measurer.bin_counts(train_frame, edges)
-    score = measurer.bin_counts(score_frame, edges)
+    kinds = dict(kinds or {})
+    numeric = [f for f in features if kinds.get(f, "float") in NUMERIC_KINDS]
+    categorical = [f for f in features if kinds.get(f) in CATEGORICAL_KINDS]
+    figures: dict[str, tuple[list[int], list[int], dict, dict]] = {}
+    if numeric:
+        quantiles = measurer.column_quantiles(train_frame, numeric, quantile_probabilities(bins))
+        edges = {f: bin_edges(quantiles[f]) for f in numeric}
+        train = measurer.bin_counts(train_frame, edges)
+        score = measurer.bin_counts(score_frame, edges)
+        figures |= {f: (train[f]["counts"], score[f]["counts"], train[f], score[f]) for f in numeric}
+    if categorical:
+        train = measurer.level_counts(train_frame, categorical)
+        score = measurer.level_counts(score_frame, categorical)
+        for f in categorical:
+            levels = top_levels(train[f]["levels"], max_levels)
+            figures[f] = (level_histogram(train[f]["levels"], levels),
+                          level_histogram(score[f]["levels"], levels), train[f], score[f])
     out = []
     for f in features:
-        psi = population_stability_index(train[f]["counts"], score[f]["counts"])
-        t_null = _rate(train[f]["nulls"], train[f]["rows"])
-        s_null = _rate(score[f]["nulls"], score[f]["rows"])
+        if f not in figures:
+            log.info("drift of feature %s not measured: its type (%s) has no drift measure",
+                     f, kinds.get(f))
+            out.append(FeatureDrift(feature=f, psi=None, train_null_rate=None, score_null_rate=None,
+                                    train_rows=0, score_rows=0, bins=0, warn=False))
+            continue
+        train_counts, score_counts, t, s = figures[f]
+        psi = population_stability_index(train_counts, score_counts)
+        t_null = _rate(t["nulls"], t["rows"])
+        s_null = _rate(s["nulls"], s["rows"])
         warn = (psi is not None and psi > psi_threshold) or (
             t_null is not None and s_null is not None and abs(s_null - t_null) > null_rate_threshold)
         out.append(FeatureDrift(feature=f, psi=psi, train_null_rate=t_null, score_null_rate=s_null,
-                                train_rows=int(train[f]["rows"]), score_rows=int(score[f]["rows"]),
-                                bins=len(edges[f]) + 1, warn=bool(warn)))
+                                train_rows=int(t["rows"]), score_rows=int(s["rows"]),
+                                bins=len(train_counts), warn=bool(warn)))
         if warn:
             log.warning("drift in feature %s: PSI %s (threshold %s), null rate %s → %s",
                         f, _fmt(psi), psi_threshold, _fmt(t_null), _fmt(s_null))
     return out
+
+
+def top_levels(counts: Mapping[str, int], max_levels: int) -> list[str]:
+    """The training set's ``max_levels`` most frequent levels (ties by level, so both engines
+    pick the same ones)."""
+    return [level for level, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_levels]]
+
+
+def level_histogram(counts: Mapping[str, int], levels: Sequence[str]) -> list[int]:
+    """Counts of ``levels`` in order, then one bin for every other value (unseen levels)."""
+    known = set(levels)
+    return [int(counts.get(level, 0)) for level in levels] + \
+        [int(sum(n for level, n in counts.items() if level not in known))]
 
 
 def drift_rows(drifts: Sequence[FeatureDrift], constants: Mapping[str, Any]) -> Any:

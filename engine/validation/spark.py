@@ -8,7 +8,7 @@ whole batch). Every metric is computed by Spark jobs; nothing is collected but t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.validation.quarantine import QUARANTINE_REASONS, RowRule
 from engine.validation.suite import (
@@ -179,3 +179,37 @@ def bin_counts_spark(df: DataFrame, edges: Mapping[str, Sequence[float]]) -> dic
     return {c: {"rows": row["rows"], "nulls": row[f"n{i}"],
                 "counts": [row[f"c{i}_{k}"] for k in range(len(column_edges) + 1)]}
             for i, (c, column_edges) in enumerate(edges.items())}
+
+
+def level_counts_spark(df: DataFrame, columns: Sequence[str]) -> dict[str, dict]:
+    """Per column: rows, nulls and the count of each value as text (booleans ``true``/``false``,
+    Spark's own cast), in one aggregation over (column, value) pairs."""
+    from pyspark.sql import functions as F
+
+    pairs = F.explode(F.array(*[F.struct(F.lit(c).alias("column"), F.col(c).cast("string").alias("level"))
+                                for c in columns])).alias("pair")
+    counted = df.select(pairs).groupBy("pair.column", "pair.level").count().collect()
+    out: dict[str, dict] = {c: {"rows": 0, "nulls": 0, "levels": {}} for c in columns}
+    for row in counted:
+        column = out[row["column"]]
+        column["rows"] += row["count"]
+        if row["level"] is None:
+            column["nulls"] += row["count"]
+        else:
+            column["levels"][row["level"]] = row["count"]
+    return out
+
+
+def count_all_default_spark(df: DataFrame, defaults: Mapping[str, Any]) -> tuple[int, int]:
+    """Rows, and rows where every column holds its default (null for a None default), in one
+    aggregation."""
+    from pyspark.sql import functions as F
+
+    condition = F.lit(True)
+    for column, default in defaults.items():
+        value = F.col(column)
+        condition = condition & (value.isNull() if default is None
+                                 else value.cast("double") == F.lit(float(default)))
+    row = df.agg(F.count(F.lit(1)).alias("rows"),
+                 F.count(F.when(condition, 1)).alias("defaulted")).first()
+    return int(row["rows"]), int(row["defaulted"])

@@ -285,13 +285,14 @@ def enforce(report: ValidationReport, policy: Literal["fail", "warn"]) -> None:
     log.warning("%s", message)
 
 
-def write_report(report: ValidationReport, directory: str | Path) -> Path:
-    """Write the report as JSON under ``directory`` (created) and return the file's path."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{report_stem(report)}.json"
-    path.write_text(report.to_json())
-    return path
+def write_report(report: ValidationReport, directory: str | Path,
+                 storage_options: dict[str, str] | None = None) -> Path | str:
+    """Write the report as JSON under ``directory`` (a local directory, created, or an object
+    store URI) and return the file's path (its URI on an object store)."""
+    from engine.storage.files import join, write_text
+
+    return write_text(join(str(directory), f"{report_stem(report)}.json"), report.to_json(),
+                      storage_options)
 
 
 def report_stem(report: ValidationReport) -> str:

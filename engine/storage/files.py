@@ -1,0 +1,76 @@
+"""Small run files (``summary.json``, validation reports, Data Docs) written where the lakehouse
+is: a local directory, or an object store through the same pyarrow filesystem and
+``storage_options`` as the tables' data files, so an ``s3://`` run directory never becomes a
+local ``./s3:/…`` folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from engine.errors import StorageUnavailable
+
+
+def is_remote(location: str) -> bool:
+    """Whether ``location`` is an object-store URI (``s3://``, ``abfss://``, ...), not a local path."""
+    return "://" in location and not location.startswith("file://")
+
+
+def join(location: str, *parts: str) -> str:
+    """``location`` and ``parts`` joined with ``/`` (a URI stays a URI)."""
+    return "/".join([str(location).rstrip("/"), *parts])
+
+
+def write_text(location: str, text: str, storage_options: Mapping[str, str] | None = None) -> Path | str:
+    """Write ``text`` to the file ``location`` (parent directories created); return a ``Path``
+    for a local file, the URI for an object store. A store that refuses raises
+    ``StorageUnavailable`` naming the location."""
+    if not is_remote(location):
+        path = Path(location.removeprefix("file://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+    fs, path = _filesystem(location, storage_options)
+    try:
+        with fs.open_output_stream(path) as out:
+            out.write(text.encode("utf-8"))
+    except OSError as exc:
+        raise storage_error(location, exc) from exc
+    return location
+
+
+def check_reachable(location: str, storage_options: Mapping[str, str] | None = None) -> None:
+    """Fail early, with ``StorageUnavailable``, when an object-store ``location`` cannot be
+    listed (endpoint down, credentials refused, no such bucket); local paths are not checked."""
+    if not is_remote(location):
+        return
+    from pyarrow import fs as pafs
+
+    fs, path = _filesystem(location, storage_options)
+    bucket = path.split("/", 1)[0]
+    try:
+        info = fs.get_file_info(bucket)
+        if info.type == pafs.FileType.NotFound:
+            raise OSError(f"bucket or container {bucket!r} does not exist")
+        fs.get_file_info(path)
+    except OSError as exc:
+        raise storage_error(location, exc) from exc
+
+
+def storage_error(location: str, exc: BaseException) -> StorageUnavailable:
+    """The object store's own message, first line only, with where and what to check."""
+    cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StorageUnavailable(
+        f"object store at {location} cannot be used: {cause}. Check the endpoint, credentials, "
+        "bucket and permissions in storage_options (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
+        "AWS_REGION, ...) or the environment")
+
+
+def _filesystem(location: str, storage_options: Mapping[str, str] | None) -> tuple[Any, str]:
+    from engine.storage.delta_log import filesystem
+    from engine.storage.table import TableRef
+
+    return filesystem(TableRef(name=os.path.basename(location.rstrip("/")), path=location,
+                               storage_options=dict(storage_options or {})))
