@@ -16,6 +16,8 @@ from typing import Any
 
 from engine.conf import Conf, load_conf
 from engine.errors import LakescoreError
+from engine.metrics import push_run_metrics
+from engine.openlineage import emit_run_event
 
 log = logging.getLogger("lakescore")
 
@@ -50,6 +52,13 @@ def configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def report_run(name: str, ctx, code: int, error: str | None) -> None:
+    """The run's end, for operators: OpenLineage COMPLETE/FAIL and the pushed metrics (each
+    off unless conf sets it; a failure of either is a warning, never the job's exit code)."""
+    emit_run_event(name, ctx, "COMPLETE" if code == 0 else "FAIL", error)
+    push_run_metrics(name, ctx, code)
+
+
 def run_job(name: str, parser: argparse.ArgumentParser,
             body: Callable[[Conf, Any, argparse.Namespace], None],
             argv: list[str] | None = None, summary: bool = True) -> int:
@@ -59,17 +68,24 @@ def run_job(name: str, parser: argparse.ArgumentParser,
 
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
-    ctx = None
+    ctx, error = None, None
     try:
         conf = load_job_conf(args)
         ctx = RunContext.start(conf, args.run_id)
         log.info("%s: run %s, engine %s, lakehouse %s", name, ctx.run_id, conf.engine,
                  conf.resolve(conf.lakehouse))
+        emit_run_event(name, ctx, "START")
         body(conf, ctx, args)
         code = 0
     except LakescoreError as exc:
         print(f"lakescore {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = exc.exit_code
+        code, error = exc.exit_code, f"{type(exc).__name__}: {exc}"
+    except Exception as exc:
+        if ctx is not None:  # an unexpected error: still reported, then raised as before
+            report_run(name, ctx, 1, f"{type(exc).__name__}: {exc}")
+        raise
+    if ctx is not None:
+        report_run(name, ctx, code, error)
     if ctx is not None and summary:
         print(ctx.summary.render())
         print(f"summary saved to {ctx.summary.save()}")
