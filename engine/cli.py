@@ -48,7 +48,7 @@ def load_job_conf(args: argparse.Namespace) -> Conf:
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("py4j", "distributed", "h2o", "great_expectations"):
+    for noisy in ("py4j", "distributed", "h2o", "great_expectations", "openlineage"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -221,10 +221,6 @@ class Conf:
             if unknown:
                 raise ConfError(f"{section}: unknown table(s) {', '.join(unknown)}; the tables "
                                 f"are {', '.join(sorted(known))}")
-        lineage = self.openlineage
-        if lineage.transport == "http" and not lineage.url:
-            raise ConfError("openlineage.transport is http but openlineage.url is not set; give "
-                            "the backend's URL (e.g. http://marquez:5000) or another transport")
 
     def resolve(self, relative: str) -> str:
         """A path from conf: URIs and absolute paths as they are, others under the repo root."""
@@ -354,4 +350,15 @@ def load_conf(job_file: str | Path | None = None, env: str | None = None,
             _coerce(merged, Conf, "conf")
         except ConfError as exc:
             raise ConfError(f"{where}: {exc}") from None
-    return _coerce(merged, Conf, "conf")
+    conf = _coerce(merged, Conf, "conf")
+    _check_combinations(conf)
+    return conf
+
+
+def _check_combinations(conf: Conf) -> None:
+    """Keys that only make sense together, checked once every source is merged (a later
+    ``--set`` may bring the second key)."""
+    lineage = conf.openlineage
+    if lineage.transport == "http" and not lineage.url:
+        raise ConfError("openlineage.transport is http but openlineage.url is not set; give "
+                        "the backend's URL (e.g. http://marquez:5000) or another transport")

@@ -97,19 +97,18 @@ def run_registries(job: str, ctx: Any, exit_code: int, now: float | None = None)
     out = {}
     for engine in engines:
         registry = CollectorRegistry()
-        gauges = {m.name: Gauge(m.name, m.help, m.labels, registry=registry) for m in METRICS}
+        gauges: dict[str, Any] = {}
         for name, labels, value in _samples(engine, [s for s in stages if s.engine == engine],
                                             _observed(ctx, engine), exit_code, now):
+            # Only metrics with a figure are registered: an unlabelled gauge would otherwise push
+            # 0 (a failed run must not push a last success of 0).
+            if name not in gauges:
+                metric = BY_NAME[name]
+                gauges[name] = Gauge(name, metric.help, metric.labels, registry=registry)
             gauge = gauges[name]
             (gauge.labels(**labels) if labels else gauge).set(value)
-        for name in [n for n, g in gauges.items() if not _has_samples(g)]:
-            registry.unregister(gauges[name])
         out[engine] = registry
     return out
-
-
-def _has_samples(gauge: Any) -> bool:
-    return any(sample for metric in gauge.collect() for sample in metric.samples)
 
 
 def _observed(ctx: Any, engine: str) -> list[Any]:

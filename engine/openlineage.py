@@ -111,14 +111,16 @@ def run_event(job: str, ctx: Any, state: str, error: str | None = None) -> Any:
     parent = _parent_facet()
     if parent is not None:
         run_facets["parent"] = parent
+    engines = list(dict.fromkeys(s.engine for s in ctx.summary.stages)) or [conf.engine]
     tags = [tags_run.TagsRunFacetFields(key="lakescore_run_id", value=ctx.run_id, source="LAKESCORE"),
-            tags_run.TagsRunFacetFields(key="engine", value=conf.engine, source="LAKESCORE")]
+            tags_run.TagsRunFacetFields(key="engine", value=",".join(engines), source="LAKESCORE")]
     inputs, outputs = [], []
     if state != "START":
         inputs, outputs = datasets(ctx)
         for role, model in _models(ctx):
-            tags += [tags_run.TagsRunFacetFields(key=f"{role}_model", value=model.model_id, source="LAKESCORE"),
-                     tags_run.TagsRunFacetFields(key=f"{role}_mlflow_run_id", value=model.mlflow_run_id,
+            prefix = "" if role == "model" else f"{role}_"
+            tags += [tags_run.TagsRunFacetFields(key=f"{prefix}model", value=model.model_id, source="LAKESCORE"),
+                     tags_run.TagsRunFacetFields(key=f"{prefix}mlflow_run_id", value=model.mlflow_run_id,
                                                  source="LAKESCORE")]
     run_facets["tags"] = tags_run.TagsRunFacet(tags=tags)
     if error:
