@@ -17,15 +17,15 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Debian's security updates move these versions; the release (bookworm) pins them.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends openjdk-17-jdk-headless make \
+    && apt-get install -y --no-install-recommends openjdk-17-jdk-headless \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/lakescore
-COPY requirements.txt constraints.txt pyproject.toml README.md Makefile spark-submit.sh ./
+COPY requirements.txt constraints.txt pyproject.toml README.md ./
 COPY scripts/ scripts/
 COPY java/ java/
 COPY engine/ engine/
 COPY jobs/ jobs/
-ENV PYTHON=python3.11 PIP_NO_CACHE_DIR=1 LAKESCORE_SETUP_OPS=0
+ENV PYTHON=python3.11 PIP_NO_CACHE_DIR=1
 RUN bash scripts/setup.sh \
     && .venv/bin/python -m pip wheel --no-deps --no-build-isolation -w dist . \
     && rm "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/lakescore.pth" \

@@ -175,7 +175,7 @@ def datasets(ctx: Any) -> tuple[list[Any], list[Any]]:
     outputs, read = [], {}
     for stage in ctx.summary.stages:
         for table, version in stage.written.items():
-            path = stage.outputs.get(table)
+            path = stage.outputs.get(table) or _table_path(ctx, table)
             if path is None:
                 continue
             meta = _quiet(read_lineage, path, version, dict(ctx.conf.storage_options)) or {}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up lakescore on a fresh machine: Java 17 (apt-get when javac is missing), .venv with the
-# pinned dependencies, the MOJO scoring jar, and the operations tests' tools (scripts/setup_ops.sh).
-# Every step is skipped when already done.
+# pinned dependencies, and the MOJO scoring jar. Every step is skipped when already done.
+# (`make test` also runs scripts/setup_ops.sh: the operations tests' pushgateway, promtool,
+# operator CRDs and Airflow venv, which `make demo` and the container image do not need.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -55,10 +56,4 @@ fi
 
 # 3. The MOJO scoring jar (our Java class over H2O's genmodel, compiled against pyspark's jars).
 bash scripts/build_scorer.sh .venv/bin/python
-
-# 4. The operations tests' tools: pushgateway, promtool, the operators' CRDs, Airflow's venv.
-# The container image's build skips them (LAKESCORE_SETUP_OPS=0): it runs jobs, not tests.
-if [ "${LAKESCORE_SETUP_OPS:-1}" != 0 ]; then
-  bash scripts/setup_ops.sh
-fi
 step "done"

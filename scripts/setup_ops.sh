@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# What the operations tests need beyond .venv (tests/test_ops_*.py), each step skipped when done:
+# What the operations tests need beyond .venv (`make setup-ops`, run by `make test`), each step
+# skipped when done:
 #   1. Prometheus' pushgateway and promtool (Debian packages prometheus-pushgateway, prometheus);
 #      installed only, never started as services: the tests start the gateway on a free port.
 #   2. The Dask Kubernetes operator's published DaskJob CRD and its license, from the

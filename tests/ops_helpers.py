@@ -25,7 +25,7 @@ def pushgateway() -> Iterator[str]:
     ``host:port``, stop it."""
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
     if binary is None:
-        pytest.fail("prometheus-pushgateway is not installed: run `make setup`")
+        pytest.fail("prometheus-pushgateway is not installed: run `make setup-ops`")
     address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen([binary, f"--web.listen-address={address}"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

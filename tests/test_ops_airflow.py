@@ -1,5 +1,5 @@
 """The Airflow DAG (deploy/airflow/lakescore_dag.py) with Apache Airflow 3 from its own venv
-(build/airflow-venv, `make setup` installs it): it parses with no import errors, names only files
+(build/airflow-venv, `make setup-ops` installs it): it parses with no import errors, names only files
 that exist, and `dag.test()` runs the local variant (spark-submit on this machine) end to end on
 the test-size demo data, every task a real lakescore job."""
 
@@ -52,7 +52,7 @@ for ti in run.get_task_instances():
 
 def airflow(script: str, tmp_path: Path, env: dict[str, str], timeout: int = 1500) -> subprocess.CompletedProcess:
     if not AIRFLOW_PY.exists():
-        pytest.fail(f"{AIRFLOW_PY} is missing: run `make setup` (scripts/setup_airflow.sh)")
+        pytest.fail(f"{AIRFLOW_PY} is missing: run `make setup-ops` (scripts/setup_airflow.sh)")
     home = tmp_path / "airflow"
     full = dict(os.environ, AIRFLOW_HOME=str(home), AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "deploy" / "airflow"),
                 AIRFLOW__CORE__LOAD_EXAMPLES="False", AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",

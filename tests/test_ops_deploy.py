@@ -34,7 +34,7 @@ IMAGE = f"ghcr.io/lakescore/lakescore:{VERSION}"
 def tool(name: str) -> str:
     found = shutil.which(name) or (str(BIN / name) if (BIN / name).exists() else None)
     if found is None:
-        pytest.fail(f"{name} is not installed: run `make setup` (scripts/setup_ops.sh installs it)")
+        pytest.fail(f"{name} is not installed: run `make setup-ops` (scripts/setup_ops.sh installs it)")
     return found
 
 
@@ -240,7 +240,7 @@ def strict(schema):
 @functools.cache
 def daskjob_schema() -> dict:
     if not DASK_CRD.exists():
-        pytest.fail(f"{DASK_CRD} is missing: run `make setup` (scripts/setup_ops.sh caches the "
+        pytest.fail(f"{DASK_CRD} is missing: run `make setup-ops` (scripts/setup_ops.sh caches the "
                     "Dask operator's CRD from its PyPI wheel)")
     crd = yaml.safe_load(DASK_CRD.read_text())
     assert crd["spec"]["group"] == "kubernetes.dask.org" and crd["spec"]["names"]["kind"] == "DaskJob"
