@@ -21,7 +21,7 @@ def free_port() -> int:
 
 @contextmanager
 def pushgateway() -> Iterator[str]:
-    """Start ``prometheus-pushgateway`` (Debian package; `make setup` installs it), yield its
+    """Start ``prometheus-pushgateway`` (Debian package; `make setup-ops` installs it), yield its
     ``host:port``, stop it."""
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
     if binary is None:

@@ -45,8 +45,12 @@ assert not bag.import_errors, bag.import_errors
 dag = bag.dags["lakescore"]
 run = dag.test(logical_date=datetime(2026, 12, 7, 2, tzinfo=timezone.utc), run_conf={"train": "always"})
 print("STATE", run.state)
-for ti in run.get_task_instances():
-    print("TASK", ti.task_id, ti.state)
+from airflow.models import TaskInstance
+from airflow.utils.session import create_session
+with create_session() as session:
+    for ti in session.query(TaskInstance).filter(TaskInstance.dag_id == "lakescore",
+                                                 TaskInstance.run_id == run.run_id):
+        print("TASK", ti.task_id, ti.state)
 """
 
 
