@@ -442,7 +442,7 @@ def test_a_failed_job_emits_fail_with_the_error_and_its_airflow_parent(validate_
     assert "expect_column_values_to_not_be_null" in fail["run"]["facets"]["errorMessage"]["message"]
     parent = fail["run"]["facets"]["parent"]
     assert parent["run"]["runId"] == validate_runs["parent"]["OPENLINEAGE_PARENT_RUN_ID"]
-    assert parent["job"] == {"namespace": "airflow", "name": "lakescore.validate"}
+    assert (parent["job"]["namespace"], parent["job"]["name"]) == ("airflow", "lakescore.validate")
     assert "parent" not in events[3]["run"]["facets"]
     (dataset,) = fail["inputs"]
     failed = [a for a in dataset["inputFacets"]["dataQualityAssertions"]["assertions"] if not a["success"]]
