@@ -54,10 +54,15 @@ with create_session() as session:
 """
 
 
-def airflow(script: str, tmp_path: Path, env: dict[str, str], timeout: int = 1500) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory) -> Path:
+    """One Airflow home (SQLite metadata database) for the module: migrating it takes a while."""
+    return tmp_path_factory.mktemp("airflow")
+
+
+def airflow(script: str, home: Path, env: dict[str, str], timeout: int = 1500) -> subprocess.CompletedProcess:
     if not AIRFLOW_PY.exists():
         pytest.fail(f"{AIRFLOW_PY} is missing: run `make setup-ops` (scripts/setup_airflow.sh)")
-    home = tmp_path / "airflow"
     full = dict(os.environ, AIRFLOW_HOME=str(home), AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "deploy" / "airflow"),
                 AIRFLOW__CORE__LOAD_EXAMPLES="False", AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
                 SPARK_LOCAL_IP="127.0.0.1", **env)
@@ -66,18 +71,18 @@ def airflow(script: str, tmp_path: Path, env: dict[str, str], timeout: int = 150
                                   capture_output=True, text=True, timeout=600)
         assert migrated.returncode == 0, migrated.stderr[-3000:]
     return subprocess.run([str(AIRFLOW_PY), "-c", script, str(REPO / "deploy" / "airflow")], env=full,
-                          capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=timeout, cwd=home)
 
 
-def inspect(tmp_path: Path, **env: str) -> dict:
-    result = airflow(INSPECT, tmp_path, env)
+def inspect(home: Path, **env: str) -> dict:
+    result = airflow(INSPECT, home, env)
     assert result.returncode == 0, result.stderr[-3000:]
     (line,) = [l for l in result.stdout.splitlines() if l.startswith("JSON")]
     return json.loads(line[4:])
 
 
-def test_dag_parses_in_airflow_with_its_chain_retries_and_one_active_run(tmp_path):
-    found = inspect(tmp_path)
+def test_dag_parses_in_airflow_with_its_chain_retries_and_one_active_run(airflow_home):
+    found = inspect(airflow_home)
     assert found["errors"] == {}
     tasks = found["tasks"]
     assert set(tasks) == {"features", "validate", "training_day", "train", "score", "maintain"}
@@ -92,10 +97,10 @@ def test_dag_parses_in_airflow_with_its_chain_retries_and_one_active_run(tmp_pat
     assert tasks["score"]["command"].startswith("./spark-submit.sh jobs/score.py")
 
 
-def test_kubernetes_variant_names_the_image_and_a_pod_template_that_exist(tmp_path):
+def test_kubernetes_variant_names_the_image_and_a_pod_template_that_exist(airflow_home):
     """Airflow only logs a missing template file (import_errors stays empty), so the files the
     DAG names are checked here."""
-    found = inspect(tmp_path, LAKESCORE_RUNNER="kubernetes")
+    found = inspect(airflow_home, LAKESCORE_RUNNER="kubernetes")
     assert found["errors"] == {}
     for task_id in ("features", "validate", "train", "score", "maintain"):
         task = found["tasks"][task_id]
@@ -108,7 +113,8 @@ def test_kubernetes_variant_names_the_image_and_a_pod_template_that_exist(tmp_pa
             assert (REPO / script).exists() or script.startswith("-m"), script
 
 
-def test_dag_test_runs_the_local_variant_end_to_end_on_the_test_data(tmp_path):
+@pytest.mark.timeout(1800)  # five jobs, each a JVM (and H2O for train): ~14 min on a loaded 2-core machine
+def test_dag_test_runs_the_local_variant_end_to_end_on_the_test_data(tmp_path, airflow_home):
     lakehouse = tmp_path / "lake"
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
                PYSPARK_DRIVER_PYTHON=sys.executable)
@@ -119,7 +125,7 @@ def test_dag_test_runs_the_local_variant_end_to_end_on_the_test_data(tmp_path):
     port = os.environ.get("LAKESCORE_TEST_JOB_H2O_PORT", "54371")
     overrides = (f"lakehouse={lakehouse} h2o.port={port} spark.show_progress=false "
                  "dask.show_progress=false openlineage.transport=file")
-    result = airflow(RUN, tmp_path, {"LAKESCORE_HOME": str(REPO), "LAKESCORE_CONF": "conf/test.yaml",
+    result = airflow(RUN, airflow_home, {"LAKESCORE_HOME": str(REPO), "LAKESCORE_CONF": "conf/test.yaml",
                                      "LAKESCORE_SET": overrides})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     states = dict(line.split()[1:] for line in result.stdout.splitlines() if line.startswith("TASK"))
