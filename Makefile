@@ -5,18 +5,22 @@ PY := .venv/bin/python
 ENV := source build/env.sh && export SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$(CURDIR)/$(PY) PYSPARK_DRIVER_PYTHON=$(CURDIR)/$(PY)
 CONF ?= conf/demo.yaml
 
-.PHONY: setup demo test test-fast bench scale chaos lock clean clean-lakehouse
+.PHONY: setup setup-ops demo test test-fast bench scale chaos lock clean clean-lakehouse
 
 setup:
 	@bash scripts/setup.sh
 
+# what the operations tests need besides .venv: pushgateway, promtool, CRDs, Airflow's own venv
+setup-ops: setup
+	@bash scripts/setup_ops.sh
+
 demo: setup
 	@$(ENV) && $(PY) -m jobs.pipeline --conf $(CONF)
 
-test: setup
+test: setup-ops
 	@$(ENV) && $(PY) -m pytest -q
 
-test-fast: setup
+test-fast: setup-ops
 	@$(ENV) && $(PY) -m pytest -q -m "not slow"
 
 # The score stage on 50M rows on each engine, within memory (~15 min; ROWS=2000000 for a quick look).

@@ -14,11 +14,16 @@ spark_home="$("$py" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file
 export SPARK_HOME="$spark_home"
 jars="$here/build/jars/lakescore-scorer.jar,$here/build/jars/h2o-genmodel.jar"
 if [ -n "${LAKESCORE_DELTA_JARS:-}" ]; then jars="$jars,$LAKESCORE_DELTA_JARS"; fi
-# Ship the engine package to executors on a cluster (a no-op cost locally).
-(cd "$here" && "$py" -c 'import shutil; shutil.make_archive("build/engine", "zip", ".", "engine")')
+# Ship the engine package to executors on a cluster (a no-op cost locally). In the container
+# image there is no checkout: lakescore is installed from its wheel on every pod.
+py_files=()
+if [ -d "$here/engine" ]; then
+  (cd "$here" && "$py" -c 'import shutil; shutil.make_archive("build/engine", "zip", ".", "engine")')
+  py_files=(--py-files "$here/build/engine.zip")
+fi
 exec "$spark_home/bin/spark-submit" \
   --conf spark.sql.session.timeZone=UTC \
   --conf spark.driver.host=127.0.0.1 \
   --jars "$jars" \
-  --py-files "$here/build/engine.zip" \
+  "${py_files[@]}" \
   "$@"

@@ -18,6 +18,8 @@ from typing import Any
 
 from engine.conf import Conf, load_conf
 from engine.errors import LakescoreError, StorageUnavailable
+from engine.metrics import push_run_metrics
+from engine.openlineage import emit_run_event
 
 log = logging.getLogger("lakescore")
 
@@ -48,8 +50,15 @@ def load_job_conf(args: argparse.Namespace) -> Conf:
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("py4j", "distributed", "h2o", "great_expectations"):
+    for noisy in ("py4j", "distributed", "h2o", "great_expectations", "openlineage"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def report_run(name: str, ctx, code: int, error: str | None) -> None:
+    """The run's end, for operators: OpenLineage COMPLETE/FAIL and the pushed metrics (each
+    off unless conf sets it; a failure of either is a warning, never the job's exit code)."""
+    emit_run_event(name, ctx, "COMPLETE" if code == 0 else "FAIL", error)
+    push_run_metrics(name, ctx, code)
 
 
 def run_job(name: str, parser: argparse.ArgumentParser,
@@ -62,24 +71,27 @@ def run_job(name: str, parser: argparse.ArgumentParser,
 
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
-    ctx = None
+    ctx, error = None, None
     try:
         conf = load_job_conf(args)
         ctx = RunContext.start(conf, args.run_id)
         check_reachable(conf.lakehouse_path(), conf.storage_options)
         log.info("%s: run %s, engine %s, lakehouse %s", name, ctx.run_id, conf.engine,
                  conf.resolve(conf.lakehouse))
+        emit_run_event(name, ctx, "START")
         body(conf, ctx, args)
         code = 0
     except LakescoreError as exc:
         print(f"lakescore {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = exc.exit_code
+        code, error = exc.exit_code, f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # noqa: BLE001 - whatever fails, the run still ends with its summary
         log.error("%s: unexpected error", name, exc_info=True)
         first_line = (str(exc).strip().splitlines() or [""])[0]
         print(f"lakescore {name}: unexpected {type(exc).__name__}: {first_line} (traceback "
               "above; please report it if lakescore should have caught it)", file=sys.stderr)
-        code = 1
+        code, error = 1, f"{type(exc).__name__}: {first_line}"
+    if ctx is not None:
+        report_run(name, ctx, code, error)
     if ctx is not None and summary:
         print(ctx.summary.render())
         try:

@@ -181,6 +181,28 @@ class DemoConf:
 
 
 @dataclass(frozen=True)
+class MetricsConf:
+    """Prometheus metrics of each run, pushed to a pushgateway (``engine.metrics``); off when
+    ``pushgateway`` is null. A push that fails is a warning: it never fails the job."""
+
+    pushgateway: str | None = None
+    timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class OpenLineageConf:
+    """OpenLineage run events of each job (``engine.openlineage``): START, then COMPLETE or FAIL
+    with the datasets read and written. An emit that fails is a warning, never a failed job."""
+
+    transport: Literal["file", "http", "console"] | None = None
+    file: str | None = None
+    url: str | None = None
+    endpoint: str = "api/v1/lineage"
+    namespace: str = "lakescore"
+    timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class Conf:
     lakehouse: str = "./lakehouse"
     engine: Literal["spark", "dask"] = "spark"
@@ -197,6 +219,8 @@ class Conf:
     maintain: MaintainConf = field(default_factory=MaintainConf)
     layout: dict[str, TableLayout] = field(default_factory=dict)
     registry: RegistryConf = field(default_factory=RegistryConf)
+    metrics: MetricsConf = field(default_factory=MetricsConf)
+    openlineage: OpenLineageConf = field(default_factory=OpenLineageConf)
     storage_options: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -335,4 +359,15 @@ def load_conf(job_file: str | Path | None = None, env: str | None = None,
             _coerce(merged, Conf, "conf")
         except ConfError as exc:
             raise ConfError(f"{where}: {exc}") from None
-    return _coerce(merged, Conf, "conf")
+    conf = _coerce(merged, Conf, "conf")
+    _check_combinations(conf)
+    return conf
+
+
+def _check_combinations(conf: Conf) -> None:
+    """Keys that only make sense together, checked once every source is merged (a later
+    ``--set`` may bring the second key)."""
+    lineage = conf.openlineage
+    if lineage.transport == "http" and not lineage.url:
+        raise ConfError("openlineage.transport is http but openlineage.url is not set; give "
+                        "the backend's URL (e.g. http://marquez:5000) or another transport")

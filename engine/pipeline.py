@@ -53,6 +53,9 @@ class RunContext:
     output_suffix: str = ""
     validation_ids: dict[str, list[str]] = field(default_factory=dict)
     """Result ids of the validations run in this run, by the name of the table they checked."""
+    observations: list[tuple[str, Any]] = field(default_factory=list)
+    """(engine, what a stage saw): validation reports, quarantine results, drift figures and
+    (role, model) pairs, for the run's metrics and lineage events (``engine.metrics``)."""
 
     @classmethod
     def start(cls, conf: Conf, run_id: str | None = None) -> RunContext:
@@ -270,6 +273,7 @@ def _run_suites(backend: Backend, ctx: RunContext, suites: list[Any], frame: Any
         record.outputs[f"validation {suite.name} ({label})"] = str(path)
         record.outputs[f"data docs {suite.name} ({label})"] = str(docs)
         ctx.validation_ids.setdefault(table_name, []).append(report.result_id)
+        ctx.observations.append((backend.name, report))
         checked.append(report)
     return checked
 
@@ -319,6 +323,7 @@ def _quarantine(backend: Backend, ctx: RunContext, read: Any, reports: list[Vali
         constants={QUARANTINE_RUN_ID: ctx.run_id,
                    QUARANTINE_SOURCE: f"{read.table.name}@v{read.version}"})
     if result is not None:
+        ctx.observations.append((backend.name, result))
         record.rows_out = result.kept
         if result.kept_version is not None:
             record.written[read.table.name] = result.kept_version
@@ -382,6 +387,7 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
             git_commit=git_commit(REPO_ROOT), validation_ids=ctx.validation_ids.get(table.name, []),
             feature_fingerprints=feature_fingerprints(definition),
             extra_artifacts=sorted(p for p in out_dir.glob("*.json")))
+        ctx.observations.append((backend.name, ("trained", model)))
         record.rows_in = int(sum(trained.metrics.get(k, 0) for k in ("train_rows", "valid_rows")))
         record.outputs[f"model {model.model_id}"] = f"{registry.tracking_uri} (MLflow run {model.mlflow_run_id})"
         metrics = {k: trained.metrics[k] for k in ("auc", "logloss", "rmse") if k in trained.metrics}
@@ -459,6 +465,7 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
         frame = scored[0] if len(scored) == 1 else require(backend, CanConcat, "champion/challenger scoring").concat(scored)
         roles = (["model"] if challenger is None else
                  ["champion" if m is model else "challenger" for m in models])
+        ctx.observations.extend((backend.name, pair) for pair in zip(roles, models))
         lineage = Lineage(inputs={scoring.table.name: scoring.version},
                           input_paths={scoring.table.name: scoring.table.path},
                           feature_set=definition.name, feature_hash=definition_hash(definition),
@@ -578,6 +585,7 @@ def _measure_drift(backend: Backend, ctx: RunContext, model: ModelRecord, record
         "scoring_table": f"{scoring.table.name}@v{scoring.version}"})
     _record_write(record, result)
     record.rows_in = row_count(scoring.table, scoring.version)
+    ctx.observations.extend((backend.name, d) for d in drifts)
     warned = [d.feature for d in drifts if d.warn]
     worst = max((d for d in drifts if d.psi is not None), key=lambda d: d.psi, default=None)
     record.note = (f"max PSI {worst.psi:.3f} ({worst.feature}); " if worst else "") + \

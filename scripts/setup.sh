@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up lakescore on a fresh machine: Java 17 (apt-get when javac is missing), .venv with the
 # pinned dependencies, and the MOJO scoring jar. Every step is skipped when already done.
+# (`make test` also runs scripts/setup_ops.sh: the operations tests' pushgateway, promtool,
+# operator CRDs and Airflow venv, which `make demo` and the container image do not need.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}

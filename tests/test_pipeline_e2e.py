@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
+from ops_helpers import pushgateway, series
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
@@ -40,9 +42,18 @@ def job(name: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
+def gateway():
+    """A real Prometheus pushgateway the demo run pushes its metrics to."""
+    with pushgateway() as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, gateway):
     lakehouse = tmp_path_factory.mktemp("lakehouse")
-    result = run(job("pipeline"), lakehouse)
+    # as `make demo` with metrics and lineage on (the tests at the end check both)
+    result = run(job("pipeline"), lakehouse, "--set", f"metrics.pushgateway={gateway}",
+                 "--set", "openlineage.transport=file")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
     return lakehouse, result
 
@@ -251,3 +262,204 @@ def test_lineage_job_traces_scores_back_to_model_training_set_and_sources(demo_r
 def model_version(lakehouse: Path) -> int:
     (version,) = registry_client(lakehouse).search_model_versions("name='churn'")
     return int(version.tags["lakescore.training_version"])
+
+
+# --- Operations: the demo run's metrics on a real pushgateway and its OpenLineage events ----
+
+@pytest.fixture(scope="module")
+def validate_runs(demo_run, gateway, tmp_path_factory):
+    """Three runs of the validate job on Dask pushing to the same gateway: one that passes, one
+    that fails (nulls; exit 4, started "from Airflow" with OpenLineage parent variables), one that
+    quarantines the failing rows. The pushed series are read after the failure and at the end."""
+    from deltalake import write_deltalake
+
+    lakehouse, _ = demo_run
+    observe = ("--set", f"metrics.pushgateway={gateway}", "--set", "openlineage.transport=file")
+    passed = run(job("validate"), lakehouse, "--engine", "dask", *observe,
+                 "--set", "tables.training_set=tables/training_set_dask")
+    assert passed.returncode == 0, passed.stderr[-3000:]
+    after_pass = series(gateway)
+    bad = tmp_path_factory.mktemp("bad")
+    frame = table(lakehouse, "training_set_dask").to_pandas()
+    frame["amount_sum_30d"] = frame["amount_sum_30d"].mask(frame.index % 50 == 0)
+    nulls = int(frame["amount_sum_30d"].isna().sum())
+    write_deltalake(str(bad / "tables" / "training_set"), frame)
+    parent = {"OPENLINEAGE_PARENT_JOB_NAMESPACE": "airflow", "OPENLINEAGE_PARENT_JOB_NAME": "lakescore.validate",
+              "OPENLINEAGE_PARENT_RUN_ID": "3f5e1b6c-8a4d-4d7e-9b1a-2c3d4e5f6a7b"}
+    os.environ.update(parent)
+    try:
+        failed = run(job("validate"), bad, "--engine", "dask", *observe)
+    finally:
+        for name in parent:
+            os.environ.pop(name)
+    assert failed.returncode == 4, failed.stdout[-2000:] + failed.stderr[-2000:]
+    after_fail = series(gateway)
+    quarantined = run(job("validate"), bad, "--engine", "dask", *observe,
+                      "--set", "validation.policy=quarantine")
+    assert quarantined.returncode == 0, quarantined.stderr[-3000:]
+    return {"lakehouse": bad, "nulls": nulls, "parent": parent, "after_pass": after_pass,
+            "after_fail": after_fail, "end": series(gateway)}
+
+
+def pushed(samples, name: str, **labels) -> list[float]:
+    return [v for n, l, v in samples if n == name and all(l.get(k) == str(x) for k, x in labels.items())]
+
+
+def test_demo_run_pushes_one_metrics_group_per_engine(demo_run, gateway):
+    from ops_helpers import series
+
+    lakehouse, _ = demo_run
+    samples = series(gateway)
+    groups = {(labels["job"], labels["engine"]) for _, labels, _ in samples}
+    assert {("lakescore_pipeline", e) for e in ("spark", "dask", "deltalake")} <= groups
+    for engine in ("spark", "dask"):
+        group = {"job": "lakescore_pipeline", "engine": engine}
+        assert pushed(samples, "lakescore_run_exit_code", **group) == [0]
+        assert pushed(samples, "lakescore_last_success_timestamp_seconds", **group)
+        stages = {l["stage"] for n, l, _ in samples if n == "lakescore_stage_seconds" and l["engine"] == engine}
+        assert {"features", "validate", "train" if engine == "spark" else "score", "score"} <= stages
+        scores = table(lakehouse, f"scores_{engine}")
+        assert pushed(samples, "lakescore_delta_version", table=f"scores_{engine}", **group) == [scores.version()]
+        assert pushed(samples, "lakescore_stage_rows_out", stage="score", **group) == [len(scores.to_pandas())]
+        assert pushed(samples, "lakescore_validation_expectations_failed", table=f"training_set_{engine}",
+                      suite="customer_features", **group) == [0]
+        assert pushed(samples, "lakescore_validation_expectations", table=f"training_set_{engine}",
+                      suite="customer_features", **group)[0] > 0
+        drift = table(lakehouse, f"drift_metrics_{engine}").to_pandas()
+        psi = {l["feature"]: v for n, l, v in samples if n == "lakescore_drift_psi" and l["engine"] == engine}
+        assert psi.keys() == set(drift.loc[drift["psi"].notna(), "feature"])
+        assert pushed(samples, "lakescore_scoring_rows_per_second", **group)[0] > 0
+        assert pushed(samples, "lakescore_model_info", model_name="churn", model_version="1", role="model", **group) == [1]
+    run_id = json.loads(next((lakehouse / "runs").glob("*/summary.json")).read_text())["run_id"]
+    assert all(run_id not in value for _, labels, _ in samples for value in labels.values()), "unbounded label"
+
+
+def test_a_failed_run_pushes_its_exit_code_and_keeps_the_last_success(validate_runs):
+    group = {"job": "lakescore_validate", "engine": "dask"}
+    before, after = validate_runs["after_pass"], validate_runs["after_fail"]
+    assert pushed(before, "lakescore_run_exit_code", **group) == [0]
+    assert pushed(after, "lakescore_run_exit_code", **group) == [4]
+    last_success = pushed(before, "lakescore_last_success_timestamp_seconds", **group)
+    assert last_success and pushed(after, "lakescore_last_success_timestamp_seconds", **group) == last_success
+    assert pushed(after, "lakescore_run_finished_timestamp_seconds", **group)[0] > last_success[0]
+    assert pushed(after, "lakescore_validation_expectations_failed", table="training_set",
+                  suite="customer_features", **group) == [1]
+    assert pushed(validate_runs["end"], "lakescore_rows_quarantined", table="training_set", **group) == \
+        [validate_runs["nulls"]]
+
+
+def test_dashboard_and_alerts_name_only_metrics_the_jobs_pushed(validate_runs):
+    """Every metric the Grafana dashboard and the alerts query was pushed by the runs above."""
+    from test_ops_deploy import alert_metric_names, dashboard, dashboard_metric_names
+
+    names = {name for name, _, _ in validate_runs["end"]}
+    assert dashboard_metric_names(dashboard()) <= names, dashboard_metric_names(dashboard()) - names
+    assert alert_metric_names() <= names, alert_metric_names() - names
+
+
+def lineage_events(lakehouse: Path) -> list[dict]:
+    path = lakehouse / "openlineage" / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_openlineage_events_carry_the_versions_and_hashes_of_the_commits(demo_run):
+    """The COMPLETE event of the demo run names each table it wrote at the version committed,
+    with the feature hash, inputs and models the commit's metadata records (what jobs.lineage
+    reads), the schema of that version and the GE results of its validated inputs."""
+    from engine.lineage import read_lineage
+
+    lakehouse, _ = demo_run
+    events = [e for e in lineage_events(lakehouse) if e["job"]["name"] == "pipeline"]
+    assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
+    assert events[0]["run"]["runId"] == events[1]["run"]["runId"]
+    complete = events[1]
+    outputs = {d["name"]: d for d in complete["outputs"]}
+    inputs = {(d["name"], d["facets"]["version"]["datasetVersion"]): d for d in complete["inputs"]}
+    for name in ("training_set_spark", "scores_spark", "training_set_dask", "scores_dask"):
+        path = str(lakehouse / "tables" / name)
+        dataset = outputs[path]
+        assert dataset["namespace"] == "file"
+        delta = DeltaTable(path)
+        version = int(dataset["facets"]["version"]["datasetVersion"])
+        meta = read_lineage(path, version)
+        assert meta["run_id"] == dataset["facets"]["lakescore"]["run_id"]
+        assert dataset["facets"]["lakescore"]["feature_hash"] == meta["feature_hash"]
+        assert [f["name"] for f in dataset["facets"]["schema"]["fields"]] == \
+            [f.name for f in delta.schema().fields]
+        assert dataset["facets"]["storage"] == {**dataset["facets"]["storage"], "storageLayer": "delta",
+                                                "fileFormat": "parquet"}
+        recorded_paths = json.loads(meta["input_paths"])
+        for input_name, input_version in json.loads(meta["inputs"]).items():
+            assert (recorded_paths[input_name], str(input_version)) in inputs
+    (model,) = outputs[str(lakehouse / "tables" / "scores_spark")]["facets"]["lakescore"]["models"]
+    (version,) = registry_client(lakehouse).search_model_versions("name='churn'")
+    assert (model["name"], model["version"], model["mlflow_run_id"]) == ("churn", "1", version.run_id)
+    training = inputs[(str(lakehouse / "tables" / "training_set_spark"), "0")]
+    assertions = training["inputFacets"]["dataQualityAssertions"]["assertions"]
+    report = json.loads(next((lakehouse / "runs").glob(
+        "*/validation/spark/training_set_spark@v0.customer_features.*.json")).read_text())
+    assert sorted((a["assertion"], a.get("column"), a["success"]) for a in assertions if a["name"] == "customer_features") == \
+        sorted((o["expectation_type"], o["column"], o["success"]) for o in report["outcomes"])
+    tags = {t["key"]: t["value"] for t in complete["run"]["facets"]["tags"]["tags"]}
+    assert tags["model"] == "churn/1" and tags["mlflow_run_id"] == version.run_id
+
+
+def test_openlineage_events_follow_the_spec_and_our_facet_schema(demo_run, validate_runs):
+    """Each event has what the OpenLineage 2-0-2 RunEvent requires (checked field by field: the
+    spec's JSON schema file is not shipped by any package this machine can install), and the
+    lakescore facet validates against deploy/openlineage/LakescoreDatasetFacet.json."""
+    import uuid
+
+    import jsonschema
+    from dateutil.parser import isoparse
+
+    schema = json.loads((REPO / "deploy" / "openlineage" / "LakescoreDatasetFacet.json").read_text())
+    facet_schema = schema["$defs"]["LakescoreDatasetFacet"]["allOf"][1]
+    events = lineage_events(demo_run[0]) + lineage_events(validate_runs["lakehouse"])
+    assert events
+    for event in events:
+        assert event["eventType"] in {"START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"}
+        assert isoparse(event["eventTime"]).tzinfo is not None
+        assert event["schemaURL"].startswith("https://openlineage.io/spec/2-0-2/OpenLineage.json#")
+        assert event["producer"].startswith("https://")
+        uuid.UUID(event["run"]["runId"])
+        assert event["job"]["namespace"] == "lakescore" and event["job"]["name"]
+        facets = [*event["run"].get("facets", {}).values(), *event["job"].get("facets", {}).values()]
+        for dataset in event.get("inputs", []) + event.get("outputs", []):
+            assert dataset["namespace"] and dataset["name"]
+            facets += [*dataset.get("facets", {}).values(), *dataset.get("inputFacets", {}).values(),
+                       *dataset.get("outputFacets", {}).values()]
+            if "lakescore" in dataset.get("facets", {}):
+                jsonschema.validate(dataset["facets"]["lakescore"], facet_schema)
+        for facet in facets:
+            assert facet["_producer"].startswith("https://") and facet["_schemaURL"].startswith("https://")
+
+
+def test_a_failed_job_emits_fail_with_the_error_and_its_airflow_parent(validate_runs):
+    events = [e for e in lineage_events(validate_runs["lakehouse"]) if e["job"]["name"] == "validate"]
+    assert [e["eventType"] for e in events] == ["START", "FAIL", "START", "COMPLETE"]
+    fail = events[1]
+    assert "expect_column_values_to_not_be_null" in fail["run"]["facets"]["errorMessage"]["message"]
+    parent = fail["run"]["facets"]["parent"]
+    assert parent["run"]["runId"] == validate_runs["parent"]["OPENLINEAGE_PARENT_RUN_ID"]
+    assert (parent["job"]["namespace"], parent["job"]["name"]) == ("airflow", "lakescore.validate")
+    assert "parent" not in events[3]["run"]["facets"]
+    (dataset,) = fail["inputs"]
+    failed = [a for a in dataset["inputFacets"]["dataQualityAssertions"]["assertions"] if not a["success"]]
+    assert [(a["assertion"], a["column"], a["actual"]) for a in failed] == \
+        [("expect_column_values_to_not_be_null", "amount_sum_30d", str(validate_runs["nulls"]))]
+
+
+def test_unreachable_pushgateway_and_lineage_endpoint_warn_and_leave_the_result(demo_run):
+    from ops_helpers import free_port
+
+    lakehouse, _ = demo_run
+    gateway, lineage = f"127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    result = run(job("validate"), lakehouse, "--engine", "dask",
+                 "--set", "tables.training_set=tables/training_set_dask",
+                 "--set", f"metrics.pushgateway={gateway}", "--set", "openlineage.transport=http",
+                 "--set", f"openlineage.url={lineage}", "--set", "openlineage.timeout_seconds=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"could not push the validate run's metrics to pushgateway {gateway}" in result.stderr
+    assert f"could not emit the START event of validate to {lineage}/api/v1/lineage" in result.stderr
+    assert f"could not emit the COMPLETE event of validate to {lineage}/api/v1/lineage" in result.stderr
