@@ -337,6 +337,14 @@ def check_model_fits(model: ModelRecord, definition: FeatureSet) -> None:
             "trained on.")
 
 
+def require_scorer(backend: Backend, *models: ModelRecord | None) -> None:
+    """Before any work of a scoring job: the engine can run the MOJO scorer everywhere it will
+    (Spark: the class on the driver; Dask: Java 17 and the jars on every worker), so a broken
+    Java or a missing jar is exit 7 before anything is written."""
+    if any(m is not None and m.kind == "mojo" for m in models):
+        backend.require_scorer()
+
+
 def _score_frame(backend: Backend, frame: Any, model: ModelRecord, keys: list[str],
                  constants: dict[str, str]) -> Any:
     if model.kind == "mojo":
@@ -505,7 +513,8 @@ def write_demo_tables(ctx: RunContext) -> None:
     with ctx.summary.stage("generate", "deltalake") as record:
         refs = {name: ctx.table(name) for name in INPUT_TABLES}
         try:
-            existing = [DeltaTable(r.path).history(1)[0].get("lakescore.demo_hash") for r in refs.values()]
+            existing = [DeltaTable(r.path, storage_options=r.storage_options or None).history(1)[0]
+                        .get("lakescore.demo_hash") for r in refs.values()]
         except TableNotFoundError:
             existing = []
         if existing == [demo_hash] * len(refs):
@@ -523,7 +532,7 @@ def write_demo_tables(ctx: RunContext) -> None:
             write_deltalake(ref.path, arrow, mode="overwrite", schema_mode="overwrite",
                             commit_properties=CommitProperties(custom_metadata=meta),
                             storage_options=ref.storage_options or None)
-            record.written[name] = DeltaTable(ref.path).version()
+            record.written[name] = DeltaTable(ref.path, storage_options=ref.storage_options or None).version()
             record.outputs[name] = ref.path
         record.rows_out = sum(t.num_rows for t in tables.values())
         record.note = f"{data.events.num_rows:,} events, {data.labels.num_rows:,} labels"
@@ -542,7 +551,8 @@ def compare_scores(ctx: RunContext, engines: list[str]) -> float:
     frames = []
     for engine in engines:
         ref = ctx.table("scores", suffix=engine)
-        frame = DeltaTable(ref.path).to_pandas(columns=[*keys, "score", "run_id"])
+        frame = DeltaTable(ref.path, storage_options=ref.storage_options or None).to_pandas(
+            columns=[*keys, "score", "run_id"])
         frame = frame[frame["run_id"] == ctx.run_id] if (frame["run_id"] == ctx.run_id).any() else frame
         frames.append(frame.drop(columns="run_id").rename(columns={"score": f"score_{engine}"}))
     merged = frames[0]
