@@ -179,11 +179,17 @@ def compare(reference: Mapping[str, str], facts: Mapping[str, str], host: str,
 
 
 def probe_lakehouse(root: str, storage_options: Mapping[str, str], host: str) -> Finding:
-    """Write, read back and delete a small file under the lakehouse root from this process."""
+    """Write, read back and delete a small file under the lakehouse root from this process,
+    through the storage layer's filesystem (the same credentials deltalake gets)."""
     name = f"_lakescore_doctor/{host.replace('/', '_').replace(':', '_')}-{uuid.uuid4().hex[:8]}"
     payload = f"lakescore doctor from {host}".encode()
     try:
-        fs, base = lakehouse_filesystem(root, storage_options)
+        from engine.storage.delta_log import filesystem
+        from engine.storage.table import TableRef
+
+        local = root.removeprefix("file://")
+        fs, base = filesystem(TableRef("lakehouse", local if "://" in local else str(Path(local).resolve()),
+                                       storage_options=dict(storage_options)))
         path = f"{base.rstrip('/')}/{name}"
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         with fs.open_output_stream(path) as out:
@@ -195,25 +201,6 @@ def probe_lakehouse(root: str, storage_options: Mapping[str, str], host: str) ->
     except Exception as exc:  # noqa: BLE001 - the finding reports it
         ok, found = False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return Finding(host, "lakehouse", f"{root} readable and writable", found, ok)
-
-
-def lakehouse_filesystem(root: str, storage_options: Mapping[str, str]):
-    """A pyarrow filesystem and base path for a local or ``s3://`` lakehouse, configured from
-    the same ``storage_options`` (AWS_*) that deltalake takes."""
-    from pyarrow import fs
-
-    if root.startswith("s3://") or root.startswith("s3a://"):
-        opts = {k.upper(): v for k, v in storage_options.items()}
-        endpoint = opts.get("AWS_ENDPOINT_URL") or opts.get("AWS_ENDPOINT")
-        kwargs = {"access_key": opts.get("AWS_ACCESS_KEY_ID"), "secret_key": opts.get("AWS_SECRET_ACCESS_KEY"),
-                  "region": opts.get("AWS_REGION") or opts.get("AWS_DEFAULT_REGION")}
-        if endpoint:
-            scheme, _, rest = endpoint.partition("://")
-            kwargs.update(endpoint_override=rest or scheme, scheme=scheme if rest else "https")
-        s3 = fs.S3FileSystem(**{k: v for k, v in kwargs.items() if v is not None})
-        return s3, root.split("://", 1)[1]
-    local = root.removeprefix("file://")
-    return fs.LocalFileSystem(), str(Path(local).resolve())
 
 
 def raise_on_problems(findings: Iterable[Finding], what: str) -> None:

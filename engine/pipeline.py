@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -232,7 +233,7 @@ def model_registry(conf: Conf):
     """The MLflow registry of conf (``registry.*``; by default a SQLite file in the lakehouse)."""
     from engine.training.registry import Registry
 
-    return Registry.from_conf(conf.registry, conf.lakehouse_path())
+    return Registry.from_conf(conf.registry, conf.lakehouse_path(), dict(conf.storage_options))
 
 
 def _quarantine(backend: Backend, ctx: RunContext, read: Any, reports: list[ValidationReport],
@@ -279,7 +280,10 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
     definition = feature_set(conf)
     table = ctx.table("training_set")
     split = OutOfTimeSplit(datetime.fromisoformat(conf.train.valid_from).replace(tzinfo=timezone.utc))
-    out_dir = ctx.run_dir / "model"
+    remote = "://" in str(ctx.summary.run_dir) and not str(ctx.summary.run_dir).startswith("file://")
+    # The trainer writes the MOJO to a local directory; the registry copies it to its artifacts
+    # (on the object store, for an object-store lakehouse).
+    out_dir = (Path(tempfile.mkdtemp(prefix=f"lakescore-{ctx.run_id}-")) if remote else ctx.run_dir) / "model"
     if out_dir.exists():
         shutil.rmtree(out_dir)
     registry = model_registry(conf)
@@ -296,6 +300,9 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
         files = tuple(delta.file_uris())
         if trainer.family == "h2o":
             h2o_connection(conf.h2o)
+            if remote_uri(files[0] if files else ""):
+                # H2O reads files by path; an object store would need H2O's own S3 set-up.
+                files = stage_locally(table, files, out_dir.parent / "training_set")
             data = TrainingData(files)
         else:
             require(backend, CanTrainMllib, f"Spark MLlib training (train.algorithm: {conf.train.algorithm})")
@@ -313,6 +320,28 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
         record.note = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         ctx.summary.facts[f"model {model.model_id} ({backend.name})"] = record.note
         return model
+
+
+def remote_uri(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def stage_locally(table: TableRef, files: tuple[str, ...], directory: Path) -> tuple[str, ...]:
+    """Copies of a table's object-store ``files`` in a local ``directory``, read through the
+    storage layer's filesystem (the table's ``storage_options``)."""
+    from pyarrow import fs as pafs
+
+    from engine.storage.delta_log import file_path
+
+    directory.mkdir(parents=True, exist_ok=True)
+    local = []
+    for k, uri in enumerate(files):
+        source_fs, path = file_path(table, uri)
+        target = directory / f"{k:05d}-{Path(path).name}"
+        pafs.copy_files(path, str(target), source_filesystem=source_fs,
+                        destination_filesystem=pafs.LocalFileSystem())
+        local.append(str(target))
+    return tuple(local)
 
 
 def resolve_model(ctx: RunContext, ref: str | None = None) -> ModelRecord:

@@ -155,8 +155,8 @@ def score_mojo_dask(ddf: dd.DataFrame, mojo_path: str, keep: Sequence[str], outp
     by partition; nothing is collected.
 
     Checks the frame against the MOJO (``ModelMismatch``) and that the jars are built
-    (``EnvironmentProblem``) before any task runs. ``mojo_path`` must be readable by the workers
-    (a local or shared path). Missing values, unseen levels and feature columns the frame lacks
+    (``EnvironmentProblem``) before any task runs. ``mojo_path`` is read here, on the client: its
+    bytes travel with the graph, so workers need no access to it. Missing values, unseen levels and feature columns the frame lacks
     score as in H2O's ``predict`` (the last with a warning, or refused with
     ``missing_columns="error"``).
     """
