@@ -131,6 +131,10 @@ class CanInspectWorkers:
     (``engine.environment.local_facts``), with a probe of the lakehouse from each, and the
     checks only its own JVMs can answer (``jobs.doctor``)."""
 
+    workers_load_scorer_jars = False
+    """Whether the executors'/workers' Python processes load the scorer jars themselves (Dask,
+    through JPype) rather than their JVMs (Spark, checked by ``engine_findings``)."""
+
     def worker_facts(self, lakehouse: str | None = None,
                      storage_options: Mapping[str, str] | None = None) -> list[tuple[str, dict, Any]]:
         """``(host label, facts, lakehouse finding or None)`` per executor/worker process."""

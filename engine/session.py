@@ -55,7 +55,9 @@ def spark_session(conf: SparkConf) -> SparkSession:
         master = conf.master
     else:
         from pyspark import SparkConf as JvmConf
+        from pyspark import SparkContext
 
+        SparkContext._ensure_initialized()  # connects to spark-submit's JVM: its conf is readable
         master = JvmConf().get("spark.master", conf.master)  # spark-submit's --master
     require_reachable_master(master)
     jars = [str(p) for p in scorer_jars(required=False)]

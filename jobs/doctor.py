@@ -34,7 +34,7 @@ def body(conf, ctx, args) -> None:
         inspect = require(backend, CanInspectWorkers, "jobs.doctor")
         sides = inspect.worker_facts(lakehouse, options)
         for label, facts, probe in sides:
-            findings += compare(reference, facts, label, java=True, jars=True)
+            findings += compare(reference, facts, label, java=True, jars=inspect.workers_load_scorer_jars)
             if probe is not None:
                 findings.append(probe)
         findings += inspect.engine_findings(reference, delta=args.delta)

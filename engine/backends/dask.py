@@ -23,6 +23,7 @@ class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift, CanInsp
     show_progress: bool = True
     name: str = field(default="dask")
     scorer_checked: bool = False
+    workers_load_scorer_jars = True
 
     @classmethod
     def from_conf(cls, conf: Conf, preflight: bool = True) -> DaskBackend:
