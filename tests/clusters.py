@@ -133,7 +133,10 @@ class SparkCluster:
 
     def submit_args(self) -> list[str]:
         """spark-submit options that run a job on this cluster with the cluster env's Python."""
+        import sys
+
         return ["--master", self.master_url, "--conf", f"spark.pyspark.python={self.python}",
+                "--conf", f"spark.pyspark.driver.python={sys.executable}",
                 "--conf", "spark.executor.memory=900m", "--conf", "spark.cores.max=2",
                 "--conf", "spark.executor.cores=1", "--conf", "spark.task.maxFailures=4"]
 

@@ -136,19 +136,31 @@ def cluster_run(spark_cluster, dask_cluster, h2o_url, lakehouse, spark):
         if name == "lineage":
             lineage = result.stdout
 
-    from jobs import score
+    # The local run: the same scoring set scored with the same model by local Spark (the test
+    # session), cheaper than a third whole job.
+    from engine.backends.spark import SparkBackend
+    from engine.conf import load_conf
+    from engine.pipeline import model_registry
 
     started = time.perf_counter()
-    assert score.main(["--engine", "spark", *conf_args(lakehouse, *outputs("local"))]) == 0
-    times["local spark: score (session already up)"] = time.perf_counter() - started
-    return {"times": times, "listening": listening, "spark_log": err, "lineage": lineage}
+    conf = load_conf(REPO / "conf" / "test.yaml", overrides=[f"lakehouse={lakehouse}"])
+    model = model_registry(conf).resolve("latest")
+    scoring = spark.createDataFrame(DeltaTable(str(lakehouse / "tables" / "scoring_set")).to_pandas())
+    local = SparkBackend(spark).score_mojo(scoring, str(model.artifact_path), KEYS, {}).toPandas()
+    times["local spark: scoring the same rows (session already up)"] = time.perf_counter() - started
+    return {"times": times, "listening": listening, "spark_log": err, "lineage": lineage,
+            "local": local.sort_values(KEYS).reset_index(drop=True)}
 
 
 def test_every_job_runs_on_both_clusters_with_the_local_scores(cluster_run, lakehouse):
-    on_spark, on_dask, local = (scores(lakehouse, t) for t in ("scores", "scores_dask", "scores_local"))
+    on_spark, on_dask = (scores(lakehouse, t) for t in ("scores", "scores_dask"))
+    local = cluster_run["local"]
     to_score = DeltaTable(str(lakehouse / "tables" / "to_score")).to_pandas()
     for frame in (on_spark, on_dask, local):
         assert_each_key_once(frame, len(to_score))
+    for frame in (local, on_spark):
+        frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True)
+    pd.testing.assert_frame_equal(local[KEYS], on_spark[KEYS], check_dtype=False)
     pd.testing.assert_frame_equal(on_spark[KEYS + ["score_date"]], on_dask[KEYS + ["score_date"]])
     assert np.abs(on_spark["score"] - on_dask["score"]).max() <= TOLERANCE
     assert np.abs(on_spark["score"] - local["score"]).max() <= TOLERANCE
@@ -246,12 +258,19 @@ def python_worker_of(cluster):
 def test_losing_a_spark_executor_mid_job_loses_and_duplicates_nothing(cluster_run, spark_cluster, lakehouse):
     """SIGKILL the executor JVM that runs the features job's Python tasks: Spark reschedules
     them and the one commit from the driver holds every label row once."""
-    driver = subprocess.Popen(submit_cmd(spark_cluster, "jobs/features.py", lakehouse, *outputs("kill_spark")),
-                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    victim = wait_until(lambda: python_worker_of(spark_cluster), 300, "a Python task on an executor", driver)
-    victim.send_signal(signal.SIGKILL)
-    out, err = driver.communicate(timeout=600)
-    assert driver.returncode == 0, err[-5000:]
+    output = lakehouse / "tables" / "training_set_kill_spark"
+    log = lakehouse.parent / "kill_spark.log"
+    with open(log, "w") as sink:
+        driver = subprocess.Popen(submit_cmd(spark_cluster, "jobs/features.py", lakehouse, *outputs("kill_spark")),
+                                  cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, text=True)
+        # The write stage has begun when its tasks' first files appear (the commit comes after).
+        wait_until(lambda: output.exists() and any(p.suffix == ".parquet" for p in output.rglob("*")),
+                   600, "the features' first data file", driver)
+        victim = python_worker_of(spark_cluster) or spark_cluster.executors()[0]
+        victim.send_signal(signal.SIGKILL)
+        driver.wait(600)
+    err = log.read_text()
+    assert driver.returncode == 0, err[-8000:]
     assert "Lost executor" in err or "ExecutorLostFailure" in err, err[-3000:]
     labels = DeltaTable(str(lakehouse / "tables" / "labels")).to_pandas()
     training = DeltaTable(str(lakehouse / "tables" / "training_set_kill_spark")).to_pandas()
@@ -272,7 +291,7 @@ def test_losing_a_dask_worker_mid_job_loses_and_duplicates_nothing(cluster_run, 
                                        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         busy = wait_until(lambda: next((w for w, tasks in client.processing().items() if tasks), None),
                           300, "tasks processing on a worker", client_proc)
-        pid = client.scheduler_info()["workers"][busy]["pid"]
+        pid = client.run(os.getpid, workers=[busy])[busy]  # answered beside the running task
         os.kill(pid, signal.SIGKILL)
         out, err = client_proc.communicate(timeout=600)
         assert client_proc.returncode == 0, err[-5000:]

@@ -190,13 +190,27 @@ def test_every_server_lakescore_starts_listens_on_loopback_only():
         time.sleep(1)
         listening = listening_addresses([proc.pid])
     finally:
-        os.killpg(proc.pid, 9)
-        proc.wait(30)
+        stop_tree(proc)
     assert sum(name.startswith("java") for name in listening) == 2, listening  # Spark's and H2O's JVMs
     assert len(listening) >= 3, listening  # and Dask's scheduler (in the job's process) and worker
     assert not off_loopback(listening), off_loopback(listening)
     ports = {a.rsplit(":", 1)[1] for addrs in listening.values() for a in addrs}
     assert str(port) in ports  # H2O's REST port
+
+
+def stop_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc`` and every process below it, by pid: h2o.init starts H2O's JVM in a
+    session of its own, which a kill of the process group would miss."""
+    import psutil
+
+    family = psutil.Process(proc.pid).children(recursive=True)
+    for child in family:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    os.killpg(proc.pid, 9)
+    proc.wait(30)
 
 
 def off_loopback(listening: dict[str, set[str]]) -> dict[str, list[str]]:
