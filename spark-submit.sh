@@ -6,7 +6,28 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 [ -f "$here/build/env.sh" ] || { echo "run 'make setup' first" >&2; exit 1; }
+# A JAVA_HOME of the caller's wins over the one `make setup` found; either way it is checked
+# here (Java 17: Spark 4 needs >= 17, H2O <= 17) and named, so a broken one is exit 7 with
+# what was found instead of spark-class's own error.
+user_java_home="${JAVA_HOME:-}"
 source "$here/build/env.sh"
+if [ -n "$user_java_home" ]; then
+  java_source="your JAVA_HOME"
+  export JAVA_HOME="$user_java_home" PATH="$user_java_home/bin:$PATH"
+else
+  java_source="build/env.sh (make setup)"
+fi
+java_bin="$JAVA_HOME/bin/java"
+if [ ! -x "$java_bin" ]; then
+  echo "spark-submit.sh: EnvironmentProblem: no executable $java_bin (JAVA_HOME=$JAVA_HOME from $java_source); set JAVA_HOME to a Java 17 or unset it to use make setup's" >&2
+  exit 7
+fi
+java_version="$("$java_bin" -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -1)"
+if [ "${java_version%%.*}" != "17" ]; then
+  echo "spark-submit.sh: EnvironmentProblem: Java 17 is needed, found '${java_version:-unknown}' at $java_bin (JAVA_HOME from $java_source)" >&2
+  exit 7
+fi
+echo "spark-submit.sh: Java $java_version at $JAVA_HOME (from $java_source)" >&2
 py="$here/.venv/bin/python"
 export PYSPARK_PYTHON="$py" PYSPARK_DRIVER_PYTHON="$py" SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
 export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" LAKESCORE_HOME="$here"

@@ -62,6 +62,9 @@ class Backend(Protocol):
         constant. A feature column the frame lacks scores as missing values with a warning, as
         H2O's ``predict`` does (``missing_columns="error"`` refuses instead)."""
 
+    def require_scorer(self) -> None:
+        """Raise ``EnvironmentProblem`` unless MOJO scoring can run wherever it will."""
+
     def with_utc_date(self, frame: Any, timestamp_column: str, name: str) -> Any:
         """The frame plus ``name``: the UTC calendar date of ``timestamp_column`` (a Delta
         ``date``), e.g. the score date that partitions the scores table."""
@@ -137,6 +140,25 @@ class CanCountDefaults:
         raise NotImplementedError
 
 
+class CanInspectWorkers:
+    """Mixin: the backend reports the facts of every executor/worker process
+    (``engine.environment.local_facts``), with a probe of the lakehouse from each, and the
+    checks only its own JVMs can answer (``jobs.doctor``)."""
+
+    workers_load_scorer_jars = False
+    """Whether the executors'/workers' Python processes load the scorer jars themselves (Dask,
+    through JPype) rather than their JVMs (Spark, checked by ``engine_findings``)."""
+
+    def worker_facts(self, lakehouse: str | None = None,
+                     storage_options: Mapping[str, str] | None = None) -> list[tuple[str, dict, Any]]:
+        """``(host label, facts, lakehouse finding or None)`` per executor/worker process."""
+        raise NotImplementedError
+
+    def engine_findings(self, reference: Mapping[str, str], delta: bool = False) -> list[Any]:
+        """Findings only this engine can make (Spark: the JVMs' version and scorer jar)."""
+        raise NotImplementedError
+
+
 C = TypeVar("C")
 
 
@@ -162,11 +184,14 @@ def backend_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def open_backend(name: str, conf: Conf) -> Backend:
-    """Start the named engine from conf (``Class.from_conf``)."""
+def open_backend(name: str, conf: Conf, preflight: bool = True) -> Backend:
+    """Start the named engine from conf (``Class.from_conf``). With ``preflight`` the engine
+    first checks its executors/workers against this process (``engine.environment``) and
+    raises ``EnvironmentProblem`` at the first side that differs; ``jobs.doctor`` opens it
+    without, to report every side."""
     try:
         module_name, class_name = _REGISTRY[name].split(":")
     except KeyError:
         raise ConfError(f"unknown engine {name!r}; choose one of {', '.join(backend_names())}") from None
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls.from_conf(conf)
+    return cls.from_conf(conf, preflight=preflight)

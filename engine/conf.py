@@ -52,6 +52,8 @@ class DaskConf:
     threads_per_worker: int = 1
     memory_limit: str = "4GiB"
     show_progress: bool = True
+    dashboard_address: str = "127.0.0.1:0"
+    connect_timeout: str = "30s"
 
 
 @dataclass(frozen=True)

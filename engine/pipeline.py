@@ -306,7 +306,7 @@ def model_registry(conf: Conf):
     """The MLflow registry of conf (``registry.*``; by default a SQLite file in the lakehouse)."""
     from engine.training.registry import Registry
 
-    return Registry.from_conf(conf.registry, conf.lakehouse_path())
+    return Registry.from_conf(conf.registry, conf.lakehouse_path(), dict(conf.storage_options))
 
 
 def _quarantine(backend: Backend, ctx: RunContext, read: Any, reports: list[ValidationReport],
@@ -376,6 +376,9 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
         files = tuple(delta.file_uris())
         if trainer.family == "h2o":
             h2o_connection(conf.h2o)
+            if remote_uri(files[0] if files else ""):
+                # H2O reads files by path; an object store would need H2O's own S3 set-up.
+                files = stage_locally(table, files, out_dir.parent / "training_set")
             data = TrainingData(files)
         else:
             require(backend, CanTrainMllib, f"Spark MLlib training (train.algorithm: {conf.train.algorithm})")
@@ -394,6 +397,28 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
         record.note = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         ctx.summary.facts[f"model {model.model_id} ({backend.name})"] = record.note
         return model
+
+
+def remote_uri(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def stage_locally(table: TableRef, files: tuple[str, ...], directory: Path) -> tuple[str, ...]:
+    """Copies of a table's object-store ``files`` in a local ``directory``, read through the
+    storage layer's filesystem (the table's ``storage_options``)."""
+    from pyarrow import fs as pafs
+
+    from engine.storage.delta_log import file_path
+
+    directory.mkdir(parents=True, exist_ok=True)
+    local = []
+    for k, uri in enumerate(files):
+        source_fs, path = file_path(table, uri)
+        target = directory / f"{k:05d}-{Path(path).name}"
+        pafs.copy_files(path, str(target), source_filesystem=source_fs,
+                        destination_filesystem=pafs.LocalFileSystem())
+        local.append(str(target))
+    return tuple(local)
 
 
 def resolve_model(ctx: RunContext, ref: str | None = None) -> ModelRecord:
@@ -416,6 +441,14 @@ def check_model_fits(model: ModelRecord, definition: FeatureSet) -> None:
             f"{model.feature_hash[:12]}, but the definition now hashes to {current[:12]}; features "
             f"{difference.describe()}. Retrain the model or score with the feature code it was "
             "trained on.")
+
+
+def require_scorer(backend: Backend, *models: ModelRecord | None) -> None:
+    """Before any work of a scoring job: the engine can run the MOJO scorer everywhere it will
+    (Spark: the class on the driver; Dask: Java 17 and the jars on every worker), so a broken
+    Java or a missing jar is exit 7 before anything is written."""
+    if any(m is not None and m.kind == "mojo" for m in models):
+        backend.require_scorer()
 
 
 def _score_frame(backend: Backend, frame: Any, model: ModelRecord, keys: list[str],
@@ -613,7 +646,8 @@ def write_demo_tables(ctx: RunContext) -> None:
     with ctx.summary.stage("generate", "deltalake") as record:
         refs = {name: ctx.table(name) for name in INPUT_TABLES}
         try:
-            existing = [DeltaTable(r.path).history(1)[0].get("lakescore.demo_hash") for r in refs.values()]
+            existing = [DeltaTable(r.path, storage_options=r.storage_options or None).history(1)[0]
+                        .get("lakescore.demo_hash") for r in refs.values()]
         except TableNotFoundError:
             existing = []
         if existing == [demo_hash] * len(refs):
@@ -631,7 +665,7 @@ def write_demo_tables(ctx: RunContext) -> None:
             write_deltalake(ref.path, arrow, mode="overwrite", schema_mode="overwrite",
                             commit_properties=CommitProperties(custom_metadata=meta),
                             storage_options=ref.storage_options or None)
-            record.written[name] = DeltaTable(ref.path).version()
+            record.written[name] = DeltaTable(ref.path, storage_options=ref.storage_options or None).version()
             record.outputs[name] = ref.path
         record.rows_out = sum(t.num_rows for t in tables.values())
         record.note = f"{data.events.num_rows:,} events, {data.labels.num_rows:,} labels"
@@ -650,7 +684,8 @@ def compare_scores(ctx: RunContext, engines: list[str]) -> float:
     frames = []
     for engine in engines:
         ref = ctx.table("scores", suffix=engine)
-        frame = DeltaTable(ref.path).to_pandas(columns=[*keys, "score", "run_id"])
+        frame = DeltaTable(ref.path, storage_options=ref.storage_options or None).to_pandas(
+            columns=[*keys, "score", "run_id"])
         frame = frame[frame["run_id"] == ctx.run_id] if (frame["run_id"] == ctx.run_id).any() else frame
         frames.append(frame.drop(columns="run_id").rename(columns={"score": f"score_{engine}"}))
     merged = frames[0]

@@ -47,7 +47,19 @@ def spark_session(conf: SparkConf) -> SparkSession:
 
     active = SparkSession.getActiveSession()
     if active is not None:
-        return active
+        return attach(active)
+    if not under_spark_submit():
+        from engine.environment import require_java
+
+        require_java("Spark's driver JVM")
+        master = conf.master
+    else:
+        from pyspark import SparkConf as JvmConf
+        from pyspark import SparkContext
+
+        SparkContext._ensure_initialized()  # connects to spark-submit's JVM: its conf is readable
+        master = JvmConf().get("spark.master", conf.master)  # spark-submit's --master
+    require_reachable_master(master)
     jars = [str(p) for p in scorer_jars(required=False)]
     delta_jars = [j for j in os.environ.get(DELTA_JARS_ENV, "").split(",") if j]
     jars += delta_jars
@@ -75,6 +87,78 @@ def spark_session(conf: SparkConf) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def require_reachable_master(master: str, timeout: float = 5.0) -> None:
+    """For a standalone master (``spark://h1:p1,h2:p2``): one of them accepts a connection, else
+    ``EnvironmentProblem`` naming them, instead of Spark's minute of retries and a stopped
+    context. Other masters (local, yarn, k8s://) are left to Spark."""
+    import socket
+
+    if not master.startswith("spark://"):
+        return
+    tried = []
+    for address in master.removeprefix("spark://").split(","):
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return
+        except (OSError, ValueError) as exc:
+            tried.append(f"{address}: {exc}")
+    raise EnvironmentProblem(f"cannot reach the Spark master {master} ({'; '.join(tried)}); check "
+                             "--master (spark-submit) or spark.master in conf")
+
+
+def attach(spark: SparkSession) -> SparkSession:
+    """A session for lakescore's queries on the SparkContext of ``spark`` (a user's, e.g. a
+    notebook's): ``spark`` itself when its session time zone is UTC, else a new session of the
+    same context (``newSession``: its own SQL conf, same executors, jars and cache) with UTC,
+    because dates (``score_date``, windows over calendar days, ``TIMESTAMP '…'`` literals) are
+    UTC in lakescore. The user's session is never stopped or reconfigured. The scorer jar
+    cannot be added to a running driver: scoring refuses with a message naming ``spark.jars``
+    (``engine.scoring.spark.scorer_class``)."""
+    zone = spark.conf.get("spark.sql.session.timeZone", "UTC")
+    if zone in ("UTC", "Etc/UTC", "+00:00", "Z"):
+        return spark
+    own = spark.newSession()
+    own.conf.set("spark.sql.session.timeZone", "UTC")
+    own.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
+    log.info("the SparkSession handed over runs in time zone %s; lakescore's queries use a new "
+             "session of the same SparkContext in UTC (yours is unchanged)", zone)
+    return own
+
+
+def hadoop_options(lakehouse: str, storage_options: dict[str, str]) -> dict[str, str]:
+    """Hadoop settings Spark needs to read and write an ``s3://``/``s3a://`` lakehouse with
+    the same credentials and endpoint deltalake gets from ``storage_options`` (AWS_*): the
+    S3A file system for both schemes, keys, region, and for a custom endpoint (MinIO, moto)
+    path-style access and plain HTTP when the endpoint says so. The cluster needs hadoop-aws
+    and its AWS SDK jars on the classpath (docs/deploy.md). Empty for other lakehouses."""
+    if not lakehouse.startswith(("s3://", "s3a://")):
+        return {}
+    opts = {k.upper(): str(v) for k, v in storage_options.items()}
+    out = {"fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+           "fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem"}
+    pairs = {"AWS_ACCESS_KEY_ID": "fs.s3a.access.key", "AWS_SECRET_ACCESS_KEY": "fs.s3a.secret.key",
+             "AWS_SESSION_TOKEN": "fs.s3a.session.token", "AWS_REGION": "fs.s3a.endpoint.region"}
+    out.update({hadoop: opts[aws] for aws, hadoop in pairs.items() if opts.get(aws)})
+    if opts.get("AWS_SESSION_TOKEN"):
+        out["fs.s3a.aws.credentials.provider"] = "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"
+    endpoint = opts.get("AWS_ENDPOINT_URL") or opts.get("AWS_ENDPOINT")
+    if endpoint:
+        out["fs.s3a.endpoint"] = endpoint
+        out["fs.s3a.path.style.access"] = "true"
+        out["fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https://")).lower()
+    return out
+
+
+def apply_hadoop_options(spark: SparkSession, options: dict[str, str]) -> None:
+    """Set ``options`` on the context's Hadoop configuration, keeping any value already set
+    there (by ``spark.hadoop.*`` on the command line or the user's session)."""
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    for key, value in options.items():
+        if hadoop.get(key) is None:
+            hadoop.set(key, value)
 
 
 def under_spark_submit() -> bool:
@@ -105,14 +189,15 @@ def dask_client(conf: DaskConf) -> Client:
 
     if conf.scheduler:
         try:
-            return Client(conf.scheduler, timeout="30s")
+            return Client(conf.scheduler, timeout=conf.connect_timeout)
         except OSError as exc:
             raise EnvironmentProblem(
-                f"cannot reach the Dask scheduler at {conf.scheduler}: {exc}; check "
-                "dask.scheduler in conf or --scheduler") from exc
+                f"cannot reach the Dask scheduler at {conf.scheduler} within "
+                f"{conf.connect_timeout} (dask.connect_timeout): {exc}; check dask.scheduler in "
+                "conf or --scheduler") from exc
     cluster = LocalCluster(n_workers=conf.n_workers, threads_per_worker=conf.threads_per_worker,
                            processes=True, memory_limit=conf.memory_limit,
-                           host="127.0.0.1", dashboard_address=":0")
+                           host="127.0.0.1", dashboard_address=conf.dashboard_address)
     return Client(cluster)
 
 
@@ -129,6 +214,9 @@ def h2o_connection(conf: H2OConf) -> None:
     if conf.url:
         h2o.connect(url=conf.url, verbose=False)
         return
+    from engine.environment import require_java
+
+    require_java("a local H2O")
     h2o.init(ip="127.0.0.1", port=conf.port, max_mem_size=conf.max_mem, nthreads=conf.nthreads,
              bind_to_localhost=True, verbose=False)
     h2o.no_progress()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 from engine.cli import job_parser, run_job
-from engine.pipeline import (build_features, resolve_model, score_rows, validate_inputs,
-                             validate_table)
+from engine.pipeline import (build_features, require_scorer, resolve_model, score_rows,
+                             validate_inputs, validate_table)
 from jobs._backend import backend_for
 
 
@@ -14,6 +14,7 @@ def body(conf, ctx, args) -> None:
     model = resolve_model(ctx, args.model)
     challenger = resolve_model(ctx, conf.score.challenger) if conf.score.challenger else None
     with backend_for(conf) as backend:
+        require_scorer(backend, model, challenger)
         validate_inputs(backend, ctx, "events", "to_score")
         build_features(backend, ctx, "to_score", "scoring_set", "score features")
         validate_table(backend, ctx, "scoring_set", conf.validation.scoring_suites,

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.backend import CanConcat, CanCountDefaults, CanMeasureDrift, CanProfile, CanQuarantine
+from engine.backend import CanConcat, CanCountDefaults, CanInspectWorkers, CanMeasureDrift, CanProfile, CanQuarantine
 from engine.conf import Conf
 from engine.session import dask_client
 
@@ -17,15 +17,33 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift, CanCountDefaults):
+class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift, CanCountDefaults,
+                  CanInspectWorkers):
     client: Client
     owns_client: bool = False
     show_progress: bool = True
     name: str = field(default="dask")
+    scorer_checked: bool = False
+    workers_load_scorer_jars = True
 
     @classmethod
-    def from_conf(cls, conf: Conf) -> DaskBackend:
-        return cls(dask_client(conf.dask), owns_client=True, show_progress=conf.dask.show_progress)
+    def from_conf(cls, conf: Conf, preflight: bool = True) -> DaskBackend:
+        from engine.environment import compare, local_facts, raise_on_problems
+
+        client = dask_client(conf.dask)
+        try:
+            if conf.dask.scheduler:
+                # A cluster of its own: its workers get the scorer jars from this client, and
+                # their packages must match this client's before anything is read.
+                ship_scorer_jars(client)
+            reference = local_facts() if preflight else {}
+            findings = [f for label, facts, _ in (_worker_facts(client) if preflight else [])
+                        for f in compare(reference, facts, label, java=False)]
+            raise_on_problems(findings, f"the Dask workers of {conf.dask.scheduler or 'the local cluster'}")
+        except BaseException:
+            _close_client(client, owns=True)
+            raise
+        return cls(client, owns_client=True, show_progress=conf.dask.show_progress)
 
     def read(self, table, version=None, columns=None, partitions=None):
         from engine.storage.dask import read_dask
@@ -86,6 +104,7 @@ class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift, CanCoun
                    constants: Mapping[str, str], missing_columns: str = "na") -> Any:
         from engine.scoring.dask import score_mojo_dask
 
+        self.require_scorer()
         scored = score_mojo_dask(frame, mojo_path, keep, missing_columns=missing_columns)
         return scored.assign(**dict(constants))
 
@@ -120,9 +139,64 @@ class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift, CanCoun
 
         return dd.concat(list(frames))
 
+    def worker_facts(self, lakehouse=None, storage_options=None):
+        return _worker_facts(self.client, lakehouse, storage_options)
+
+    def engine_findings(self, reference, delta=False):
+        from engine.environment import Finding
+
+        return [Finding("client", "delta extension", "not used by Dask (deltalake writes)", "-", True)] if delta else []
+
+    def require_scorer(self) -> None:
+        """Before the first scoring task: every worker has Java 17 for JPype and the scorer
+        jars (``EnvironmentProblem`` naming the worker otherwise), so no task fails halfway."""
+        from engine.environment import compare, local_facts, raise_on_problems
+
+        if self.scorer_checked:
+            return
+        reference = local_facts()
+        findings = [f for label, facts, _ in _worker_facts(self.client)
+                    for f in compare(reference, facts, label, java=True, jars=True)
+                    if f.check in ("java", "scorer jars")]
+        raise_on_problems(findings, "MOJO scoring on the Dask workers")
+        self.scorer_checked = True
+
     def close(self) -> None:
-        if self.owns_client:
-            cluster = self.client.cluster
-            self.client.close()
-            if cluster is not None:
-                cluster.close()
+        _close_client(self.client, self.owns_client)
+
+
+def _close_client(client: Client, owns: bool) -> None:
+    if owns:
+        cluster = client.cluster
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _worker_facts(client: Client, lakehouse: str | None = None,
+                  storage_options: Mapping[str, str] | None = None) -> list[tuple[str, dict, Any]]:
+    """Every worker's ``local_facts`` (and a lakehouse probe when ``lakehouse`` is given)."""
+    from engine.environment import local_facts, probe_lakehouse
+
+    facts = client.run(local_facts)
+    out = []
+    for address, worker in sorted(facts.items()):
+        label = f"worker {address}"
+        probe = None
+        if lakehouse:
+            probe = client.run(probe_lakehouse, lakehouse, dict(storage_options or {}), label,
+                               workers=[address])[address]
+        out.append((label, worker, probe))
+    return out
+
+
+def ship_scorer_jars(client: Client) -> None:
+    """Give every worker (present and future) the scorer jars from this client: a worker
+    plugin writes them into the worker's local directory and points ``LAKESCORE_JARS`` there,
+    which ``engine.scoring.jars`` prefers, so workers need no build of their own."""
+    from engine.scoring.dask import ScorerJars
+    from engine.scoring.jars import scorer_jars
+
+    jars = scorer_jars(required=False)
+    if jars:
+        client.register_plugin(ScorerJars({j.name: j.read_bytes() for j in jars}), name="lakescore-scorer-jars")

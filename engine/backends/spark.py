@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.backend import (CanConcat, CanCountDefaults, CanMeasureDrift, CanProfile, CanQuarantine,
+from engine.backend import (CanConcat, CanCountDefaults, CanInspectWorkers, CanMeasureDrift,
+                            CanProfile, CanQuarantine,
                             CanTrainMllib)
 from engine.conf import Conf
 from engine.session import spark_session
@@ -24,13 +26,33 @@ def _with_constants(frame: DataFrame, constants: Mapping[str, str]) -> DataFrame
 
 @dataclass
 class SparkBackend(CanTrainMllib, CanConcat, CanQuarantine, CanProfile, CanMeasureDrift,
-                   CanCountDefaults):
+                   CanCountDefaults, CanInspectWorkers):
     spark: SparkSession
     name: str = "spark"
 
     @classmethod
-    def from_conf(cls, conf: Conf) -> SparkBackend:
-        return cls(spark_session(conf.spark))
+    def from_conf(cls, conf: Conf, preflight: bool = True) -> SparkBackend:
+        """The session of conf (or spark-submit's), set up for the lakehouse; on a cluster, the
+        executors' Python packages are checked against the driver's before any work."""
+        from engine.environment import compare, local_facts, raise_on_problems
+        from engine.session import apply_hadoop_options, hadoop_options
+
+        spark = spark_session(conf.spark)
+        apply_hadoop_options(spark, hadoop_options(conf.lakehouse, dict(conf.storage_options)))
+        if preflight and not spark.sparkContext.master.startswith("local"):
+            reference = local_facts()
+            findings = [f for label, facts, _ in executor_facts(spark)
+                        for f in compare(reference, facts, label, java=False)]
+            raise_on_problems(findings, f"the executors of {spark.sparkContext.master}")
+        return cls(spark)
+
+    @classmethod
+    def attach(cls, spark: SparkSession) -> SparkBackend:
+        """A backend on a session the caller already has (a notebook's, a job's): used as it
+        is, never stopped; queries run in UTC (``engine.session.attach``)."""
+        from engine.session import attach
+
+        return cls(attach(spark))
 
     def read(self, table, version=None, columns=None, partitions=None):
         from engine.storage.spark import read_spark
@@ -95,6 +117,11 @@ class SparkBackend(CanTrainMllib, CanConcat, CanQuarantine, CanProfile, CanMeasu
         return _with_constants(score_mojo_spark(frame, mojo_path, keep, missing_columns=missing_columns),
                                constants)
 
+    def require_scorer(self) -> None:
+        from engine.scoring.spark import scorer_class
+
+        scorer_class(self.spark)
+
     def with_utc_date(self, frame, timestamp_column, name):
         from pyspark.sql import functions as F
 
@@ -131,5 +158,77 @@ class SparkBackend(CanTrainMllib, CanConcat, CanQuarantine, CanProfile, CanMeasu
 
         return reduce(lambda a, b: a.unionByName(b), frames)
 
+    def worker_facts(self, lakehouse=None, storage_options=None):
+        return executor_facts(self.spark, lakehouse, storage_options)
+
+    def engine_findings(self, reference, delta=False):
+        return jvm_findings(self.spark, reference, delta)
+
     def close(self) -> None:
         """The session is shared by the process (and by tests); it stops at exit."""
+
+
+def _executor_label(facts: dict) -> str:
+    """An executor's name from its Python worker: standalone and YARN run each executor in its
+    own directory named by its id (``…/app-…/<id>``); local mode runs in the driver's."""
+    cwd = Path(facts["cwd"])
+    if cwd.parent.name.startswith(("app-", "application_", "container_")) or cwd.name.startswith("container_"):
+        return f"executor {cwd.name}@{facts['host']}"
+    return f"executor (in the driver's JVM)@{facts['host']}"
+
+
+def executor_facts(spark: SparkSession, lakehouse: str | None = None,
+                   storage_options: Mapping[str, str] | None = None) -> list[tuple[str, dict, Any]]:
+    """Facts of the Python workers of every executor that runs one of a few tiny tasks (one
+    per core, twice over, so each executor gets some), deduplicated by executor."""
+    sc = spark.sparkContext
+    slots = max(sc.defaultParallelism, 2) * 2
+    options = dict(storage_options or {})
+
+    def gather(_: Any) -> Any:
+        from engine.environment import local_facts, probe_lakehouse
+
+        facts = local_facts()
+        label = _executor_label(facts)
+        probe = probe_lakehouse(lakehouse, options, label) if lakehouse else None
+        yield label, facts, probe
+
+    seen: dict[str, tuple[str, dict, Any]] = {}
+    for label, facts, probe in sc.parallelize(range(slots), slots).mapPartitions(gather).collect():
+        seen.setdefault(label, (label, facts, probe))
+    return list(seen.values())
+
+
+def jvm_findings(spark: SparkSession, reference: Mapping[str, str], delta: bool = False) -> list[Any]:
+    """The JVM side: Spark's version against pyspark's, and on every executor JVM that runs a
+    task, the scorer class (``SparkMojoScorer.environment`` through ``try_reflect``: NULL when
+    the jar is not on that executor's classpath), its Java and its genmodel jar."""
+    import pyspark
+
+    from engine.environment import JAVA_MAJOR, Finding, java_major
+    from engine.scoring.spark import SCORER_CLASS
+    from engine.session import delta_enabled
+
+    sc = spark.sparkContext
+    findings = [Finding("driver", "spark", f"{pyspark.__version__} (pyspark)", spark.version,
+                        spark.version.split(".")[:2] == pyspark.__version__.split(".")[:2])]
+    slots = max(sc.defaultParallelism, 2) * 2
+    rows = (spark.range(0, slots, 1, slots)
+            .selectExpr(f"try_reflect('{SCORER_CLASS}', 'environment') AS env").distinct().collect())
+    for row in rows:
+        if row["env"] is None:
+            findings.append(Finding("an executor", "scorer jar", f"{SCORER_CLASS} on the classpath",
+                                    "class not found (pass build/jars/*.jar with --jars or spark.jars)",
+                                    False))
+            continue
+        env = dict(part.split("=", 1) for part in row["env"].split(";"))
+        host = f"executor {env['executor']} (JVM)"
+        findings.append(Finding(host, "java", str(JAVA_MAJOR), f"{env['java']} at {env['java_home']}",
+                                java_major(env["java"]) == JAVA_MAJOR))
+        findings.append(Finding(host, "scorer jar + genmodel", f"{SCORER_CLASS} and hex.genmodel",
+                                f"genmodel from {env['genmodel']}", True))
+    if delta:
+        findings.append(Finding("driver", "delta extension", "io.delta.sql.DeltaSparkSessionExtension loaded",
+                                "loaded" if delta_enabled(spark) else "not on the classpath (LAKESCORE_DELTA_JARS)",
+                                delta_enabled(spark)))
+    return findings

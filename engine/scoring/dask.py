@@ -11,10 +11,12 @@ way.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from engine.errors import EnvironmentProblem
 from engine.scoring.jars import scorer_jars
@@ -31,6 +33,28 @@ if TYPE_CHECKING:
     import dask.dataframe as dd
 
 SCORER_CLASS = "ai.lakescore.MojoScorer"
+
+
+class ScorerJars(WorkerPlugin):
+    """A Dask worker plugin holding the scorer jars' bytes: on every worker (also one that
+    joins or restarts later) it writes them into the worker's local directory and sets
+    ``LAKESCORE_JARS`` there, before any scoring task can start a JVM."""
+
+    def __init__(self, jars: dict[str, bytes]) -> None:
+        self.jars = jars
+
+    def setup(self, worker) -> None:
+        import os
+
+        directory = os.path.join(worker.local_directory, "lakescore-jars")
+        os.makedirs(directory, exist_ok=True)
+        for name, data in self.jars.items():
+            target = os.path.join(directory, name)
+            if not os.path.exists(target) or os.path.getsize(target) != len(data):
+                with open(target + ".tmp", "wb") as out:
+                    out.write(data)
+                os.replace(target + ".tmp", target)
+        os.environ["LAKESCORE_JARS"] = directory
 
 
 def column_kind(dtype) -> ColumnKind:
@@ -131,8 +155,8 @@ def score_mojo_dask(ddf: dd.DataFrame, mojo_path: str, keep: Sequence[str], outp
     by partition; nothing is collected.
 
     Checks the frame against the MOJO (``ModelMismatch``) and that the jars are built
-    (``EnvironmentProblem``) before any task runs. ``mojo_path`` must be readable by the workers
-    (a local or shared path). Missing values, unseen levels and feature columns the frame lacks
+    (``EnvironmentProblem``) before any task runs. ``mojo_path`` is read here, on the client: its
+    bytes travel with the graph, so workers need no access to it. Missing values, unseen levels and feature columns the frame lacks
     score as in H2O's ``predict`` (the last with a warning, or refused with
     ``missing_columns="error"``).
     """
@@ -143,10 +167,38 @@ def score_mojo_dask(ddf: dd.DataFrame, mojo_path: str, keep: Sequence[str], outp
     scorer_jars()
     outputs = output_columns(info, output)
 
-    def score_partition(part: pd.DataFrame) -> pd.DataFrame:
-        return pd.concat([part[keep], score_pandas(part, info, output)], axis=1)
+    # The MOJO travels with the graph (one copy per worker), so workers need no path of the
+    # client's: a worker on another machine, or without the lakehouse's credentials, scores too.
+    import hashlib
+    from pathlib import Path
+
+    import dask
+
+    data = Path(mojo_path).read_bytes()
+    name = f"{hashlib.sha256(data).hexdigest()[:16]}-{Path(mojo_path).name}"
+
+    def score_partition(part: pd.DataFrame, mojo: bytes) -> pd.DataFrame:
+        local = replace(info, path=worker_copy(mojo, name))
+        return pd.concat([part[keep], score_pandas(part, local, output)], axis=1)
 
     meta = ddf._meta[keep].copy()
     for column in outputs:
         meta[column.name] = pd.Series([], dtype=LABEL_DTYPE if column.type == "string" else "float64")
-    return ddf.map_partitions(score_partition, meta=meta)
+    return ddf.map_partitions(score_partition, dask.delayed(data, pure=True), meta=meta)
+
+
+def worker_copy(data: bytes, name: str) -> str:
+    """``data`` as a file named ``name`` (content-hashed) in this process's temp directory,
+    written once (atomically) and reused by later partitions and models."""
+    import os
+    import tempfile
+
+    directory = os.path.join(tempfile.gettempdir(), "lakescore-mojos")
+    target = os.path.join(directory, name)
+    if not os.path.exists(target):
+        os.makedirs(directory, exist_ok=True)
+        partial = f"{target}.{os.getpid()}.tmp"
+        with open(partial, "wb") as out:
+            out.write(data)
+        os.replace(partial, target)
+    return target

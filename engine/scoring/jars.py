@@ -1,7 +1,10 @@
-"""Where the MOJO scoring jars are, as built by ``make setup`` (``scripts/build_scorer.sh``)."""
+"""Where the MOJO scoring jars are: in ``LAKESCORE_JARS`` when set (a Dask worker that received
+them from its client, ``engine.backends.dask.ship_scorer_jars``), else as built by ``make setup``
+(``scripts/build_scorer.sh``) under the checkout's ``build/jars``."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from engine.conf import REPO_ROOT
@@ -10,6 +13,7 @@ from engine.errors import EnvironmentProblem
 JAR_DIR = REPO_ROOT / "build" / "jars"
 GENMODEL_JAR = JAR_DIR / "h2o-genmodel.jar"
 SCORER_JAR = JAR_DIR / "lakescore-scorer.jar"
+JARS_ENV = "LAKESCORE_JARS"
 
 
 def scorer_jars(required: bool = True) -> list[Path]:
@@ -18,7 +22,9 @@ def scorer_jars(required: bool = True) -> list[Path]:
     With ``required=False`` an unbuilt jar yields an empty list, so a session that never scores
     a MOJO still starts; scoring itself asks with ``required=True`` and gets a clear error.
     """
-    jars = [SCORER_JAR, GENMODEL_JAR]
+    shipped = os.environ.get(JARS_ENV)
+    directory = Path(shipped) if shipped else JAR_DIR
+    jars = [directory / SCORER_JAR.name, directory / GENMODEL_JAR.name]
     missing = [str(j) for j in jars if not j.exists()]
     if missing:
         if not required:

@@ -55,7 +55,9 @@ def scorer_class(spark: SparkSession, class_name: str = SCORER_CLASS):
         raise EnvironmentProblem(
             f"the MOJO scoring class {class_name} is not on Spark's classpath; run `make setup` to "
             "build build/jars/lakescore-scorer.jar, then start Spark through "
-            "engine.session.spark_session or ./spark-submit.sh so the jar is passed "
+            "engine.session.spark_session or ./spark-submit.sh so the jar is passed; a session "
+            "started elsewhere (a notebook's) needs both jars of engine.scoring.jars.scorer_jars() "
+            "in spark.jars when it starts (a running driver cannot load them) "
             f"(cause: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
     java_class = spark._jvm
     for part in class_name.split("."):

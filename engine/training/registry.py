@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -140,6 +141,19 @@ def default_uris(conf: RegistryConf, lakehouse: str) -> tuple[str, str]:
     return tracking, artifacts
 
 
+def s3_artifact_environment(storage_options: Mapping[str, str]) -> None:
+    """MLflow's S3 artifact store (boto3) reads its credentials and endpoint from the
+    environment: give it the lakehouse's ``storage_options`` (AWS_*), so the MOJO lands beside
+    the tables with the same identity. Variables already set in the environment win."""
+    opts = {k.upper(): str(v) for k, v in storage_options.items()}
+    pairs = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+             "AWS_SESSION_TOKEN": "AWS_SESSION_TOKEN", "AWS_REGION": "AWS_DEFAULT_REGION",
+             "AWS_ENDPOINT_URL": "MLFLOW_S3_ENDPOINT_URL"}
+    for option, variable in pairs.items():
+        if opts.get(option):
+            os.environ.setdefault(variable, opts[option])
+
+
 def git_commit(repo: Path) -> str:
     """The checkout's HEAD commit, ``-dirty`` when tracked files differ; ``unknown`` outside git."""
     try:
@@ -171,8 +185,11 @@ class Registry:
         self.client: MlflowClient = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     @classmethod
-    def from_conf(cls, conf: RegistryConf, lakehouse: str) -> Registry:
+    def from_conf(cls, conf: RegistryConf, lakehouse: str,
+                  storage_options: Mapping[str, str] | None = None) -> Registry:
         tracking, artifacts = default_uris(conf, lakehouse)
+        if artifacts.startswith("s3://") and storage_options:
+            s3_artifact_environment(storage_options)
         return cls(tracking, artifacts, conf.experiment, conf.model_name)
 
     def _experiment_id(self) -> str:

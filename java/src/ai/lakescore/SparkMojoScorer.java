@@ -52,6 +52,22 @@ public final class SparkMojoScorer {
     private SparkMojoScorer() {}
 
     /**
+     * This JVM's side of {@code jobs.doctor}, called on executors through Spark SQL's
+     * {@code reflect}: the executor id, the Java it runs and where the genmodel classes were
+     * loaded from. A JVM without this jar on its classpath cannot answer at all, which is the
+     * finding.
+     */
+    public static String environment() {
+        org.apache.spark.SparkEnv env = org.apache.spark.SparkEnv.get();
+        Object genmodel = GenModel.class.getProtectionDomain().getCodeSource() == null
+            ? "?" : GenModel.class.getProtectionDomain().getCodeSource().getLocation();
+        return "executor=" + (env == null ? "?" : env.executorId())
+            + ";java=" + System.getProperty("java.version")
+            + ";java_home=" + System.getProperty("java.home")
+            + ";genmodel=" + genmodel;
+    }
+
+    /**
      * {@code keep} columns followed by the model's outputs, named {@code outputNames}: the score
      * (double), then for classifiers the label (string), then for multinomial models one
      * probability per class (double), in the order of {@link MojoScorer#outputs}.

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The Python environment of the test clusters' executors and workers: a venv of its own
+# (build/cluster-env) where lakescore is installed from a wheel built from pyproject.toml, with
+# its dependencies pinned by constraints.txt, so executors and workers never import the checkout.
+# Usage: scripts/cluster_env.sh   (prints the env's python on its last line)
+# Skips what is done: the dependencies when pyproject.toml and constraints.txt are unchanged, the
+# wheel when engine/, jobs/ and pyproject.toml are unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+env_dir=build/cluster-env
+dist=build/dist
+mkdir -p build "$dist"
+
+step() { printf '[cluster-env] %s\n' "$*" >&2; }
+
+source_hash=$(cat pyproject.toml README.md $(find engine jobs -name '*.py' | sort) | sha256sum | cut -c1-16)
+deps_hash=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+wheel=$dist/lakescore-0.1.0-py3-none-any.whl
+
+if [ ! -f "$dist/.source-$source_hash" ] || [ ! -f "$wheel" ]; then
+  step "building the lakescore wheel from pyproject.toml"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  # A copy of what the wheel holds, so setuptools' build/ and egg-info stay out of the checkout.
+  cp -r pyproject.toml README.md engine jobs "$work/"
+  find "$work" -name __pycache__ -prune -exec rm -rf {} +
+  rm -f "$dist"/lakescore-*.whl "$dist"/.source-*
+  .venv/bin/python -m pip wheel -q --disable-pip-version-check --no-deps \
+    -w "$dist" "$work" >&2
+  touch "$dist/.source-$source_hash"
+fi
+
+if [ ! -f "$env_dir/.deps-$deps_hash" ]; then
+  step "creating $env_dir with lakescore's dependencies (pinned by constraints.txt)"
+  rm -rf "$env_dir"
+  "$PY" -m venv "$env_dir"
+  "$env_dir/bin/python" -m pip install -q --disable-pip-version-check "$wheel" -c constraints.txt >&2
+  touch "$env_dir/.deps-$deps_hash" "$env_dir/.source-$source_hash"
+fi
+if [ ! -f "$env_dir/.source-$source_hash" ]; then
+  step "installing the new lakescore wheel into $env_dir"
+  "$env_dir/bin/python" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall "$wheel" >&2
+  rm -f "$env_dir"/.source-*
+  touch "$env_dir/.source-$source_hash"
+fi
+echo "$PWD/$env_dir/bin/python"

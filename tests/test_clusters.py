@@ -1,0 +1,352 @@
+"""The jobs on real clusters of separate processes: a Spark standalone master with two workers
+(1 core, 1 GiB each), a Dask scheduler with two workers, and H2O as its own JVM, all on
+127.0.0.1 (``tests/clusters.py``). Executors and workers run in directories of their own with
+``build/cluster-env``'s Python (lakescore from its wheel, no ``build/``): the scorer jars, the
+MOJO and lakescore's code reach them the way they would on a real cluster.
+
+One cluster of each kind and one lakehouse serve the whole module (the machine has 2 cores).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from deltalake import DeltaTable
+
+from clusters import (Processes, cluster_python, dask_worker, listening_addresses, server_env,
+                      start_dask_cluster, start_h2o, start_spark_cluster)
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+TOLERANCE = 1e-9
+KEYS = ["customer_id", "as_of"]
+
+
+@pytest.fixture(scope="module")
+def procs(tmp_path_factory):
+    processes = Processes(tmp_path_factory.mktemp("clusters"))
+    yield processes
+    processes.stop()
+
+
+@pytest.fixture(scope="module")
+def python():
+    return cluster_python()
+
+
+@pytest.fixture(scope="module")
+def spark_cluster(procs, python):
+    return start_spark_cluster(procs, python)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(procs, python):
+    return start_dask_cluster(procs, python)
+
+
+@pytest.fixture(scope="module")
+def h2o_url(procs, python):
+    from clusters import free_port
+
+    return start_h2o(procs, python, free_port())
+
+
+@pytest.fixture(scope="module")
+def lakehouse(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cluster-lakehouse")
+    result = job(["jobs.generate"], path)
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def conf_args(lakehouse: Path, *sets: str) -> list[str]:
+    args = ["--conf", "conf/test.yaml", "--set", f"lakehouse={lakehouse}"]
+    for item in sets:
+        args += ["--set", item]
+    return args
+
+
+def outputs(suffix: str) -> list[str]:
+    """Overrides that keep one run's output tables apart from the others'."""
+    return [f"tables.{t}=tables/{t}_{suffix}" for t in ("training_set", "scoring_set", "scores")]
+
+
+def job(argv: list[str], lakehouse: Path, *sets: str, env: dict | None = None,
+        timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m jobs.<job>`` as a process of its own (the client side: the checkout's venv)."""
+    return subprocess.run([sys.executable, "-m", *argv, *conf_args(lakehouse, *sets)], cwd=REPO,
+                          env=env or dict(os.environ), capture_output=True, text=True, timeout=timeout)
+
+
+def submit_cmd(cluster, script: str, lakehouse: Path, *sets: str) -> list[str]:
+    return [str(REPO / "spark-submit.sh"), *cluster.submit_args(), script,
+            *conf_args(lakehouse, "spark.show_progress=false", *sets)]
+
+
+def submit(cluster, script: str, lakehouse: Path, *sets: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(submit_cmd(cluster, script, lakehouse, *sets), cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def scores(lakehouse: Path, table: str) -> pd.DataFrame:
+    frame = DeltaTable(str(lakehouse / "tables" / table)).to_pandas(columns=[*KEYS, "model_id", "score", "score_date"])
+    return frame.sort_values(KEYS).reset_index(drop=True)
+
+
+def assert_each_key_once(frame: pd.DataFrame, expected_rows: int) -> None:
+    assert len(frame) == expected_rows
+    assert not frame.duplicated(KEYS + (["model_id"] if "model_id" in frame else [])).any()
+
+
+@pytest.fixture(scope="module")
+def cluster_run(spark_cluster, dask_cluster, h2o_url, lakehouse, spark):
+    """The pipeline on the Spark cluster (features → validate → train on the H2O JVM → score),
+    the same jobs one by one on the Dask cluster, and the score job locally for reference;
+    the seconds of each."""
+    times = {}
+    started = time.perf_counter()
+    driver = subprocess.Popen(submit_cmd(spark_cluster, "jobs/pipeline.py", lakehouse, f"h2o.url={h2o_url}")
+                              + ["--engines", "spark", "--skip-generate"], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    listening = {}
+    while driver.poll() is None:  # the driver's servers, while it runs
+        for name, addrs in listening_addresses([driver.pid]).items():
+            listening.setdefault(name, set()).update(addrs)
+        time.sleep(1)
+    out, err = driver.communicate()
+    assert driver.returncode == 0, out[-3000:] + err[-5000:]
+    times["spark cluster: pipeline (features, validate, train, score)"] = time.perf_counter() - started
+
+    dask = ["--engine", "dask", "--scheduler", dask_cluster.address]
+    for name, argv in (("features", ["jobs.features"]), ("validate", ["jobs.validate", "--table", "training_set"]),
+                       ("score", ["jobs.score"]), ("lineage", ["jobs.lineage", "--table", "scores"])):
+        started = time.perf_counter()
+        result = job(argv + (dask if name != "lineage" else []), lakehouse, *outputs("dask"))
+        assert result.returncode == 0, f"dask {name}: {result.stdout[-3000:]}{result.stderr[-5000:]}"
+        times[f"dask cluster: {name}"] = time.perf_counter() - started
+        if name == "lineage":
+            lineage = result.stdout
+
+    # The local run: the same scoring set scored with the same model by local Spark (the test
+    # session), cheaper than a third whole job.
+    from engine.backends.spark import SparkBackend
+    from engine.conf import load_conf
+    from engine.pipeline import model_registry
+
+    started = time.perf_counter()
+    conf = load_conf(REPO / "conf" / "test.yaml", overrides=[f"lakehouse={lakehouse}"])
+    model = model_registry(conf).resolve("latest")
+    scoring = spark.createDataFrame(DeltaTable(str(lakehouse / "tables" / "scoring_set")).to_pandas())
+    local = SparkBackend(spark).score_mojo(scoring, str(model.artifact_path), KEYS, {}).toPandas()
+    times["local spark: scoring the same rows (session already up)"] = time.perf_counter() - started
+    return {"times": times, "listening": listening, "spark_log": err, "lineage": lineage,
+            "local": local.sort_values(KEYS).reset_index(drop=True)}
+
+
+def test_every_job_runs_on_both_clusters_with_the_local_scores(cluster_run, lakehouse):
+    on_spark, on_dask = (scores(lakehouse, t) for t in ("scores", "scores_dask"))
+    local = cluster_run["local"]
+    to_score = DeltaTable(str(lakehouse / "tables" / "to_score")).to_pandas()
+    for frame in (on_spark, on_dask, local):
+        assert_each_key_once(frame, len(to_score))
+    for frame in (local, on_spark):
+        frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True)
+    pd.testing.assert_frame_equal(local[KEYS], on_spark[KEYS], check_dtype=False)
+    pd.testing.assert_frame_equal(on_spark[KEYS + ["score_date"]], on_dask[KEYS + ["score_date"]])
+    assert np.abs(on_spark["score"] - on_dask["score"]).max() <= TOLERANCE
+    assert np.abs(on_spark["score"] - local["score"]).max() <= TOLERANCE
+    assert "scores_dask" in cluster_run["lineage"] and "training_set" in cluster_run["lineage"]
+    for stage, seconds in cluster_run["times"].items():
+        print(f"{stage}: {seconds:.1f} s")
+
+
+def test_executors_and_workers_run_outside_the_checkout_with_the_wheel(cluster_run, spark_cluster, dask_cluster, lakehouse):
+    doctor = submit(spark_cluster, "jobs/doctor.py", lakehouse)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    executors = [line for line in doctor.stdout.splitlines() if line.startswith("executor ") and " lakescore " in line]
+    assert len(executors) >= 1, doctor.stdout
+    for line in executors:
+        assert "0.1.0 at" in line and f"{REPO}/engine" not in line, line  # the wheel (and --py-files), not the checkout
+    assert "executor 0 (JVM)" in doctor.stdout or "executor 1 (JVM)" in doctor.stdout
+    result = job(["jobs.doctor", "--engine", "dask", "--scheduler", dask_cluster.address], lakehouse)
+    assert result.returncode == 0, result.stdout + result.stderr
+    workers = [line for line in result.stdout.splitlines() if line.startswith("worker ") and " lakescore " in line]
+    assert len(workers) == 2, result.stdout
+    assert all(f"{REPO}/engine" not in line and "build/cluster-env" in line for line in workers), workers
+    assert "lakescore-jars" in result.stdout  # the scorer jars came from the client
+
+
+def test_the_drivers_servers_listen_on_loopback_only(cluster_run):
+    listening = cluster_run["listening"]
+    assert listening, "no listening sockets seen while the driver ran"
+    from test_environment import off_loopback
+
+    assert not off_loopback(listening), off_loopback(listening)
+
+
+def test_doctor_names_a_worker_with_a_broken_java(dask_cluster, procs, python, lakehouse):
+    from distributed import Client
+
+    env = server_env(python)
+    env["JAVA_HOME"] = "/opt/no-such-jdk-17"
+    planted = dask_worker(procs, python, dask_cluster.address, "dask-worker-bad-java", env)
+    try:
+        with Client(dask_cluster.address, timeout="30s") as client:
+            client.wait_for_workers(3, timeout=60)
+            bad = next(a for a, w in client.scheduler_info()["workers"].items() if w["name"] == "dask-worker-bad-java")
+        result = job(["jobs.doctor", "--engine", "dask", "--scheduler", dask_cluster.address], lakehouse)
+    finally:
+        os.killpg(planted.pid, signal.SIGKILL)
+        planted.wait(30)
+    assert result.returncode == 7, result.stdout + result.stderr
+    failed = [line for line in result.stdout.splitlines() if line.rstrip().endswith("MISMATCH")]
+    assert len(failed) == 1 and f"worker {bad}" in failed[0] and "java" in failed[0]
+    assert "/opt/no-such-jdk-17/bin/java" in failed[0] and "17" in failed[0]
+    assert f"worker {bad}: java expected 17" in result.stderr
+
+
+def test_an_unreachable_scheduler_or_master_exits_7_naming_it(lakehouse):
+    from clusters import free_port
+
+    port = free_port()
+    result = job(["jobs.features", "--engine", "dask", "--scheduler", f"tcp://127.0.0.1:{port}"], lakehouse,
+                 "dask.connect_timeout=3s", *outputs("unreachable"))
+    assert result.returncode == 7, result.stderr
+    assert f"tcp://127.0.0.1:{port}" in result.stderr
+    assert not (lakehouse / "tables" / "training_set_unreachable").exists()
+    closed = free_port()
+    result = subprocess.run([str(REPO / "spark-submit.sh"), "--master", f"spark://127.0.0.1:{closed}",
+                             "jobs/features.py", *conf_args(lakehouse, *outputs("unreachable"))],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 7, result.stderr[-3000:]
+    assert f"cannot reach the Spark master spark://127.0.0.1:{closed}" in result.stderr
+    assert not (lakehouse / "tables" / "training_set_unreachable").exists()
+
+
+def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the job ended (exit {proc.returncode}) before {what}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def python_worker_of(cluster):
+    """An executor JVM that runs Python tasks right now (a pyspark daemon below it)."""
+    for executor in cluster.executors():
+        try:
+            if any("pyspark" in " ".join(c.cmdline()) for c in executor.children(recursive=True)):
+                return executor
+        except Exception:  # noqa: BLE001 - the process ended meanwhile
+            continue
+    return None
+
+
+def test_losing_a_spark_executor_mid_job_loses_and_duplicates_nothing(cluster_run, spark_cluster, lakehouse):
+    """SIGKILL the executor JVM that runs the features job's Python tasks: Spark reschedules
+    them and the one commit from the driver holds every label row once."""
+    output = lakehouse / "tables" / "training_set_kill_spark"
+    log = lakehouse.parent / "kill_spark.log"
+    with open(log, "w") as sink:
+        driver = subprocess.Popen(submit_cmd(spark_cluster, "jobs/features.py", lakehouse, *outputs("kill_spark")),
+                                  cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, text=True)
+        # The write stage has begun when its tasks' first files appear (the commit comes after).
+        wait_until(lambda: output.exists() and any(p.suffix == ".parquet" for p in output.rglob("*")),
+                   600, "the features' first data file", driver)
+        victim = python_worker_of(spark_cluster) or spark_cluster.executors()[0]
+        victim.send_signal(signal.SIGKILL)
+        driver.wait(600)
+    err = log.read_text()
+    assert driver.returncode == 0, err[-8000:]
+    assert "Lost executor" in err or "ExecutorLostFailure" in err, err[-3000:]
+    labels = DeltaTable(str(lakehouse / "tables" / "labels")).to_pandas()
+    training = DeltaTable(str(lakehouse / "tables" / "training_set_kill_spark")).to_pandas()
+    assert_each_key_once(training, len(labels))
+    reference = DeltaTable(str(lakehouse / "tables" / "training_set")).to_pandas()
+    pd.testing.assert_frame_equal(training.sort_values(KEYS).reset_index(drop=True),
+                                  reference.sort_values(KEYS).reset_index(drop=True), check_like=True)
+
+
+def test_losing_a_dask_worker_mid_job_loses_and_duplicates_nothing(cluster_run, dask_cluster, lakehouse):
+    """SIGKILL the worker process (its nanny restarts it) while the score job's tasks run on it:
+    Dask recomputes what it held, and the scores equal the undisturbed run's."""
+    from distributed import Client
+
+    with Client(dask_cluster.address, timeout="30s") as client:
+        client_proc = subprocess.Popen([sys.executable, "-m", "jobs.score", "--engine", "dask", "--scheduler",
+                                        dask_cluster.address, *conf_args(lakehouse, *outputs("kill_dask"))],
+                                       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        busy = wait_until(lambda: next((w for w, tasks in client.processing().items() if tasks), None),
+                          300, "tasks processing on a worker", client_proc)
+        pid = client.run(os.getpid, workers=[busy])[busy]  # answered beside the running task
+        os.kill(pid, signal.SIGKILL)
+        out, err = client_proc.communicate(timeout=600)
+        assert client_proc.returncode == 0, err[-5000:]
+        client.wait_for_workers(2, timeout=120)  # the nanny brought it back for the next tests
+    killed = scores(lakehouse, "scores_kill_dask")
+    undisturbed = scores(lakehouse, "scores_dask")
+    assert_each_key_once(killed, len(undisturbed))
+    assert np.abs(killed["score"] - undisturbed["score"]).max() <= TOLERANCE
+
+
+def test_losing_the_driver_leaves_the_table_unchanged_and_a_rerun_completes(cluster_run, spark_cluster,
+                                                                          dask_cluster, lakehouse):
+    """SIGKILL the spark-submit driver (and the Dask client) while its tasks run: the scores
+    table is where it was (one commit or none), and the same job run again completes it once."""
+    for engine, start in (
+        ("spark", lambda: subprocess.Popen(submit_cmd(spark_cluster, "jobs/score.py", lakehouse, *outputs("lost_driver")),
+                                           cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                           start_new_session=True)),
+        ("dask", lambda: subprocess.Popen([sys.executable, "-m", "jobs.score", "--engine", "dask", "--scheduler",
+                                           dask_cluster.address, *conf_args(lakehouse, *outputs("lost_client"))],
+                                          cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True)),
+    ):
+        table = lakehouse / "tables" / ("scores_lost_driver" if engine == "spark" else "scores_lost_client")
+        proc = start()
+        if engine == "spark":
+            wait_until(lambda: python_worker_of(spark_cluster), 300, "a Python task on an executor", proc)
+        else:
+            from distributed import Client
+
+            with Client(dask_cluster.address, timeout="30s") as client:
+                wait_until(lambda: any(client.processing().values()), 300, "tasks of the job", proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(60)
+        before = DeltaTable(str(table)).version() if (table / "_delta_log").exists() else None
+        rows_before = len(DeltaTable(str(table)).to_pandas()) if before is not None else 0
+        assert rows_before in (0, len(scores(lakehouse, "scores")))  # nothing, or one whole commit
+        if engine == "spark":
+            rerun = submit(spark_cluster, "jobs/score.py", lakehouse, *outputs("lost_driver"))
+        else:
+            rerun = job(["jobs.score", "--engine", "dask", "--scheduler", dask_cluster.address], lakehouse,
+                        *outputs("lost_client"))
+        assert rerun.returncode == 0, rerun.stderr[-5000:]
+        assert_each_key_once(scores(lakehouse, table.name), len(scores(lakehouse, "scores")))
+
+
+def test_a_bogus_java_home_on_dask_is_exit_7_naming_it_before_anything_is_written(cluster_run, lakehouse):
+    """JPype on the workers (scoring) and a local H2O (training) would start a JVM from
+    JAVA_HOME: both are checked first, on every worker for scoring."""
+    bogus = "/opt/no-such-jdk-17"
+    env = dict(os.environ, JAVA_HOME=bogus)
+    score = job(["jobs.score", "--engine", "dask"], lakehouse, *outputs("bogus_java"), "dask.n_workers=1", env=env)
+    assert score.returncode == 7, score.stderr[-3000:]
+    assert "worker tcp://127.0.0.1:" in score.stderr and f"no executable {bogus}/bin/java" in score.stderr
+    assert not (lakehouse / "tables" / "scoring_set_bogus_java").exists()
+    train = job(["jobs.train", "--engine", "dask"], lakehouse, env=env)
+    assert train.returncode == 7, train.stderr[-3000:]
+    assert f"cannot start a local H2O: Java 17 is needed, found no executable {bogus}/bin/java" in train.stderr
