@@ -55,6 +55,7 @@ def run_job(name: str, parser: argparse.ArgumentParser,
             argv: list[str] | None = None, summary: bool = True) -> int:
     """Parse, load conf, run ``body``, print the summary (jobs that only report skip it);
     return the exit code."""
+    from engine.manifest import write_manifest
     from engine.pipeline import RunContext
 
     args = parser.parse_args(argv)
@@ -66,6 +67,7 @@ def run_job(name: str, parser: argparse.ArgumentParser,
         log.info("%s: run %s, engine %s, lakehouse %s", name, ctx.run_id, conf.engine,
                  conf.resolve(conf.lakehouse))
         body(conf, ctx, args)
+        ctx.summary.facts["manifest"] = write_manifest(ctx, name, sys.argv[1:] if argv is None else argv)
         code = 0
     except LakescoreError as exc:
         print(f"lakescore {name}: {type(exc).__name__}: {exc}", file=sys.stderr)

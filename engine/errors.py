@@ -48,6 +48,14 @@ class TableNotFound(LakescoreError):
     exit_code = 2
 
 
+class ManifestMismatch(ConfError):
+    """A run manifest that this lakescore cannot replay faithfully (another version or format)."""
+
+
+class InputVersionGone(TableNotFound):
+    """A table version a replay needs can no longer be read (its files were vacuumed)."""
+
+
 class CommitConflict(LakescoreError):
     """A concurrent writer changed the same data first; the table is unchanged by this job."""
 
