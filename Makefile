@@ -5,7 +5,7 @@ PY := .venv/bin/python
 ENV := source build/env.sh && export SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$(CURDIR)/$(PY) PYSPARK_DRIVER_PYTHON=$(CURDIR)/$(PY)
 CONF ?= conf/demo.yaml
 
-.PHONY: setup demo test test-fast bench scale lock clean clean-lakehouse
+.PHONY: setup demo test test-fast bench scale lock clean clean-lakehouse notebook
 
 setup:
 	@bash scripts/setup.sh
@@ -26,6 +26,10 @@ scale: setup
 # every benchmark, one table of ratios (bench/run.py); BENCH_ARGS="--quick" for a ~3-minute run
 bench: setup
 	@$(ENV) && $(PY) bench/run.py $(BENCH_ARGS)
+
+# JupyterLab on 127.0.0.1 with a token (PORT=8888, TOKEN=random); an optional extra installed on first use
+notebook: setup
+	@bash scripts/notebook.sh
 
 lock:
 	@$(PY) -m pip freeze --exclude-editable | grep -v '^lakescore' > constraints.txt
