@@ -30,6 +30,10 @@ class SparkBackend(CanTrainMllib, CanConcat, CanQuarantine, CanProfile, CanMeasu
     def from_conf(cls, conf: Conf) -> SparkBackend:
         return cls(spark_session(conf.spark))
 
+    @classmethod
+    def for_frame(cls, frame: Any) -> SparkBackend:
+        return cls(frame.sparkSession)
+
     def read(self, table, version=None, columns=None, partitions=None):
         from engine.storage.spark import read_spark
 
