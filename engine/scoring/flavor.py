@@ -31,8 +31,8 @@ LOADER_MODULE = "engine.scoring.flavor"
 def write_mlmodel(model_dir: Path, mojo_file: str, features: dict[str, str], score_columns: list[str],
                   lakescore_version: str) -> Path:
     """Write ``model_dir/MLmodel``: the pyfunc flavor (loader ``engine.scoring.flavor``, data the
-    MOJO file), our own flavor entry, and a signature with the feature columns (``double`` or
-    ``string``) so that ``spark_udf`` can be called without naming columns."""
+    MOJO file), our own flavor entry, and a signature with the feature columns (name → MLflow
+    type) so that ``spark_udf`` binds columns by name."""
     import mlflow
     from mlflow.models import Model
     from mlflow.models.signature import ModelSignature
@@ -43,8 +43,7 @@ def write_mlmodel(model_dir: Path, mojo_file: str, features: dict[str, str], sco
     model.add_flavor(FLAVOR, mojo=mojo_file, lakescore_version=lakescore_version,
                      definitions="features.yaml")
     model.signature = ModelSignature(
-        inputs=Schema([ColSpec("string" if kind == "string" else "double", name, required=False)
-                       for name, kind in features.items()]),
+        inputs=Schema([ColSpec(kind, name, required=False) for name, kind in features.items()]),
         outputs=Schema([ColSpec("double", name) for name in score_columns]))
     path = Path(model_dir) / "MLmodel"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,13 +51,22 @@ def write_mlmodel(model_dir: Path, mojo_file: str, features: dict[str, str], sco
     return path
 
 
-def mlmodel_for_mojo(mojo_path: Path, out_dir: Path) -> Path:
-    """The ``MLmodel`` of a MOJO file about to be registered (its features from the MOJO itself)."""
+# pandas dtype of a feature (FeatureSet.dtypes) → MLflow column type
+_MLFLOW_TYPES = {"int64": "long", "float64": "double", "string": "string", "boolean": "boolean",
+                 "datetime64[us, UTC]": "datetime"}
+
+
+def mlmodel_for_mojo(mojo_path: Path, out_dir: Path, dtypes: dict[str, str] | None = None) -> Path:
+    """The ``MLmodel`` of a MOJO file about to be registered: its features from the MOJO, typed
+    by the feature definitions' ``dtypes`` when given (counts are ``long``: MLflow's schema
+    check will not cast an int64 column to double), else ``double`` or ``string``."""
     from engine.manifest import lakescore_version
     from engine.scoring.mojo import output_columns, read_mojo_info
 
     info = read_mojo_info(mojo_path)
-    features = {name: ("string" if name in info.domains else "double") for name in info.feature_names}
+    known = dtypes or {}
+    features = {name: _MLFLOW_TYPES.get(known.get(name, ""), "string" if name in info.domains else "double")
+                for name in info.feature_names}
     scores = [c.name for c in output_columns(info) if c.type != "string"]
     return write_mlmodel(out_dir, Path(mojo_path).name, features, scores, lakescore_version())
 

@@ -60,7 +60,7 @@ def model_companions(definition_file: str, definition: FeatureSet, events_table:
     if trained.kind == "mojo":
         from engine.scoring.flavor import mlmodel_for_mojo
 
-        files.append(mlmodel_for_mojo(Path(trained.artifact), out_dir))
+        files.append(mlmodel_for_mojo(Path(trained.artifact), out_dir, definition.dtypes()))
     return files
 
 
