@@ -5,7 +5,7 @@ PY := .venv/bin/python
 ENV := source build/env.sh && export SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$(CURDIR)/$(PY) PYSPARK_DRIVER_PYTHON=$(CURDIR)/$(PY)
 CONF ?= conf/demo.yaml
 
-.PHONY: setup setup-ops demo test test-fast bench scale chaos lock clean clean-lakehouse
+.PHONY: setup setup-ops demo test test-fast bench scale chaos lock clean clean-lakehouse notebook
 
 setup:
 	@bash scripts/setup.sh
@@ -35,6 +35,10 @@ bench: setup
 # ~40 cycles, CHAOS_ARGS="--cycles 5" for a shorter run, "--seed S --only K" replays a cycle).
 chaos: setup
 	@$(ENV) && $(PY) tests/chaos/chaos.py $(CHAOS_ARGS)
+
+# JupyterLab on 127.0.0.1 with a token (PORT=8888, TOKEN=random); an optional extra installed on first use
+notebook: setup
+	@bash scripts/notebook.sh
 
 lock:
 	@$(PY) -m pip freeze --exclude-editable | grep -v '^lakescore' > constraints.txt

@@ -310,6 +310,7 @@ def child_spark(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     runs = _spark_pipelines(backend, TableRef("input", str(work / "input")), out_root, mojo, mllib_dir)
     results = _repeat(runs, args.reps)
     results["pandas_udf"] = _pandas_udf(backend, work, args.udf_rows, mojo, out_root)
+    results["pyfunc_udf"] = _pyfunc_udf(backend, work, args.udf_rows, mojo, out_root)
     in_memory = _in_memory(backend, TableRef("input", str(work / "input")), mojo, mllib_dir, args.reps)
     return {"start_s": started, "mllib_train_s": trained, "warmup_s": warmed,
             "partitions": backend.read(TableRef("input", str(work / "input"))).frame.rdd.getNumPartitions(),
@@ -370,6 +371,38 @@ def _pandas_udf(backend, work: Path, rows: int, mojo: str, out_root: Path) -> di
                       WriteMode.OVERWRITE, CommitInfo(job="bench", run_id="bench", engine="spark"))
         return ref.path
 
+    seconds, path = timed(run)
+    check = output_checksum(path)
+    shutil.rmtree(path, ignore_errors=True)
+    return {"times": [seconds], "seconds": spread([seconds]), "checks": [check], "rows": rows}
+
+
+def _pyfunc_udf(backend, work: Path, rows: int, mojo: str, out_root: Path) -> dict[str, Any]:
+    """lakescore's MLflow pyfunc flavor (engine.scoring.flavor) as ``mlflow.pyfunc.spark_udf``:
+    rows go to Python workers by Arrow and through JPype to the same Java scorer, on the rows
+    with ``row_id < rows`` (the pandas UDF's), read and written through the same storage layer."""
+    import mlflow
+    from pyspark.sql import functions as F
+
+    from engine.scoring.flavor import mlmodel_for_mojo
+    from engine.storage.table import CommitInfo, TableRef, WriteMode
+
+    model_dir = work / "pyfunc-model"
+    if not model_dir.exists():
+        model_dir.mkdir()
+        shutil.copy(mojo, model_dir / Path(mojo).name)
+        mlmodel_for_mojo(model_dir / Path(mojo).name, model_dir)
+    udf = mlflow.pyfunc.spark_udf(backend.spark, str(model_dir), result_type="double", env_manager="local")
+
+    def run():
+        frame = backend.read(TableRef("input", str(work / "input"))).frame.where(F.col("row_id") < rows)
+        scored = frame.select("row_id", udf(*[F.col(c) for c in FEATURES]).alias("score"))
+        ref = TableRef(name="spark-pyfunc", path=str(out_root / f"pyfunc-{uuid.uuid4().hex[:8]}"))
+        backend.write(scored.withColumns({k: F.lit(v) for k, v in CONSTANTS.items()}), ref,
+                      WriteMode.OVERWRITE, CommitInfo(job="bench", run_id="bench", engine="spark"))
+        return ref.path
+
+    timed(run)  # warm-up: the workers' JVMs start (JPype) on their first batch
     seconds, path = timed(run)
     check = output_checksum(path)
     shutil.rmtree(path, ignore_errors=True)
@@ -492,6 +525,9 @@ def summarize(rows: int, args: argparse.Namespace, parts: dict[str, Any]) -> dic
         if "pandas_udf" in c:
             add(engine, "pandas UDF + h2o.mojo_predict_pandas", c["pandas_udf"],
                 min(args.udf_rows, rows), "alternative", CSV_TOLERANCE)
+        if "pyfunc_udf" in c:
+            add(engine, "lakescore MLflow pyfunc (spark_udf + JPype)", c["pyfunc_udf"],
+                min(args.udf_rows, rows), "alternative", SCORE_TOLERANCE)
     h2o = parts.get("h2o", {})
     if h2o.get("ok"):
         add("h2o", "H2O import + predict + export", h2o["predict"] | {"checks": [h2o["predict"]["check"]]},

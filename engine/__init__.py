@@ -6,3 +6,10 @@ backend that needs it is used.
 """
 
 __version__ = "0.1.0"
+
+
+def score_batch(model, rows, **kwargs):  # noqa: ANN001, ANN201 - see engine.model_scoring
+    """Score a Spark or Dask frame by model name alone (``engine.model_scoring.score_batch``)."""
+    from engine.model_scoring import score_batch as _score_batch
+
+    return _score_batch(model, rows, **kwargs)

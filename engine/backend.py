@@ -195,3 +195,20 @@ def open_backend(name: str, conf: Conf, preflight: bool = True) -> Backend:
         raise ConfError(f"unknown engine {name!r}; choose one of {', '.join(backend_names())}") from None
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls.from_conf(conf, preflight=preflight)
+
+
+# The package a frame's class comes from → the backend that computes on such frames.
+_FRAME_PACKAGES: dict[str, str] = {"pyspark": "spark", "dask": "dask"}
+
+
+def backend_of_frame(frame: Any) -> Backend:
+    """The backend that owns ``frame`` (a Spark or Dask frame), on the session or client the
+    frame already lives in (``Class.for_frame``): nothing new is started, nothing is closed."""
+    package = type(frame).__module__.split(".", 1)[0]
+    name = _FRAME_PACKAGES.get(package)
+    if name is None:
+        raise ConfError(f"rows of type {type(frame).__module__}.{type(frame).__name__} are not a frame "
+                        f"of any engine ({', '.join(sorted(_FRAME_PACKAGES))}): pass a Spark or Dask "
+                        "DataFrame of entity keys and as-of times")
+    module_name, class_name = _REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name).for_frame(frame)

@@ -66,6 +66,7 @@ def run_job(name: str, parser: argparse.ArgumentParser,
             argv: list[str] | None = None, summary: bool = True) -> int:
     """Parse, load conf, run ``body``, print the summary (jobs that only report skip it);
     return the exit code."""
+    from engine.manifest import write_manifest
     from engine.pipeline import RunContext
     from engine.storage.files import check_reachable
 
@@ -80,6 +81,7 @@ def run_job(name: str, parser: argparse.ArgumentParser,
                  conf.resolve(conf.lakehouse))
         emit_run_event(name, ctx, "START")
         body(conf, ctx, args)
+        ctx.summary.facts["manifest"] = write_manifest(ctx, name, sys.argv[1:] if argv is None else argv)
         code = 0
     except LakescoreError as exc:
         print(f"lakescore {name}: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -208,7 +208,8 @@ class OpenLineageConf:
 class Conf:
     lakehouse: str = "./lakehouse"
     engine: Literal["spark", "dask"] = "spark"
-    features: str = "conf/features/customer.yaml"
+    features: str | None = "conf/features/customer.yaml"
+    """The feature definition file; null: jobs.score takes the definitions its model carries."""
     spark: SparkConf = field(default_factory=SparkConf)
     dask: DaskConf = field(default_factory=DaskConf)
     h2o: H2OConf = field(default_factory=H2OConf)
@@ -224,10 +225,13 @@ class Conf:
     metrics: MetricsConf = field(default_factory=MetricsConf)
     openlineage: OpenLineageConf = field(default_factory=OpenLineageConf)
     storage_options: dict[str, str] = field(default_factory=dict)
+    input_versions: dict[str, int] = field(default_factory=dict)
+    """Logical table → the Delta version its reads travel to (``jobs.replay`` pins a run's inputs)."""
 
     def __post_init__(self) -> None:
         known = {f.name for f in dataclasses.fields(self.tables)}
-        for section, names in (("layout", self.layout), ("validation.suites", self.validation.suites)):
+        for section, names in (("layout", self.layout), ("validation.suites", self.validation.suites),
+                               ("input_versions", self.input_versions)):
             unknown = sorted(set(names) - known)
             if unknown:
                 raise ConfError(f"{section}: unknown table(s) {', '.join(unknown)}; the tables "

@@ -48,6 +48,14 @@ class TableNotFound(LakescoreError):
     exit_code = 2
 
 
+class ManifestMismatch(ConfError):
+    """A run manifest that this lakescore cannot replay faithfully (another version or format)."""
+
+
+class InputVersionGone(TableNotFound):
+    """A table version a replay needs can no longer be read (its files were vacuumed)."""
+
+
 class CommitConflict(LakescoreError):
     """A concurrent writer changed the same data first; the table is unchanged by this job."""
 
@@ -91,6 +99,12 @@ class StorageUnavailable(LakescoreError):
     exit_code = 9
 
 
+class ReplayDiffers(LakescoreError):
+    """A replay (``jobs.replay``) made different rows or values than the run it replays."""
+
+    exit_code = 10
+
+
 EXIT_CODES = {
     0: "ok",
     1: "unexpected error (traceback logged; the run summary is still written)",
@@ -102,5 +116,6 @@ EXIT_CODES = {
     7: "environment problem (Java, jars, scheduler)",
     8: "unreadable file (a data file listed in a table's log is missing, truncated or not Parquet)",
     9: "storage unavailable (object store endpoint, credentials, bucket or permissions)",
+    10: "a replay differs from the run it replays (`jobs.replay`)",
 }
 """What each exit code means; README's exit-code table is this table (tests check it)."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.backend import Backend, CanConcat, CanTrainMllib, require
 from engine.conf import Conf
-from engine.errors import LakescoreError, ModelMismatch
+from engine.errors import ConfError, LakescoreError, ModelMismatch
 from engine.lineage import Lineage
 from engine.storage import delta_log
 from engine.storage.delta_log import row_count
@@ -76,7 +76,7 @@ class RunContext:
                                            "keys": tuple(layout.keys),
                                            "allow_new_columns": layout.allow_new_columns}
         return TableRef(name=name, path=location, storage_options=dict(self.conf.storage_options),
-                        **extra)
+                        version=self.conf.input_versions.get(logical), **extra)
 
     @property
     def run_dir(self) -> Path:
@@ -105,6 +105,9 @@ class RunContext:
 def feature_set(conf: Conf) -> FeatureSet:
     from engine.features.definitions import load_feature_set
 
+    if conf.features is None:
+        raise ConfError("features: is null; name the feature definition file (only jobs.score "
+                        "takes the definitions from its model when features is null)")
     return load_feature_set(conf.resolve(conf.features))
 
 
@@ -346,6 +349,7 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
     from engine.features.definitions import definition_hash
     from engine.session import h2o_connection
     from engine.training import TrainingData, TrainSpec, trainer_for
+    from engine.training.carried import model_companions
     from engine.training.contract import feature_fingerprints
     from engine.training.registry import git_commit
     from engine.training.split import OutOfTimeSplit
@@ -384,12 +388,14 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
             require(backend, CanTrainMllib, f"Spark MLlib training (train.algorithm: {conf.train.algorithm})")
             data = TrainingData(files, backend.read(table, version=version).frame)
         trained = trainer.train(data, spec, out_dir)
+        carried = model_companions(conf.resolve(conf.features), definition, ctx.table("events").path,
+                                   trained, out_dir / "carried")
         model = registry.register(
             trained, feature_hash=definition_hash(definition), training_table=table.path,
             training_version=version, run_id=ctx.run_id, engine=backend.name,
             git_commit=git_commit(REPO_ROOT), validation_ids=ctx.validation_ids.get(table.name, []),
             feature_fingerprints=feature_fingerprints(definition),
-            extra_artifacts=sorted(p for p in out_dir.glob("*.json")))
+            extra_artifacts=sorted(p for p in out_dir.glob("*.json")), carried_files=carried)
         ctx.observations.append((backend.name, ("trained", model)))
         record.rows_in = int(sum(trained.metrics.get(k, 0) for k in ("train_rows", "valid_rows")))
         record.outputs[f"model {model.model_id}"] = f"{registry.tracking_uri} (MLflow run {model.mlflow_run_id})"

@@ -45,6 +45,13 @@ class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift, CanCoun
             raise
         return cls(client, owns_client=True, show_progress=conf.dask.show_progress)
 
+    @classmethod
+    def for_frame(cls, frame: Any) -> DaskBackend:
+        """The current Dask client (the one the caller computes with); never closed by us."""
+        from distributed import default_client
+
+        return cls(default_client(), owns_client=False, show_progress=False)
+
     def read(self, table, version=None, columns=None, partitions=None):
         from engine.storage.dask import read_dask
 

@@ -54,6 +54,10 @@ class SparkBackend(CanTrainMllib, CanConcat, CanQuarantine, CanProfile, CanMeasu
 
         return cls(attach(spark))
 
+    @classmethod
+    def for_frame(cls, frame: Any) -> SparkBackend:
+        return cls(frame.sparkSession)
+
     def read(self, table, version=None, columns=None, partitions=None):
         from engine.storage.spark import read_spark
 

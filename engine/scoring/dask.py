@@ -10,6 +10,7 @@ way.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -67,12 +68,16 @@ def column_kind(dtype) -> ColumnKind:
     return "other"
 
 
+_JVM_START = threading.Lock()
+
+
 def _scorer():
     """``MojoScorer`` in this process's JVM, starting the JVM with the scoring jars if needed."""
     import jpype
 
-    if not jpype.isJVMStarted():
-        jpype.startJVM(classpath=[str(j) for j in scorer_jars()], convertStrings=False)
+    with _JVM_START:  # two threads of one worker must not both start the JVM
+        if not jpype.isJVMStarted():
+            jpype.startJVM(classpath=[str(j) for j in scorer_jars()], convertStrings=False)
     try:
         return jpype.JClass(SCORER_CLASS)
     except TypeError as exc:  # JPype raises TypeError for a class it cannot find

@@ -202,6 +202,8 @@ def snapshot(table: TableRef, version: int | datetime | None = None,
     """
     import pyarrow as pa
 
+    if version is None:
+        version = table.version
     if isinstance(version, datetime):
         version = version_at(table, version)
     delta = _require_table(table, version)
@@ -257,7 +259,10 @@ def version_at(table: TableRef, when: datetime) -> int:
 
 def readable_version(table: TableRef, version: int | datetime | None = None) -> int:
     """``version`` (a number, or the version current at a datetime), or the latest one;
-    ``TableNotFound`` when there is no table to read or no such version."""
+    ``TableNotFound`` when there is no table to read or no such version. A table pinned to a
+    version (``TableRef.version``) reads that version when none is asked."""
+    if version is None:
+        version = table.version
     latest = table_version(table)
     if latest is None:
         raise TableNotFound(f"no Delta table {table}: run the job that writes it first, or check "
@@ -362,6 +367,8 @@ def _type_kind(kind: pa.DataType) -> str:
 def _require_table(table: TableRef, version: int | None) -> DeltaTable:
     from deltalake.exceptions import DeltaError
 
+    if version is None:
+        version = table.version
     try:
         delta = open_table(table, version)
     except DeltaError as exc:

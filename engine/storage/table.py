@@ -34,9 +34,13 @@ class TableRef:
     partition_by: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()  # the columns ``WriteMode.MERGE`` matches rows on
     allow_new_columns: bool = False  # appends may add nullable columns (schema evolution)
+    # a pinned version (Delta time travel): what a read without an explicit version returns, so a
+    # replay reads exactly the inputs a run read; writes ignore it
+    version: int | None = None
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.path})"
+        pinned = "" if self.version is None else f"@v{self.version}"
+        return f"{self.name}{pinned} ({self.path})"
 
 
 @dataclass(frozen=True)

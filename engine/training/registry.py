@@ -202,11 +202,12 @@ class Registry:
                  training_version: int, run_id: str, engine: str, git_commit: str = "unknown",
                  validation_ids: Sequence[str] = (), name: str | None = None,
                  feature_fingerprints: Mapping[str, str] | None = None,
-                 extra_artifacts: Sequence[Path] = ()) -> ModelRecord:
+                 extra_artifacts: Sequence[Path] = (), carried_files: Sequence[Path] = ()) -> ModelRecord:
         """Log ``trained`` as a finished MLflow run and register it as a new version of ``name``
         (default ``registry.model_name``). The version's tags carry the lineage; the run carries
         the same tags, the parameters, the metrics and the artifacts. A failure while logging
-        marks the run FAILED and registers nothing."""
+        marks the run FAILED and registers nothing. ``carried_files`` (the feature definitions,
+        ``engine.training.carried``) go beside the model artifact, so they download with it."""
         name = name or self.default_name
         tags = {
             f"{TAG}training_table": str(training_table),
@@ -225,6 +226,7 @@ class Registry:
             f"{TAG}run_id": run_id,
             f"{TAG}trained_id": trained.model_id,
             f"{TAG}created_at": trained.created_at.isoformat(),
+            f"{TAG}carries_features": "true" if carried_files else "false",
         }
         run = self.client.create_run(self._experiment_id(), run_name=trained.model_id, tags=tags)
         mlflow_run = run.info.run_id
@@ -243,6 +245,8 @@ class Registry:
                 self.client.log_artifact(mlflow_run, str(source), ARTIFACT_DIR)
             for extra in extra_artifacts:
                 self.client.log_artifact(mlflow_run, str(extra), "evaluation")
+            for carried in carried_files:
+                self.client.log_artifact(mlflow_run, str(carried), ARTIFACT_DIR)
         except BaseException:
             self.client.set_terminated(mlflow_run, status="FAILED")
             raise
