@@ -372,3 +372,11 @@ def test_the_jobs_manifests_run_exist_with_the_arguments_they_pass():
         for script in scripts:
             assert (REPO / "jobs" / Path(script).name).exists(), script
         assert "--engine" not in command or command[command.index("--engine") + 1] in ("spark", "dask")
+
+
+def test_operate_doc_lists_every_metric_and_alert():
+    doc = (REPO / "docs" / "operate.md").read_text()
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    alerts = [rule["alert"] for group in rules["groups"] for rule in group["rules"]]
+    missing = [m.name for m in METRICS if f"`{m.name}`" not in doc] + [a for a in alerts if f"`{a}`" not in doc]
+    assert not missing, f"docs/operate.md does not describe {missing}"
