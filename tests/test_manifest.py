@@ -97,38 +97,17 @@ def test_a_manifest_of_another_lakescore_version_is_refused(generated, tmp_path)
         Manifest.from_json(other.read_text(), str(other))
 
 
-def test_the_manifest_is_written_to_an_s3_lakehouse_through_the_storage_layer(tmp_path):
-    pytest.importorskip("moto")
-    import socket
-    import time
-
+def test_the_manifest_is_written_to_an_s3_lakehouse_through_the_storage_layer(tmp_path, s3_options):
     import boto3
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
-                              aws_secret_access_key=PLANTED, region_name="us-east-1")
-        for _ in range(100):
-            try:
-                client.create_bucket(Bucket="lake")
-                break
-            except Exception:  # noqa: BLE001 - the server is still starting
-                time.sleep(0.1)
-        options = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": PLANTED,
-                   "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true",
-                   "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
-        sets = [a for k, v in options.items() for a in ("--set", f'storage_options.{k}="{v}"')]
-        result = run_job("generate", "s3://lake/house", *sets, "--run-id", "s3-gen", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-4000:]
-        body = client.get_object(Bucket="lake", Key="house/runs/s3-gen/manifest.json")["Body"].read().decode()
-        assert PLANTED not in body
-        manifest = read_manifest("s3://lake/house/runs/s3-gen/manifest.json", options)
-        assert manifest.outputs["events"]["path"] == "s3://lake/house/tables/events"
-    finally:
-        server.terminate()
-        server.wait(10)
+    # moto takes any secret: plant one, and it must not reach the manifest.
+    options = {**s3_options, "AWS_SECRET_ACCESS_KEY": PLANTED}
+    client = boto3.client("s3", endpoint_url=options["AWS_ENDPOINT_URL"], aws_access_key_id="test",
+                          aws_secret_access_key=PLANTED, region_name="us-east-1")
+    sets = [a for k, v in options.items() for a in ("--set", f'storage_options.{k}="{v}"')]
+    result = run_job("generate", "s3://lake/manifest-house", *sets, "--run-id", "s3-gen", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    body = client.get_object(Bucket="lake", Key="manifest-house/runs/s3-gen/manifest.json")["Body"].read().decode()
+    assert PLANTED not in body
+    manifest = read_manifest("s3://lake/manifest-house/runs/s3-gen/manifest.json", options)
+    assert manifest.outputs["events"]["path"] == "s3://lake/manifest-house/tables/events"
