@@ -129,12 +129,9 @@ def _ram_gib() -> float:
 
 
 def _java_version() -> str:
-    java = Path(os.environ["JAVA_HOME"]) / "bin" / "java" if "JAVA_HOME" in os.environ else "java"
-    try:
-        out = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30)
-        return out.stderr.splitlines()[0] if out.stderr else "?"
-    except (OSError, subprocess.TimeoutExpired):
-        return "not found"
+    from engine.environment import java_version
+
+    return java_version()[0]
 
 
 def _git_commit() -> str:

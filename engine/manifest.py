@@ -17,8 +17,7 @@ import dataclasses
 import json
 import platform
 import re
-import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -161,21 +160,13 @@ def library_versions(names: tuple[str, ...] = NUMERIC_LIBRARIES) -> dict[str, st
 
 
 def java_version() -> str | None:
-    """The version of the ``java`` the jobs start (Spark, H2O and JPype all use it)."""
-    import os
-    import shutil
+    """The version of the ``java`` the jobs start (Spark, H2O and JPype all use it), or None
+    when there is none that runs (``engine.environment`` finds it the way the jobs do)."""
+    from engine.environment import java_major
+    from engine.environment import java_version as found
 
-    home = os.environ.get("JAVA_HOME")
-    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
-    if not java or not os.path.exists(java):
-        return None
-    try:
-        out = subprocess.run([java, "-XshowSettings:properties", "-version"], capture_output=True,
-                             text=True, timeout=30).stderr
-    except (OSError, subprocess.SubprocessError):
-        return None
-    found = re.search(r"java\.runtime\.version = (\S+)", out) or re.search(r'version "([^"]+)"', out)
-    return found.group(1) if found else None
+    version, _source = found()
+    return version if java_major(version) is not None else None
 
 
 def runtime_versions() -> dict[str, Any]:

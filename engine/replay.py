@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfError, InputVersionGone, LakescoreError, ReplayDiffers
+from engine.errors import ConfError, InputVersionGone, LakescoreError
 from engine.manifest import REDACTED, InputVersion, Manifest, read_manifest
 
 log = logging.getLogger("lakescore.replay")

@@ -1,5 +1,5 @@
 """Replay a run from its manifest and compare: inputs pinned to the versions the run read, into
-another lakehouse; exit 0 only when every table it wrote is made again equal (8 when not).
+another lakehouse; exit 0 only when every table it wrote is made again equal (10 when not).
 
     python -m jobs.replay --manifest lakehouse/runs/<run_id>/manifest.json
     python -m jobs.replay --manifest s3://lake/runs/<run_id>/manifest.json --engine dask \\
@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from engine.cli import configure_logging
-from engine.errors import LakescoreError
+from engine.errors import LakescoreError, ReplayDiffers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if report.exit_code:
         print(f"lakescore replay: the replayed job failed with exit code {report.exit_code}", file=sys.stderr)
         return report.exit_code
-    return 0 if report.equal else 8
+    return 0 if report.equal else ReplayDiffers.exit_code
 
 
 if __name__ == "__main__":
