@@ -287,7 +287,10 @@ def test_the_mlflow_pyfunc_flavor_works_as_a_spark_udf(lake, mlflow_registry, sp
     features = [c for c in scoring_set.columns if c not in ("customer_id", "as_of", "label")]
     frame = spark.createDataFrame(scoring_set).withColumn("pyfunc", udf(*features))
     scored = frame.select("customer_id", "as_of", "pyfunc").toPandas()
-    merged = table(lake, "scores").to_pandas().merge(scored, on=["customer_id", "as_of"])
+    written = table(lake, "scores").to_pandas()
+    for each in (scored, written):
+        each["as_of"] = pd.to_datetime(each["as_of"], utc=True).astype("datetime64[us, UTC]")
+    merged = written.merge(scored, on=["customer_id", "as_of"])
     assert len(merged) == len(scoring_set)
     assert (merged["score"] - merged["pyfunc"]).abs().max() <= 1e-12
 
