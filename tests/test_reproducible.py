@@ -1,0 +1,303 @@
+"""Reproducible runs and models that carry their features, end to end as a user runs them.
+
+One module-scoped small lakehouse: demo tables, features on Dask, an H2O model, and a score run
+on Spark from the model alone (``features: null``). Its manifest is then replayed on Spark
+(bit-identical), on Dask (within 1e-9), after the inputs were appended to and compacted (still
+equal) and after vacuum removed the files (a named error, nothing written). The tests run in
+file order: the last ones append, compact and vacuum.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from deltalake import DeltaTable, write_deltalake
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+JOB_H2O_PORT = os.environ.get("LAKESCORE_TEST_JOB_H2O_PORT", "54371")
+SCORE_RUN = "score-from-model"
+
+
+def run(module: str, *args: str, lakehouse: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
+               PYSPARK_DRIVER_PYTHON=sys.executable)
+    cmd = [sys.executable, "-m", f"jobs.{module}", *args]
+    if lakehouse is not None:
+        cmd += ["--conf", "conf/test.yaml", "--set", f"lakehouse={lakehouse}",
+                "--set", f"h2o.port={JOB_H2O_PORT}", "--set", "spark.show_progress=false",
+                "--set", "dask.show_progress=false"]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    # A developer's shortcut while working on one test: LAKESCORE_TEST_REPRODUCIBLE_LAKE=<dir>
+    # builds the lakehouse there once and reuses it (the last tests append to and vacuum it).
+    kept = os.environ.get("LAKESCORE_TEST_REPRODUCIBLE_LAKE")
+    if kept and (Path(kept) / "runs" / SCORE_RUN / "manifest.json").exists():
+        return Path(kept)
+    lakehouse = Path(kept) if kept else tmp_path_factory.mktemp("reproducible")
+    ok(run("generate", lakehouse=lakehouse))
+    ok(run("features", "--engine", "dask", lakehouse=lakehouse))
+    ok(run("train", lakehouse=lakehouse))
+    ok(run("score", "--engine", "spark", "--model", "churn/1", "--run-id", SCORE_RUN,
+           "--set", "features=null", lakehouse=lakehouse))
+    return lakehouse
+
+
+def manifest_path(lakehouse: Path, run_id: str = SCORE_RUN) -> Path:
+    return lakehouse / "runs" / run_id / "manifest.json"
+
+
+def table(lakehouse: Path, name: str) -> DeltaTable:
+    return DeltaTable(str(lakehouse / "tables" / name))
+
+
+def test_training_logs_the_definitions_with_the_model_version(lake):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{lake}/registry/mlflow.db")
+    version = client.get_model_version("churn", "1")
+    files = {Path(a.path).name for a in client.list_artifacts(version.run_id, "model")}
+    assert {"features.yaml", "features.json"} <= files
+    assert version.tags["lakescore.carries_features"] == "true"
+    local = Path(client.download_artifacts(version.run_id, "model/features.json"))
+    described = json.loads(local.read_text())
+    assert described["definition_hash"] == version.tags["lakescore.feature_hash"]
+    assert described["events_table"] == str(lake / "tables" / "events")
+
+
+def test_the_score_job_runs_from_the_model_alone_and_records_it_in_the_manifest(lake):
+    scores = table(lake, "scores").to_pandas()
+    assert len(scores) == len(table(lake, "to_score").to_pandas())
+    manifest = json.loads(manifest_path(lake).read_text())
+    assert manifest["job"] == "score"
+    # the drift stage reads the model's training set at its version: an input too
+    assert {i["name"] for i in manifest["inputs"]} == {"events", "to_score", "training_set"}
+    assert all(i["version"] == 0 for i in manifest["inputs"])
+    assert set(manifest["outputs"]) >= {"scores", "scoring_set"}
+    assert [(m["name"], m["version"]) for m in manifest["models"]] == [("churn", "1")]
+    assert manifest["features"]["hash"] == DeltaTable(str(lake / "tables" / "scores")).history(1)[0]["lakescore.feature_hash"]
+    assert "aggregations" in manifest["features"]["yaml"] or "features" in manifest["features"]["yaml"]
+
+
+def test_a_conf_whose_definitions_differ_from_the_models_is_refused_naming_the_features(lake):
+    before = {name: table(lake, name).version() for name in ("scores", "scoring_set")}
+    result = run("score", "--model", "churn/1", "--set", "features=conf/features/customer_rich.yaml",
+                 lakehouse=lake)
+    assert result.returncode == 6, result.stderr[-3000:]
+    assert "ModelMismatch" in result.stderr and "features" in result.stderr
+    assert {name: table(lake, name).version() for name in before} == before
+
+
+def _register_copy(lake: Path, drop: str) -> str:
+    """Version 1 registered again from a copy of its artifacts without ``drop``: a model from
+    before models carried features (drop features.yaml) or one whose MOJO is gone."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{lake}/registry/mlflow.db")
+    v1 = client.get_model_version("churn", "1")
+    source = Path(client.download_artifacts(v1.run_id, "model"))
+    copy = lake / "registry" / f"copy-{os.urandom(4).hex()}"
+    shutil.copytree(source, copy)
+    for path in copy.glob(drop):
+        path.unlink()
+    tags = {k: v for k, v in v1.tags.items() if k != "lakescore.carries_features"}
+    version = client.create_model_version("churn", source=copy.as_uri(), run_id=v1.run_id, tags=tags)
+    return f"churn/{version.version}"
+
+
+def test_a_model_without_carried_definitions_is_refused_and_nothing_is_written(lake):
+    old = _register_copy(lake, "features.*")
+    before = {name: table(lake, name).version() for name in ("scores", "scoring_set")}
+    result = run("score", "--model", old, "--set", "features=null", lakehouse=lake)
+    assert result.returncode == 6, result.stderr[-3000:]
+    assert "carries no feature definitions" in result.stderr and old in result.stderr
+    assert {name: table(lake, name).version() for name in before} == before
+
+
+def test_a_model_whose_mojo_is_missing_is_refused_and_nothing_is_written(lake):
+    broken = _register_copy(lake, "*.mojo")
+    before = table(lake, "scores").version()
+    result = run("score", "--model", broken, lakehouse=lake)
+    assert result.returncode == 6, result.stderr[-3000:]
+    assert "is missing" in result.stderr and broken in result.stderr
+    assert table(lake, "scores").version() == before
+
+
+def test_score_batch_scores_a_spark_frame_by_model_name_alone(lake, spark):
+    from engine import score_batch
+    from engine.conf import load_conf
+
+    conf = load_conf("conf/test.yaml", overrides=[f"lakehouse={lake}"])
+    rows = spark.createDataFrame(table(lake, "to_score").to_pandas())
+    scored = score_batch(model="churn/1", rows=rows, conf=conf).toPandas()
+    written = table(lake, "scores").to_pandas()
+    for frame in (scored, written):
+        frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True).astype("datetime64[us, UTC]")
+    merged = written.merge(scored, on=["customer_id", "as_of"], suffixes=("", "_batch"))
+    assert len(merged) == len(written) == len(scored)
+    assert (merged["score"] == merged["score_batch"]).all()
+
+
+def test_score_batch_scores_a_dask_frame_equal_within_1e_9(lake, dask_cluster_client):
+    import dask.dataframe as dd
+
+    from engine import score_batch
+    from engine.conf import load_conf
+
+    conf = load_conf("conf/test.yaml", overrides=[f"lakehouse={lake}"])
+    rows = dd.from_pandas(table(lake, "to_score").to_pandas(), npartitions=2)
+    scored = score_batch(model="churn/1", rows=rows, conf=conf).compute()
+    written = table(lake, "scores").to_pandas()
+    merged = written.merge(scored, on=["customer_id", "as_of"], suffixes=("", "_batch"))
+    assert len(merged) == len(written)
+    assert (merged["score"] - merged["score_batch"]).abs().max() <= 1e-9
+
+
+def replay(lake: Path, into: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run("replay", "--manifest", str(manifest_path(lake)), "--into", str(into), *extra)
+
+
+def test_replay_on_the_same_engine_is_bit_identical_and_touches_nothing_of_the_original(lake, tmp_path):
+    before = {name: table(lake, name).version() for name in ("scores", "scoring_set", "events")}
+    result = ok(replay(lake, tmp_path / "same"))
+    assert "bit-identical" in result.stdout and "replay EQUAL" in result.stdout, result.stdout
+    assert "scores: " in result.stdout and ": equal" in result.stdout
+    assert {name: table(lake, name).version() for name in before} == before
+    assert (tmp_path / "same" / "tables" / "scores").exists()
+
+
+def test_replay_on_the_other_engine_is_equal_within_1e_9(lake, tmp_path):
+    result = ok(replay(lake, tmp_path / "dask", "--engine", "dask"))
+    assert "on dask" in result.stdout and "within 1e-09" in result.stdout
+    assert "replay EQUAL" in result.stdout, result.stdout
+
+
+def test_the_second_notebook_scores_by_model_name_traces_replays_and_plots_drift(lake):
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(REPO / "notebooks" / "score_replay_drift.ipynb", as_version=4)
+    env = {"LAKESCORE_LAKEHOUSE": str(lake), "LAKESCORE_MODEL": "churn/1", "LAKESCORE_TEST": "1"}
+    os.environ.update(env)
+    try:
+        NotebookClient(notebook, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    finally:
+        for key in env:
+            del os.environ[key]
+    outputs = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert "rows scored by churn/1 from its carried feature definitions" in outputs
+    assert "model churn/1" in outputs and "replay EQUAL" in outputs, outputs[-3000:]
+    for figure in ("score_batch_distribution.png", "drift.png"):
+        assert (lake / figure).exists()
+
+
+def test_replay_after_the_inputs_were_appended_to_and_compacted_gives_the_original_result(lake, tmp_path):
+    events, to_score = table(lake, "events"), table(lake, "to_score")
+    new_events = events.to_pandas().head(500).assign(amount=lambda f: f["amount"] * 3)
+    write_deltalake(str(lake / "tables" / "events"), new_events, mode="append")
+    extra = to_score.to_pandas().head(50).assign(customer_id=lambda f: f["customer_id"] + 10_000_000)
+    write_deltalake(str(lake / "tables" / "to_score"), extra, mode="append")
+    ok(run("maintain", "--table", "events", "--table", "to_score", "--compact-only",
+           "--set", "maintain.min_files=2", lakehouse=lake))
+    assert table(lake, "events").version() >= 2  # appended, then compacted
+    result = ok(replay(lake, tmp_path / "after"))
+    assert "replay EQUAL" in result.stdout, result.stdout
+    replayed = DeltaTable(str(tmp_path / "after" / "tables" / "scores")).to_pandas()
+    assert len(replayed) == len(table(lake, "scores").to_pandas()) < len(table(lake, "to_score").to_pandas())
+
+
+def test_replay_of_a_vacuumed_input_version_fails_naming_version_and_retention(lake, tmp_path):
+    ok(run("maintain", "--table", "events", "--vacuum-only", "--retention-hours", "0",
+           "--allow-short-retention", lakehouse=lake))
+    result = replay(lake, tmp_path / "gone")
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "InputVersionGone" in result.stderr and "version 0" in result.stderr
+    assert "retention" in result.stderr
+    assert not (tmp_path / "gone").exists()
+
+
+def test_replay_of_a_manifest_from_another_lakescore_version_exits_2_writing_nothing(lake, tmp_path):
+    raw = json.loads(manifest_path(lake).read_text())
+    raw["lakescore"]["version"] = "0.0.1"
+    other = tmp_path / "manifest.json"
+    other.write_text(json.dumps(raw))
+    result = run("replay", "--manifest", str(other), "--into", str(tmp_path / "other"))
+    assert result.returncode == 2 and "ManifestMismatch" in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "other").exists()
+
+
+def test_compare_reports_each_differing_column_with_counts():
+    import pyarrow as pa
+
+    from engine.replay import compare_tables
+
+    original = pa.table({"id": [1, 2, 3, 4], "score": [0.1, 0.2, 0.3, float("nan")], "n": [1, 2, 3, 4]})
+    replayed = pa.table({"id": [1, 2, 3, 5], "score": [0.1, 0.2 + 1e-12, 0.3, float("nan")], "n": [1, 2, 3, 4]})
+    exact = compare_tables("t", original, replayed, 0.0)
+    assert not exact.equal
+    assert exact.only_original == 1 and exact.only_replayed == 1
+    assert [(c.column, c.rows) for c in exact.columns] == [("score", 1)]
+    assert "score: 1 rows differ" in exact.describe()
+    assert compare_tables("t", original.slice(0, 3), replayed.slice(0, 3), 1e-9).equal
+    assert compare_tables("t", original, original, 0.0).equal
+
+
+@pytest.fixture
+def mlflow_registry(lake):
+    import mlflow
+
+    uri = f"sqlite:///{lake}/registry/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield mlflow
+    mlflow.set_tracking_uri(None)
+
+
+def test_the_mlflow_pyfunc_flavor_scores_a_pandas_frame_like_the_score_job(lake, mlflow_registry):
+    model = mlflow_registry.pyfunc.load_model("models:/churn/1")
+    scoring_set = table(lake, "scoring_set").to_pandas()
+    predicted = model.predict(scoring_set)
+    assert list(predicted.columns) == ["score"] and len(predicted) == len(scoring_set)
+    mine = scoring_set[["customer_id", "as_of"]].assign(pyfunc=predicted["score"].to_numpy())
+    merged = table(lake, "scores").to_pandas().merge(mine, on=["customer_id", "as_of"])
+    assert len(merged) == len(scoring_set)
+    assert (merged["score"] - merged["pyfunc"]).abs().max() <= 1e-12
+
+
+def test_the_mlflow_pyfunc_flavor_works_as_a_spark_udf(lake, mlflow_registry, spark):
+    scoring_set = table(lake, "scoring_set").to_pandas()
+    udf = mlflow_registry.pyfunc.spark_udf(spark, "models:/churn/1", result_type="double",
+                                           env_manager="local")
+    features = [c for c in scoring_set.columns if c not in ("customer_id", "as_of", "label")]
+    frame = spark.createDataFrame(scoring_set).withColumn("pyfunc", udf(*features))
+    scored = frame.select("customer_id", "as_of", "pyfunc").toPandas()
+    written = table(lake, "scores").to_pandas()
+    for each in (scored, written):
+        each["as_of"] = pd.to_datetime(each["as_of"], utc=True).astype("datetime64[us, UTC]")
+    merged = written.merge(scored, on=["customer_id", "as_of"])
+    assert len(merged) == len(scoring_set)
+    assert (merged["score"] - merged["pyfunc"]).abs().max() <= 1e-12
+
+
+def test_the_pyfunc_flavor_of_a_model_whose_mojo_is_missing_is_a_named_error(lake, mlflow_registry):
+    from engine.errors import ModelMismatch
+
+    broken = _register_copy(lake, "*.mojo")
+    with pytest.raises(ModelMismatch, match="is missing"):
+        mlflow_registry.pyfunc.load_model(f"models:/{broken}")
