@@ -228,7 +228,8 @@ def test_an_unreachable_scheduler_or_master_exits_7_naming_it(lakehouse):
                              "jobs/features.py", *conf_args(lakehouse, *outputs("unreachable"))],
                             cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 7, result.stderr[-3000:]
-    assert f"cannot reach the Spark master spark://127.0.0.1:{closed}" in result.stderr
+    # spark-submit merges its Python driver's stderr into stdout
+    assert f"cannot reach the Spark master spark://127.0.0.1:{closed}" in result.stdout + result.stderr
     assert not (lakehouse / "tables" / "training_set_unreachable").exists()
 
 

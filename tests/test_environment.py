@@ -64,14 +64,16 @@ def test_lakehouse_probe_writes_reads_and_removes_its_file(tmp_path):
         assert not denied.ok
 
 
-def test_doctor_on_spark_prints_every_side_and_passes(tmp_path):
-    result = run_job(["jobs.doctor", "--engine", "spark", "--conf", "conf/test.yaml",
-                      "--set", f"lakehouse={tmp_path}", "--set", "spark.master=local[1]"],
-                     job_env())
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_doctor_on_spark_prints_every_side_and_passes(spark, tmp_path, capsys):
+    """In-process, on the test session (the doctor uses a running session as a job would)."""
+    from jobs import doctor
+
+    code = doctor.main(["--engine", "spark", "--conf", "conf/test.yaml", "--set", f"lakehouse={tmp_path}"])
+    out = capsys.readouterr().out
+    assert code == 0, out
     for check in ("java", "pyarrow", "scorer jars", "lakehouse", "spark", "scorer jar + genmodel"):
-        assert check in result.stdout
-    assert "executor (in the driver's JVM)" in result.stdout and "MISMATCH" not in result.stdout
+        assert check in out
+    assert "executor (in the driver's JVM)" in out and "MISMATCH" not in out
 
 
 @pytest.mark.parametrize("job", [["jobs.features", "--engine", "spark"], ["jobs.doctor", "--engine", "spark"]])
