@@ -10,7 +10,7 @@ CONF ?= conf/demo.yaml
 setup:
 	@bash scripts/setup.sh
 
-# what the operations tests need besides .venv: pushgateway, promtool, CRDs, Airflow's own venv
+# what the tests need besides .venv: pushgateway, promtool, CRDs, Airflow's venv, the clusters' env
 setup-ops: setup
 	@bash scripts/setup_ops.sh
 

@@ -57,6 +57,4 @@ fi
 # 3. The MOJO scoring jar (our Java class over H2O's genmodel, compiled against pyspark's jars).
 bash scripts/build_scorer.sh .venv/bin/python
 
-# 4. The test clusters' executors/workers environment: lakescore from its wheel, no checkout.
-bash scripts/cluster_env.sh >/dev/null
 step "done"

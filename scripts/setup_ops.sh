@@ -7,6 +7,8 @@
 #      dask-kubernetes wheel on PyPI, under build/crds/ (the SparkApplication schema comes from
 #      the operator's kubeflow-spark-api package in .venv).
 #   3. Apache Airflow in its own venv (scripts/setup_airflow.sh).
+#   4. The test clusters' executors/workers environment: lakescore from its wheel, no checkout
+#      (scripts/cluster_env.sh, build/cluster-env).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '[setup] %s\n' "$*"; }
@@ -50,3 +52,4 @@ else
 fi
 
 bash scripts/setup_airflow.sh
+bash scripts/cluster_env.sh >/dev/null
