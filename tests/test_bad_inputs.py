@@ -257,7 +257,8 @@ def test_rescoring_a_batch_replaces_the_dates_its_previous_run_wrote(engine_name
     right_day = str(to_score["as_of"].iloc[0].date())
     wrong_day = str(wrong["as_of"].iloc[0].date())
     for batch, table in ((None, "scores"), ("daily", "scores_batch")):
-        overrides = [f"tables.scores=tables/{table}"] + ([f"score.batch={batch}"] if batch else [])
+        overrides = [f"tables.scores=tables/{table}", "drift.enabled=false"] + \
+            ([f"score.batch={batch}"] if batch else [])
         write_deltalake(table_path(lakehouse, "to_score"), wrong, mode="overwrite")
         assert as_job(lakehouse, backend, score, capsys, *overrides)[0] == 0
         write_deltalake(table_path(lakehouse, "to_score"), to_score, mode="overwrite")
