@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_storage_s3 import s3_options  # noqa: F401 - the module's moto server
-
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 
