@@ -80,3 +80,16 @@ def test_random_kills_on_both_engines_lose_and_duplicate_nothing(tmp_path, capsy
     assert code == 0, out
     assert "| spark | score | 1 |" in out and "| dask | merge | 1 |" in out, out
     assert "0 rows lost, 0 duplicated, every check held" in out
+
+
+def test_partition_values_with_escapes_are_matched_to_their_files(tmp_path):
+    # model_id "churn/1" is spelled churn%2F1 in the folder name and in the log
+    path = tmp_path / "t"
+    data = rows(range(10)).append_column("model_id", pa.array(["churn/1"] * 10))
+    write_deltalake(str(path), data, partition_by=["model_id"])
+    result = chaos.CycleResult(index=0, engine="dask", kind="test", kill_at=0, fraction=0,
+                               rerun_code=0)
+    chaos.check_output(path, OUTPUT, data.to_pandas(), lambda p: DeltaTable(str(p)).to_pandas(),
+                       result)
+    assert result.ok, result.problems
+    assert (result.rows, result.orphans) == (10, 0)
