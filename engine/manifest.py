@@ -252,17 +252,17 @@ def manifest_uri(conf: Conf, run_id: str) -> str:
 
 def write_manifest(ctx: RunContext, job: str, argv: list[str]) -> str:
     """Write the run's manifest through the storage layer (local or object store); its URI."""
-    from engine.storage.objects import write_text
+    from engine.storage.files import write_text
 
     manifest = build_manifest(ctx, job, argv)
     uri = manifest_uri(ctx.conf, ctx.run_id)
-    return write_text(uri, manifest.to_json(), dict(ctx.conf.storage_options))
+    return str(write_text(uri, manifest.to_json(), dict(ctx.conf.storage_options)))
 
 
 def read_manifest(uri: str, storage_options: dict[str, str] | None = None) -> Manifest:
     """A manifest written by this lakescore version; ``ManifestMismatch`` (exit 2) for another's."""
     from engine.errors import ManifestMismatch
-    from engine.storage.objects import read_text
+    from engine.storage.files import read_text
 
     manifest = Manifest.from_json(read_text(uri, storage_options), uri)
     current = lakescore_version()

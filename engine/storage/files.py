@@ -1,7 +1,7 @@
-"""Small run files (``summary.json``, validation reports, Data Docs) written where the lakehouse
-is: a local directory, or an object store through the same pyarrow filesystem and
-``storage_options`` as the tables' data files, so an ``s3://`` run directory never becomes a
-local ``./s3:/…`` folder."""
+"""Small run files (``summary.json``, manifests, validation reports, Data Docs) written and read
+where the lakehouse is: a local directory, or an object store through the same pyarrow
+filesystem and ``storage_options`` as the tables' data files, so an ``s3://`` run directory never
+becomes a local ``./s3:/…`` folder."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from engine.errors import StorageUnavailable
+from engine.errors import StorageUnavailable, TableNotFound
 
 
 def is_remote(location: str) -> bool:
@@ -24,13 +24,16 @@ def join(location: str, *parts: str) -> str:
 
 
 def write_text(location: str, text: str, storage_options: Mapping[str, str] | None = None) -> Path | str:
-    """Write ``text`` to the file ``location`` (parent directories created); return a ``Path``
-    for a local file, the URI for an object store. A store that refuses raises
-    ``StorageUnavailable`` naming the location."""
+    """Write ``text`` to the file ``location`` whole or not at all (parent directories created):
+    a local file is written beside and renamed over, an object store's single PUT is atomic.
+    Returns a ``Path`` for a local file, the URI for an object store. A store that refuses
+    raises ``StorageUnavailable`` naming the location."""
     if not is_remote(location):
         path = Path(location.removeprefix("file://"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        staged = path.with_name(path.name + ".partial")
+        staged.write_text(text)
+        staged.replace(path)
         return path
     fs, path = _filesystem(location, storage_options)
     try:
@@ -39,6 +42,23 @@ def write_text(location: str, text: str, storage_options: Mapping[str, str] | No
     except OSError as exc:
         raise storage_error(location, exc) from exc
     return location
+
+
+def read_text(location: str, storage_options: Mapping[str, str] | None = None) -> str:
+    """The text of the file ``location``; ``TableNotFound`` (exit 2) naming it when there is none."""
+    if not is_remote(location):
+        try:
+            return Path(location.removeprefix("file://")).read_text()
+        except FileNotFoundError as exc:
+            raise TableNotFound(f"no file at {location}") from exc
+    fs, path = _filesystem(location, storage_options)
+    try:
+        with fs.open_input_stream(path) as stream:
+            return stream.read().decode("utf-8")
+    except FileNotFoundError as exc:
+        raise TableNotFound(f"no file at {location}") from exc
+    except OSError as exc:
+        raise storage_error(location, exc) from exc
 
 
 def check_reachable(location: str, storage_options: Mapping[str, str] | None = None) -> None:
