@@ -137,7 +137,9 @@ def test_model_is_registered_with_metrics_mojo_and_lineage_tags(demo_run):
     (version,) = client.search_model_versions("name='churn'")
     run = client.get_run(version.run_id)
     assert run.data.metrics["auc"] > 0.7 and "logloss" in run.data.metrics
-    assert [a.path for a in client.list_artifacts(version.run_id, "model")] == ["model/model.mojo"]
+    # the MOJO, the pyfunc flavor's MLmodel and the feature definitions the model carries
+    assert sorted(a.path for a in client.list_artifacts(version.run_id, "model")) == [
+        "model/MLmodel", "model/features.json", "model/features.yaml", "model/model.mojo"]
     tags = version.tags
     training = table(lakehouse, "training_set_spark")
     assert tags["lakescore.training_table"] == str(lakehouse / "tables" / "training_set_spark")
