@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -147,12 +146,9 @@ def _git_commit() -> str:
 
 def machine() -> dict[str, Any]:
     """What a reader needs to compare a result with another machine's."""
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
+    from engine.manifest import library_versions
+
+    versions = library_versions(LIBRARIES)
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "ram_gib": round(_ram_gib(), 1),
             "java": _java_version(), "python": platform.python_version(),
             "platform": platform.platform(), "versions": versions, "lakescore": _git_commit(),
