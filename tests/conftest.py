@@ -20,6 +20,23 @@ from engine.session import dask_client, h2o_connection, prepare_process_env, spa
 prepare_process_env()
 
 
+def separate_h2o_ports_per_worker() -> None:
+    """`make test` runs the suite in two pytest-xdist processes (one module per process). Each
+    has its own session H2O and starts jobs with their own H2O, so each gets its own port range:
+    ``h2o.init`` on a port where another process's H2O answers would join that cluster, and the
+    first to shut it down would break the other. Tests derive every H2O port from these two
+    variables (the jobs' port, +10 and +20 for the tests that start a second one)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return
+    offset = 200 * int(worker[2:])
+    for name, default in (("LAKESCORE_TEST_H2O_PORT", 54321), ("LAKESCORE_TEST_JOB_H2O_PORT", 54371)):
+        os.environ[name] = str(int(os.environ.get(name, default)) + offset)
+
+
+separate_h2o_ports_per_worker()
+
+
 @pytest.fixture(scope="session")
 def spark():
     # local[2,2]: two cores and task retries on, as pyspark's own tests do.
