@@ -7,8 +7,10 @@ engine and its settings, and the versions of lakescore and of the libraries that
 ``jobs.replay`` reads it back (``engine.replay``).
 
 Inputs are taken from the lineage of the table versions the run wrote (every lakescore commit
-records what it read): a table that the run itself wrote is not an input, so a pipeline's
-inputs are its source tables, and a score job's are the events and rows to score.
+records what it read): a table that the run itself computed is not an input, so a pipeline's
+inputs are its source tables, and a score job's are the events and rows to score. The demo tables
+a pipeline generates (stage ``generate``) and then reads are inputs of its other stages, not
+outputs: a replay reads them at the versions the run read, it does not generate them again.
 """
 
 from __future__ import annotations
@@ -101,11 +103,14 @@ class Manifest:
     redacted: list[str]
     inputs: list[InputVersion]
     outputs: dict[str, dict[str, Any]]
-    """Table name → ``{"path", "version"}`` of what the run committed."""
+    """Table name → ``{"path", "version", "engine"}`` of what the run committed (``engine``: the
+    one that wrote it; a pipeline on several engines writes ``scores_spark``, ``scores_dask``)."""
     features: dict[str, Any]
     """``name``, ``hash``, ``path`` and ``yaml`` (the definition file's text)."""
     models: list[dict[str, str]]
     engine: dict[str, Any]
+    """``name`` and ``settings`` of the conf's engine; ``engines``: those the run's stages ran on,
+    in order (a pipeline may run several)."""
     lakescore: dict[str, str]
     runtime: dict[str, Any]
     format: int = MANIFEST_FORMAT
@@ -175,10 +180,25 @@ def runtime_versions() -> dict[str, Any]:
             "platform": platform.platform(), "libraries": library_versions()}
 
 
-def engine_settings(conf: Conf) -> dict[str, Any]:
-    """The engine of the run and the settings that shape its work (redacted like the conf)."""
+GENERATE_STAGE = "generate"
+"""The pipeline stage that writes the demo's source tables: what it wrote is the run's input."""
+
+
+def engine_settings(conf: Conf, engines: list[str] | None = None) -> dict[str, Any]:
+    """The engine of the run and the settings that shape its work (redacted like the conf);
+    ``engines``: the engines the run's stages ran on (default: the conf's)."""
     settings = dataclasses.asdict(conf.spark if conf.engine == "spark" else conf.dask)
-    return {"name": conf.engine, "settings": redact(settings)[0]}
+    return {"name": conf.engine, "engines": list(engines or [conf.engine]),
+            "settings": redact(settings)[0]}
+
+
+def run_engines(ctx: RunContext) -> list[str]:
+    """The engines the run's stages ran on, in order (the demo generator's ``deltalake`` aside)."""
+    found: list[str] = []
+    for record in ctx.summary.stages:
+        if record.stage != GENERATE_STAGE and record.engine not in found:
+            found.append(record.engine)
+    return found
 
 
 def feature_record(conf: Conf) -> dict[str, Any]:
@@ -204,23 +224,32 @@ def collect_io(ctx: RunContext) -> tuple[list[InputVersion], dict[str, dict[str,
     from engine.lineage import read_lineage
 
     outputs: dict[str, dict[str, Any]] = {}
+    generated: set[str] = set()
     for record in ctx.summary.stages:
         for name, version in record.written.items():
             path = record.outputs.get(name)
             if path is not None:
-                outputs[name] = {"path": path, "version": int(version)}
+                outputs[name] = {"path": path, "version": int(version), "engine": record.engine}
+                if record.stage == GENERATE_STAGE:
+                    generated.add(name)
     inputs: dict[str, InputVersion] = {}
     models: dict[str, dict[str, str]] = {}
     options = dict(ctx.conf.storage_options)
-    for name, where in outputs.items():
+    computed = {name: where for name, where in outputs.items() if name not in generated}
+    for name, where in computed.items():
         meta = read_lineage(where["path"], where["version"], options)
         paths = json.loads(meta.get("input_paths", "{}"))
         for table, version in json.loads(meta.get("inputs", "{}")).items():
             path = paths.get(table)
-            if path is not None and path not in {o["path"] for o in outputs.values()}:
+            if path is not None and path not in {o["path"] for o in computed.values()}:
                 inputs.setdefault(path, InputVersion(table, path, int(version)))
         for model in json.loads(meta.get("models", "[]")):
             models.setdefault(f"{model['name']}/{model['version']}", model)
+    # Demo tables the run generated and then read are its inputs, not what it computed (a
+    # generate job alone keeps them as its outputs).
+    read_paths = {i.path for i in inputs.values()}
+    outputs = {name: where for name, where in outputs.items()
+               if not (name in generated and where["path"] in read_paths)}
     for record in ctx.summary.stages:  # models a run registered (train)
         for key, value in record.outputs.items():
             if key.startswith("model "):
@@ -241,7 +270,8 @@ def build_manifest(ctx: RunContext, job: str, argv: list[str]) -> Manifest:
         run_id=ctx.run_id, job=job, argv=argv_out,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         conf=conf_dict, redacted=redacted, inputs=inputs, outputs=outputs,
-        features=feature_record(ctx.conf), models=models, engine=engine_settings(ctx.conf),
+        features=feature_record(ctx.conf), models=models,
+        engine=engine_settings(ctx.conf, run_engines(ctx)),
         lakescore={"version": lakescore_version(), "git_commit": git_commit(REPO_ROOT)},
         runtime=runtime_versions())
 

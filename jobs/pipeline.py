@@ -1,7 +1,11 @@
 """The whole pipeline: demo data, then features → validate → train → score on each engine.
 
 The model is trained once, on the first engine's training set; every engine scores the same rows
-with that same model, and the run ends by comparing the engines' scores.
+with that same model, and the run ends by comparing the engines' scores. With ``--model`` (a
+registered version, e.g. ``churn/3``) nothing is trained: every engine scores with that model.
+This is how ``jobs.replay`` makes a pipeline run again: the scores are a function of the inputs
+and the model the run registered, so the replay scores with that very version instead of
+registering another one.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ import sys
 
 from engine.cli import job_parser, run_job
 from engine.errors import LakescoreError
-from engine.pipeline import (build_features, compare_scores, score_rows, train_model,
-                             validate_inputs, validate_table, write_demo_tables)
+from engine.pipeline import (build_features, check_model_fits, compare_scores, feature_set,
+                             resolve_model, score_rows, train_model, validate_inputs,
+                             validate_table, write_demo_tables)
+from engine.training.carried import require_artifact
 from jobs._backend import backend_for
 
 TOLERANCE = 1e-9
@@ -19,9 +25,13 @@ TOLERANCE = 1e-9
 
 def body(conf, ctx, args) -> None:
     engines = args.engines.split(",")
+    model = None
+    if args.model:  # scored with a registered version: refused before anything is written
+        model = resolve_model(ctx, args.model)
+        require_artifact(model)
+        check_model_fits(model, feature_set(conf))
     if not args.skip_generate:
         write_demo_tables(ctx)
-    model = None
     for engine in engines:
         ctx.output_suffix = engine if len(engines) > 1 else ""
         with backend_for(conf, engine) as backend:
@@ -47,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated engines to run in order (default: spark,dask)")
     parser.add_argument("--scheduler", help="Dask scheduler address (overrides dask.scheduler)")
     parser.add_argument("--skip-generate", action="store_true", help="use existing input tables")
+    parser.add_argument("--model", help="score with this registered model (name/version, name@alias) "
+                        "instead of training one")
     return run_job("pipeline", parser, body, argv)
 
 
