@@ -2,13 +2,24 @@
 
 ``replay(manifest)`` checks first, writing nothing, that the run can be made again: the manifest
 is this lakescore's, the job is one whose outputs are a function of its inputs (``features``,
-``score``), every input table can still be read at the version the run read (time travel: data
+``score``, ``pipeline``), every input table can still be read at the version the run read (time travel: data
 appended, merged or compacted since does not matter; files removed by vacuum do), and the
 target lakehouse is not the original. It then runs the same job with the recorded conf, the
 recorded feature definitions (the YAML text, not today's file), every input pinned to its
 version (``input_versions``) and the recorded model versions, into another lakehouse, so nothing
 of the original is touched. Last, each table the run wrote is compared with the replay's, column
 by column: bit-identical on the same engine, within ``CROSS_ENGINE_TOLERANCE`` on another.
+
+A ``pipeline`` run (``make demo``: features → validate → train → score on one or more engines)
+is replayed without generating its demo tables (they are its inputs, read at the recorded
+versions) and without training: it scores with the model version the run registered and
+scored with (recorded in the manifest). The scores are a function of the inputs and that model,
+so retraining is not needed to reproduce them, and it would register a new model version in the
+original's registry, which a replay never touches. Its features, validations and scores are
+made again: by default on the engines the run used, each compared bit-identically with the same
+engine's tables (``scores_spark`` with ``scores_spark``); with ``--engine`` on that engine alone,
+every original engine's tables compared with it (bit-identical on that engine, within the
+tolerance on the others).
 """
 
 from __future__ import annotations
@@ -27,15 +38,16 @@ from engine.manifest import REDACTED, InputVersion, Manifest, read_manifest
 
 log = logging.getLogger("lakescore.replay")
 
-REPLAYABLE_JOBS = ("features", "score")
+REPLAYABLE_JOBS = ("features", "score", "pipeline")
 CROSS_ENGINE_TOLERANCE = 1e-9
 """Across engines a float may differ by this much (relative to its size above 1)."""
 
 # Columns that name the run or the engine that made a row, not what was computed.
 RUN_COLUMNS = ("run_id", "engine", "training_table", "scoring_table")
 # Options of the original command line the replay sets itself.
-_REPLACED_OPTIONS = {"--conf", "--env", "--set", "--run-id", "--engine", "--scheduler", "--log-level",
-                     "--model"}
+_REPLACED_OPTIONS = {"--conf", "--env", "--set", "--run-id", "--engine", "--engines", "--scheduler",
+                     "--log-level", "--model"}
+_REPLACED_FLAGS = {"--skip-generate"}
 
 
 @dataclass
@@ -56,6 +68,7 @@ class TableComparison:
     name: str
     original: str
     replayed: str
+    tolerance: float = 0.0
     rows_original: int = 0
     rows_replayed: int = 0
     only_original: int = 0
@@ -69,7 +82,10 @@ class TableComparison:
                     or self.rows_original != self.rows_replayed)
 
     def describe(self) -> str:
-        head = f"{self.name}: {self.rows_original:,} rows original, {self.rows_replayed:,} replayed"
+        replayed = Path(self.replayed.rstrip("/")).name
+        against = f" vs {replayed}" if replayed and replayed != self.name else ""
+        head = (f"{self.name}{against}: {self.rows_original:,} rows original, "
+                f"{self.rows_replayed:,} replayed, {_bound(self.tolerance)}")
         if self.equal:
             return f"{head}: equal"
         parts = list(self.schema)
@@ -98,12 +114,18 @@ class ReplayReport:
         return self.exit_code == 0 and all(t.equal for t in self.tables)
 
     def render(self) -> str:
-        bound = "bit-identical" if self.tolerance == 0 else f"within {self.tolerance:g}"
+        bounds = {t.tolerance for t in self.tables} or {self.tolerance}
+        bound = (_bound(bounds.pop()) if len(bounds) == 1 else
+                 f"bit-identical on the same engine, within {CROSS_ENGINE_TOLERANCE:g} across engines")
         lines = [f"replay of run {self.run_id} ({self.original_engine}) as {self.replay_run_id} "
                  f"on {self.engine} into {self.lakehouse}, compared {bound}:"]
         lines += [f"  {t.describe()}" for t in self.tables]
         lines.append("replay EQUAL" if self.equal else "replay DIFFERS")
         return "\n".join(lines)
+
+
+def _bound(tolerance: float) -> str:
+    return "bit-identical" if tolerance == 0 else f"within {tolerance:g}"
 
 
 # --- checks before anything is written ---------------------------------------------------------
@@ -222,6 +244,8 @@ def job_arguments(manifest: Manifest) -> list[str]:
             skip = False
             continue
         name = arg.split("=", 1)[0]
+        if name in _REPLACED_FLAGS:
+            continue
         if name in _REPLACED_OPTIONS:
             skip = "=" not in arg
             continue
@@ -253,7 +277,8 @@ def compare_tables(name: str, original: Any, replayed: Any, tolerance: float,
     import pyarrow as pa
 
     result = TableComparison(name=name, original=original_path, replayed=replayed_path,
-                             rows_original=original.num_rows, rows_replayed=replayed.num_rows)
+                             tolerance=tolerance, rows_original=original.num_rows,
+                             rows_replayed=replayed.num_rows)
     if set(original.column_names) != set(replayed.column_names):
         result.schema.append(f"columns differ: only original {sorted(set(original.column_names) - set(replayed.column_names))}, "
                              f"only replay {sorted(set(replayed.column_names) - set(original.column_names))}")
@@ -301,6 +326,25 @@ def _replay_path(output_path: str, original_lakehouse: str, lakehouse: str, name
     return lakehouse.rstrip("/") + f"/tables/{name}"
 
 
+def replay_target(name: str, where: dict[str, Any], original_engines: list[str],
+                  replay_engines: list[str], original_lakehouse: str,
+                  lakehouse: str) -> tuple[str, float]:
+    """Where the replay wrote the table the run wrote as ``name``, and the tolerance to compare
+    them with. A run on several engines writes one table per engine (``scores_spark``); the
+    replay's table is the one of the same engine when the replay ran it, else the one of the
+    replay's (single) engine: bit-identical on the same engine, ``CROSS_ENGINE_TOLERANCE`` across."""
+    engine = where.get("engine") or original_engines[0]
+    path = where["path"].rstrip("/")
+    suffix = f"_{engine}"
+    if len(original_engines) > 1 and name.endswith(suffix) and path.endswith(suffix):
+        name, path = name[: -len(suffix)], path[: -len(suffix)]
+    target = engine if engine in replay_engines else replay_engines[0]
+    if len(replay_engines) > 1:
+        name, path = f"{name}_{target}", f"{path}_{target}"
+    tolerance = 0.0 if target == engine else CROSS_ENGINE_TOLERANCE
+    return _replay_path(path, original_lakehouse, lakehouse, name), tolerance
+
+
 # --- the replay ---------------------------------------------------------------------------------------
 
 def replay(manifest_uri: str, *, engine: str | None = None, into: str | None = None,
@@ -326,7 +370,9 @@ def replay(manifest_uri: str, *, engine: str | None = None, into: str | None = N
                         f"({manifest.features.get('error', 'none recorded')})")
     original = _coerce(manifest.conf, Conf, "manifest conf")
     original_lakehouse = original.lakehouse_path()
-    engine = engine or manifest.engine["name"]
+    original_engines = list(manifest.engine.get("engines") or [manifest.engine["name"]])
+    engines = [engine] if engine else original_engines
+    engine = engines[0]
     replay_id = run_id or new_run_id()
     lakehouse = into or f"{original_lakehouse}/replays/{replay_id}"
     if _same_location(lakehouse, original_lakehouse):
@@ -350,25 +396,31 @@ def replay(manifest_uri: str, *, engine: str | None = None, into: str | None = N
                 *(["--env", env] if env else []), *job_arguments(manifest)]
         champion = next((m for m in manifest.models if m.get("role") in ("model", "champion")), None)
         challenger = next((m for m in manifest.models if m.get("role") == "challenger"), None)
-        if manifest.job == "score":
+        if manifest.job in ("score", "pipeline"):
             if champion is None:
-                raise ConfError(f"manifest of score run {manifest.run_id} records no model")
+                raise ConfError(f"manifest of {manifest.job} run {manifest.run_id} records no model "
+                                "it scored with (the run wrote no scores): nothing to replay")
             argv += ["--model", f"{champion['name']}/{champion['version']}"]
+        if manifest.job == "score":
             argv += ["--set", "score.challenger=" + (f"{challenger['name']}/{challenger['version']}"
                                                      if challenger else "null")]
+        if manifest.job == "pipeline":  # its generated tables are inputs; its model is recorded
+            argv += ["--skip-generate", "--engines", ",".join(engines)]
         log.info("replaying run %s (%s on %s) as %s on %s into %s", manifest.run_id, manifest.job,
-                 manifest.engine["name"], replay_id, engine, lakehouse)
+                 ",".join(original_engines), replay_id, ",".join(engines), lakehouse)
         job = importlib.import_module(f"jobs.{manifest.job}")
         code = job.main(argv)
-    tolerance = 0.0 if engine == manifest.engine["name"] else CROSS_ENGINE_TOLERANCE
+    same = set(engines) <= set(original_engines)
     report = ReplayReport(manifest=manifest_uri, run_id=manifest.run_id, replay_run_id=replay_id,
-                          engine=engine, original_engine=manifest.engine["name"],
-                          lakehouse=lakehouse, tolerance=tolerance, exit_code=code)
+                          engine=",".join(engines), original_engine=",".join(original_engines),
+                          lakehouse=lakehouse, exit_code=code,
+                          tolerance=0.0 if same and len(original_engines) == 1 else CROSS_ENGINE_TOLERANCE)
     if code:
         return report
     replay_options = dict(conf.storage_options)
     for name, where in sorted(manifest.outputs.items()):
-        target = _replay_path(where["path"], original_lakehouse, lakehouse, name)
+        target, tolerance = replay_target(name, where, original_engines, engines,
+                                          original_lakehouse, lakehouse)
         report.tables.append(compare_tables(
             name, read_output(where["path"], where["version"], manifest.run_id, options),
             read_output(target, None, replay_id, replay_options), tolerance, where["path"], target))

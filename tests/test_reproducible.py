@@ -5,6 +5,11 @@ on Spark from the model alone (``features: null``). Its manifest is then replaye
 (bit-identical), on Dask (within 1e-9), after the inputs were appended to and compacted (still
 equal) and after vacuum removed the files (a named error, nothing written). The tests run in
 file order: the last ones append, compact and vacuum.
+
+A second lakehouse holds one demo run (``jobs.pipeline`` on Spark and Dask, as ``make demo``)
+whose inputs are then appended to and compacted; one replay on Spark is compared with both
+engines' tables (bit-identical with Spark's, within 1e-9 of Dask's), and the same replay run
+again after a planted difference reports it per column (exit 10).
 """
 
 from __future__ import annotations
@@ -240,6 +245,105 @@ def test_replay_of_a_manifest_from_another_lakescore_version_exits_2_writing_not
     result = run("replay", "--manifest", str(other), "--into", str(tmp_path / "other"))
     assert result.returncode == 2 and "ManifestMismatch" in result.stderr, result.stderr[-2000:]
     assert not (tmp_path / "other").exists()
+
+
+DEMO_RUN, DEMO_REPLAY = "demo-run", "demo-replay"
+
+
+@pytest.fixture(scope="module")
+def demo_lake(tmp_path_factory):
+    """The demo as ``make demo`` runs it (generate, then features → validate → train → score on
+    Spark and on Dask), at test size; then each input appended to and compacted."""
+    lakehouse = tmp_path_factory.mktemp("demo")
+    ok(run("pipeline", "--run-id", DEMO_RUN, lakehouse=lakehouse))
+    tables = lakehouse / "tables"
+    events = DeltaTable(str(tables / "events")).to_pandas()
+    write_deltalake(str(tables / "events"), events.head(500).assign(amount=lambda f: f["amount"] * 3),
+                    mode="append")  # later events of the same customers: features would change
+    for name in ("labels", "to_score"):
+        rows = DeltaTable(str(tables / name)).to_pandas().head(50)
+        write_deltalake(str(tables / name), rows.assign(customer_id=rows["customer_id"] + 10_000_000),
+                        mode="append")
+    ok(run("maintain", "--table", "events", "--table", "labels", "--table", "to_score",
+           "--compact-only", "--set", "maintain.min_files=2", lakehouse=lakehouse))
+    for name in ("events", "labels", "to_score"):
+        assert DeltaTable(str(tables / name)).version() >= 2, name  # appended, then compacted
+    return lakehouse
+
+
+def demo_replay(demo_lake: Path) -> subprocess.CompletedProcess:
+    """The demo run replayed on Spark alone, into a lakehouse beside the original (a second
+    call with the same replay run id writes nothing again: it compares again)."""
+    return run("replay", "--manifest", str(manifest_path(demo_lake, DEMO_RUN)), "--engine", "spark",
+               "--run-id", DEMO_REPLAY, "--into", str(demo_lake.parent / f"{demo_lake.name}-replay"))
+
+
+def test_a_demo_runs_manifest_records_its_generated_inputs_engines_and_model(demo_lake):
+    manifest = json.loads(manifest_path(demo_lake, DEMO_RUN).read_text())
+    assert manifest["job"] == "pipeline" and manifest["engine"]["engines"] == ["spark", "dask"]
+    # the generated demo tables are what the stages read, at the version generated
+    assert [(i["name"], i["version"]) for i in manifest["inputs"]] == [
+        ("events", 0), ("labels", 0), ("to_score", 0)]
+    assert {f"{kind}_{engine}" for kind in ("training_set", "scoring_set", "scores")
+            for engine in ("spark", "dask")} <= set(manifest["outputs"])
+    assert not {"events", "labels", "to_score"} & set(manifest["outputs"])
+    assert manifest["outputs"]["scores_dask"]["engine"] == "dask"
+    assert [(m["role"], m["name"], m["version"]) for m in manifest["models"]] == [("model", "churn", "1")]
+
+
+def test_a_demo_run_replays_bit_identical_on_its_engine_and_within_1e_9_across_after_appends_and_compaction(demo_lake):
+    before = {p.name: DeltaTable(str(p)).version() for p in (demo_lake / "tables").iterdir()}
+    result = ok(demo_replay(demo_lake))
+    out = result.stdout
+    assert "replay of run demo-run (spark,dask) as demo-replay on spark" in out, out[-3000:]
+    for kind in ("training_set", "scoring_set", "scores"):
+        assert f"{kind}_spark vs {kind}: " in out and f"{kind}_dask vs {kind}: " in out, out[-3000:]
+    lines = {line.split(":")[0].strip(): line for line in out.splitlines() if " vs " in line}
+    assert all(line.endswith(": equal") for line in lines.values()), out[-3000:]
+    assert "bit-identical: equal" in lines["scores_spark vs scores"]
+    assert "within 1e-09: equal" in lines["scores_dask vs scores"]
+    assert "replay EQUAL" in out
+    # nothing of the original was touched, no model was trained or registered
+    assert {p.name: DeltaTable(str(p)).version() for p in (demo_lake / "tables").iterdir()} == before
+    assert "stage train" not in result.stderr
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{demo_lake}/registry/mlflow.db")
+    assert [v.version for v in client.search_model_versions("name='churn'")] == ["1"]
+    replayed = DeltaTable(str(demo_lake.parent / f"{demo_lake.name}-replay" / "tables" / "scores")).to_pandas()
+    original = DeltaTable(str(demo_lake / "tables" / "scores_spark")).to_pandas()
+    assert len(replayed) == len(original) < len(DeltaTable(str(demo_lake / "tables" / "to_score")).to_pandas())
+
+
+def test_a_planted_difference_in_a_demo_replay_is_reported_per_column_with_exit_10(demo_lake):
+    scores = demo_lake.parent / f"{demo_lake.name}-replay" / "tables" / "scores"
+    if not scores.exists():
+        pytest.skip("needs the replay of the test before")
+    frame = DeltaTable(str(scores)).to_pandas()
+    frame.loc[frame.index[:3], "score"] += 0.25  # three scores changed, one row lost
+    write_deltalake(str(scores), frame.iloc[:-1], mode="overwrite",
+                    partition_by=DeltaTable(str(scores)).metadata().partition_columns)
+    result = demo_replay(demo_lake)
+    assert result.returncode == 10, result.stdout[-3000:] + result.stderr[-3000:]
+    line = next(l for l in result.stdout.splitlines() if l.strip().startswith("scores_spark vs scores"))
+    assert "DIFFERENT" in line and "1 rows only in the original" in line, line
+    assert "score: 3 rows differ, max abs difference 0.25" in line, line
+    assert "replay DIFFERS" in result.stdout
+
+
+def test_replay_targets_pair_each_engines_tables_with_the_replays():
+    from engine.replay import CROSS_ENGINE_TOLERANCE, replay_target
+
+    where = {"path": "/lake/tables/scores_dask", "version": 3, "engine": "dask"}
+    both = ["spark", "dask"]
+    assert replay_target("scores_dask", where, both, both, "/lake", "/r") == ("/r/tables/scores_dask", 0.0)
+    assert replay_target("scores_dask", where, both, ["spark"], "/lake", "/r") == (
+        "/r/tables/scores", CROSS_ENGINE_TOLERANCE)
+    assert replay_target("scores_dask", where, both, ["dask"], "/lake", "/r") == ("/r/tables/scores", 0.0)
+    single = {"path": "/lake/tables/scores", "version": 1}  # a manifest without engines per output
+    assert replay_target("scores", single, ["spark"], ["dask"], "/lake", "/r") == (
+        "/r/tables/scores", CROSS_ENGINE_TOLERANCE)
+    assert replay_target("scores", single, ["spark"], ["spark"], "/lake", "/r") == ("/r/tables/scores", 0.0)
 
 
 def test_compare_reports_each_differing_column_with_counts():
