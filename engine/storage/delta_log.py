@@ -866,7 +866,8 @@ def commit_files(table: TableRef, files: Sequence[WrittenFile], schema: pa.Schem
             if is_committed(table, commit):
                 raise CommitConflict(
                     f"batch {commit.batch} of {commit.app_id!r} was committed to table {table} "
-                    "by a concurrent writer while this one wrote its files; nothing was added")
+                    f"(now at version {delta.version()}) by a concurrent writer while this one "
+                    "wrote its files; nothing was added")
             delta = _evolve_or_check_schema(table, delta, schema, properties)
             if parts != list(delta.metadata().partition_columns):
                 raise SchemaMismatch(
@@ -893,8 +894,9 @@ def commit_files(table: TableRef, files: Sequence[WrittenFile], schema: pa.Schem
                                        commit_properties=properties)
     except CommitFailedError as exc:
         raise CommitConflict(
-            f"a concurrent commit to table {table} conflicts with this {mode.value}: {exc}; "
-            "the table is unchanged by this batch, rerun it") from exc
+            f"a concurrent commit to table {table} conflicts with this {mode.value} computed "
+            f"from version {read_version}: {exc}; the table is unchanged by this batch, "
+            "rerun it") from exc
     return _version_of(table, commit_id)
 
 
@@ -909,10 +911,13 @@ def commit_rewrite(table: TableRef, added: Sequence[WrittenFile], removed: Seque
     from deltalake.exceptions import CommitFailedError
     from deltalake.transaction import AddAction, CommitProperties
 
-    gone = {f.log_path for f in removed} - {f.log_path for f in snapshot(table).files}
+    _crash_point(table)
+    latest = snapshot(table)
+    gone = {f.log_path for f in removed} - {f.log_path for f in latest.files}
     if gone:
         raise CommitConflict(f"{len(gone)} file(s) being rewritten in table {table} were removed "
-                             "by a concurrent commit; nothing was committed, rerun it")
+                             f"by a concurrent commit between version {read_version} and "
+                             f"{latest.version}; nothing was committed, rerun it")
     delta = open_table(table, read_version)
     adds = [AddAction(**{**vars(f.add_action()), "data_change": False}) for f in added]
     removes = [f.remove_action(data_change=False) for f in removed]
@@ -924,8 +929,9 @@ def commit_rewrite(table: TableRef, added: Sequence[WrittenFile], removed: Seque
                                        partition_by=list(delta.metadata().partition_columns) or None,
                                        commit_properties=CommitProperties(custom_metadata=metadata))
     except CommitFailedError as exc:
-        raise CommitConflict(f"compaction of table {table} conflicts with a concurrent commit: "
-                             f"{exc}; nothing was committed, rerun it") from exc
+        raise CommitConflict(f"compaction of table {table} from version {read_version} conflicts "
+                             f"with a concurrent commit: {exc}; nothing was committed, rerun it"
+                             ) from exc
     return _version_of(table, metadata[COMMIT_ID_KEY])
 
 
@@ -1045,9 +1051,34 @@ def _version_of(table: TableRef, commit_id: str) -> int:
 KILL_BEFORE_COMMIT_ENV = "LAKESCORE_TEST_KILL_BEFORE_COMMIT"
 
 
+COMMIT_GATE_ENV = "LAKESCORE_TEST_COMMIT_GATE"
+COMMIT_GATE_TIMEOUT_S = 600
+
+
 def _crash_point(table: TableRef) -> None:
-    """Test hook: SIGKILL this process after the files are written, just before the commit,
-    when ``LAKESCORE_TEST_KILL_BEFORE_COMMIT`` names this table. Proves a dead writer leaves
-    the table unchanged."""
+    """Test hooks, just before the commit, after the files are written.
+
+    ``LAKESCORE_TEST_KILL_BEFORE_COMMIT=<table>``: SIGKILL this process (a dead writer leaves
+    the table unchanged). ``LAKESCORE_TEST_COMMIT_GATE=<table>:<dir>``: create
+    ``<dir>/ready-<pid>-<thread name>`` and wait until ``<dir>/go-<pid>-<thread name>`` exists,
+    so a test can hold one writer after it computed its batch from a version until a rival has
+    committed: the conflict then happens every time, without sleeping and hoping."""
     if os.environ.get(KILL_BEFORE_COMMIT_ENV) == table.name:
         os.kill(os.getpid(), signal.SIGKILL)
+    name, _, gate = os.environ.get(COMMIT_GATE_ENV, "").partition(":")
+    if gate and name == table.name:
+        _wait_at_gate(gate)
+
+
+def _wait_at_gate(gate: str) -> None:
+    import threading
+    import time
+
+    me = f"{os.getpid()}-{threading.current_thread().name}"
+    with open(os.path.join(gate, f"ready-{me}"), "w"):
+        pass
+    deadline = time.monotonic() + COMMIT_GATE_TIMEOUT_S
+    while not os.path.exists(os.path.join(gate, f"go-{me}")):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{COMMIT_GATE_ENV}: nobody opened the gate {gate} for {me}")
+        time.sleep(0.05)
