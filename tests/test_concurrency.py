@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from clusters import listening_addresses
 from engine.errors import CommitConflict
 from engine.storage import delta_log, maintenance
 from engine.storage.table import CommitInfo, TableRef, WriteMode
@@ -234,22 +235,6 @@ TOKEN = "tok-planted-9f3a51c7e2"
 STORAGE_SECRET = "sek-planted-4b2d88e0aa"
 
 
-def process_tree_listeners(pid: int) -> list[tuple[str, str, int]]:
-    """(process name, address, port) of every listening socket of ``pid`` and its descendants."""
-    import psutil
-
-    root = psutil.Process(pid)
-    found = []
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            for conn in proc.net_connections(kind="inet"):
-                if conn.status == psutil.CONN_LISTEN:
-                    found.append((proc.name(), conn.laddr.ip, conn.laddr.port))
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
-
-
 def merge_job(lakehouse: Path, engine_name: str, env: dict[str, str]) -> subprocess.Popen:
     argv = [sys.executable, "tests/chaos/chaos.py", "merge-step", "--conf", "conf/test.yaml",
             "--engine", engine_name, "--run-id", "merge-1", "--set", f"lakehouse={lakehouse}",
@@ -278,7 +263,7 @@ def raced_merge_job(request, tmp_path_factory):
     proc = merge_job(lakehouse, engine_name, {**env, delta_log.COMMIT_GATE_ENV: f"merge_target:{gate}"})
     try:
         wait_for(gate / f"ready-{proc.pid}-MainThread", "the merge job at its commit", proc=proc)
-        listeners = process_tree_listeners(proc.pid)
+        listeners = listening_addresses([proc.pid])
         compaction = compact(backend, table, "c1")  # the rival commits while the merge waits
         (gate / f"go-{proc.pid}-MainThread").touch()
         out, _ = proc.communicate(timeout=300)
@@ -305,38 +290,18 @@ def test_a_merge_job_that_loses_to_a_compaction_exits_5_and_its_rerun_completes(
 
 
 def test_every_server_a_job_starts_listens_on_loopback_only(raced_merge_job):
-    listeners = raced_merge_job["listeners"]
-    assert listeners, "the job listened on nothing: the listing is broken"
-    if raced_merge_job["engine"] == "spark":  # the JVM's driver, block manager and UI at least
-        assert any(name == "java" for name, _, _ in listeners), listeners
-    else:  # the LocalCluster's scheduler, workers and dashboard
-        assert len(listeners) >= 3, listeners
-    assert not beyond_loopback(listeners), f"servers bound beyond loopback: {listeners}"
-
-
-def beyond_loopback(listeners: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
-    """Listeners on anything but loopback (0.0.0.0, ::, a LAN address); Java's IPv4-mapped
-    ``::ffff:127.0.0.1`` is loopback."""
-    import ipaddress
-
-    def loopback(address: str) -> bool:
-        ip = ipaddress.ip_address(address)
-        return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
-
-    return [item for item in listeners if not loopback(item[1])]
-
-
-def test_the_spark_dask_and_h2o_servers_lakescore_starts_listen_on_loopback_only(
-        spark, dask_cluster_client, h2o_cluster):
-    """The session's SparkSession, Dask LocalCluster (with its dashboard) and H2O, started by
-    engine.session as a job starts them: every socket this process tree listens on."""
-    port = int(os.environ.get("LAKESCORE_TEST_H2O_PORT", "54321"))
-    listeners = process_tree_listeners(os.getpid())
-    ports = {p for _, _, p in listeners}
-    assert port in ports, (port, listeners)  # H2O's REST port is among them: the listing works
-    dashboard = dask_cluster_client.dashboard_link
-    assert dashboard and int(dashboard.split(":")[-1].split("/")[0]) in ports, (dashboard, listeners)
-    assert not beyond_loopback(listeners), f"servers bound beyond loopback: {listeners}"
+    """The sockets the merge job's process tree listened on while it waited at its commit
+    (Spark's driver RPC and block manager; Dask's scheduler, dashboard, nannies and workers).
+    tests/test_environment.py checks the same of the Spark UI and H2O as the session code starts
+    them."""
+    listening = raced_merge_job["listeners"]
+    addresses = [a for found in listening.values() for a in found]
+    if raced_merge_job["engine"] == "spark":
+        assert any(name.startswith("java") for name in listening), listening
+    else:
+        assert len(addresses) >= 3, listening
+    outside = [a for a in addresses if not a.startswith(("127.0.0.1:", "::ffff:127.0.0.1:", "::1:"))]
+    assert not outside, f"servers bound beyond loopback: {listening}"
 
 
 def every_output(lakehouse: Path) -> dict[str, str]:

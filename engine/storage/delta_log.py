@@ -292,23 +292,44 @@ def check_data_files(table: TableRef, version: int | None = None,
       table's (e.g. ``amount`` stored as string in a double table) → ``SchemaMismatch``.
       Engines would otherwise disagree: Dask casts the strings silently, Spark fails mid-job.
 
-    A column a file lacks is not an error (Delta reads it as null: schema evolution). Returns
-    the number of files checked. Object-store errors raise ``StorageUnavailable``."""
+    A column a file lacks is read as null (Delta's schema evolution: files written before the
+    column was added). That is accepted for the table's other columns, but not for ``columns``
+    a job names because it computes from them (the events columns the features aggregate):
+    files lacking one → ``SchemaMismatch`` naming the column, the count and a file, since
+    their rows would silently count as missing values. Returns the number of files checked.
+    Object-store errors raise ``StorageUnavailable``."""
     from concurrent.futures import ThreadPoolExecutor
 
     snap = snapshot(table, version)
     wanted = [f for f in snap.schema if columns is None or f.name in set(columns)]
     expected = {f.name: _type_kind(f.type) for f in wanted if f.name not in snap.partition_by}
 
-    def check(file: TableFile) -> None:
-        _check_data_file(table, snap.version, file, expected)
+    def check(file: TableFile) -> list[str]:
+        return _check_data_file(table, snap.version, file, expected)
 
     with ThreadPoolExecutor(max_workers=min(8, max(1, len(snap.files)))) as pool:
-        list(pool.map(check, snap.files))
+        lacking = [(f, found) for f, found in zip(snap.files, pool.map(check, snap.files)) if found]
+    if columns is not None:
+        _refuse_files_lacking(table, snap.version, lacking, len(snap.files))
     return len(snap.files)
 
 
-def _check_data_file(table: TableRef, version: int, file: TableFile, expected: Mapping[str, str]) -> None:
+def _refuse_files_lacking(table: TableRef, version: int,
+                          lacking: Sequence[tuple[TableFile, list[str]]], total: int) -> None:
+    if not lacking:
+        return
+    columns = sorted({c for _, found in lacking for c in found})
+    example, missing = lacking[0]
+    raise SchemaMismatch(
+        f"table {table} version {version}: {len(lacking)} of {total} data files lack column(s) "
+        f"{columns} that this job reads (e.g. data file {example.log_path}, which lacks "
+        f"{missing}); their rows would be read as null. Rewrite the table with the column "
+        "filled (or drop those rows) before computing from it")
+
+
+def _check_data_file(table: TableRef, version: int, file: TableFile,
+                     expected: Mapping[str, str]) -> list[str]:
+    """Refuse a damaged or mistyped file; return the ``expected`` columns the file lacks."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -340,6 +361,7 @@ def _check_data_file(table: TableRef, version: int, file: TableFile, expected: M
             raise SchemaMismatch(
                 f"{where}: column {field_.name!r} is {field_.type} ({found}) in this file but "
                 f"{want} in the table's schema; rewrite the file with the table's types")
+    return [name for name in expected if name not in schema.names]
 
 
 def _type_kind(kind: pa.DataType) -> str:
