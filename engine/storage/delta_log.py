@@ -138,7 +138,7 @@ def is_committed(table: TableRef, commit: CommitInfo) -> bool:
 def arrow_schema(table: TableRef, version: int | None = None) -> pa.Schema:
     """The table's schema as Arrow (``timestamp`` → ``timestamp[us, tz=UTC]``)."""
     delta = _require_table(table, version)
-    return normalize_schema(_to_pyarrow(delta.schema()))
+    return normalize_schema(_to_pyarrow(delta.schema()), table)
 
 
 def partition_columns(table: TableRef) -> list[str]:
@@ -207,7 +207,7 @@ def snapshot(table: TableRef, version: int | datetime | None = None,
     if isinstance(version, datetime):
         version = version_at(table, version)
     delta = _require_table(table, version)
-    schema = normalize_schema(_to_pyarrow(delta.schema()))
+    schema = normalize_schema(_to_pyarrow(delta.schema()), table)
     parts = tuple(delta.metadata().partition_columns)
     wanted = _partition_wanted(table, parts, partitions)
     actions = pa.table(delta.get_add_actions(flatten=True))
