@@ -411,9 +411,15 @@ def test_one_entity_with_half_of_all_events_completes_with_its_features_right(
         engine_name, request, lakehouse, capsys):
     """Kind 6: skew. One customer gets as many events as all others together (half of all);
     the features job completes and that customer's counts are exact."""
-    events = read(lakehouse, "events")
+    # a fifth of the demo's customers keeps the test fast; the skew is what matters
     labels = read(lakehouse, "labels")
-    hot = int(labels["customer_id"].iloc[0])
+    kept = sorted(labels["customer_id"].unique())[:60]
+    labels = labels[labels["customer_id"].isin(kept)].reset_index(drop=True)
+    events = read(lakehouse, "events")
+    events = events[events["customer_id"].isin(kept)].reset_index(drop=True)
+    write_deltalake(table_path(lakehouse, "labels"), labels, mode="overwrite")
+    write_deltalake(table_path(lakehouse, "events"), events, mode="overwrite")
+    hot = int(kept[0])
     extra = events.assign(customer_id=hot)
     write_deltalake(table_path(lakehouse, "events"), extra, mode="append")
     code, _, err = as_job(lakehouse, backend_for(engine_name, request), train_inputs, capsys)
