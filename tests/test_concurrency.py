@@ -278,6 +278,7 @@ def raced_merge_job(request, tmp_path_factory):
                 rerun_out=rerun_out, seconds=time.perf_counter() - started)
 
 
+@pytest.mark.slow
 def test_a_merge_job_that_loses_to_a_compaction_exits_5_and_its_rerun_completes(raced_merge_job):
     job = raced_merge_job
     assert job["compaction"].version == 3 and job["compaction"].rows == 60
@@ -289,6 +290,7 @@ def test_a_merge_job_that_loses_to_a_compaction_exits_5_and_its_rerun_completes(
     assert DeltaTable(str(job["lakehouse"] / "tables" / "merge_target")).version() == 4
 
 
+@pytest.mark.slow
 def test_every_server_a_job_starts_listens_on_loopback_only(raced_merge_job):
     """The sockets the merge job's process tree listened on while it waited at its commit
     (Spark's driver RPC and block manager; Dask's scheduler, dashboard, nannies and workers).
@@ -314,6 +316,7 @@ def every_output(lakehouse: Path) -> dict[str, str]:
     return found
 
 
+@pytest.mark.slow
 def test_planted_secrets_appear_in_no_output(raced_merge_job):
     job = raced_merge_job
     outputs = every_output(job["lakehouse"])
