@@ -335,3 +335,152 @@ def test_readme_exit_code_table_matches_the_errors():
     readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
     for code, meaning in EXIT_CODES.items():
         assert f"| {code} | {meaning} |" in readme, (code, meaning)
+
+
+# --- the issue's twelve kinds that the tests above do not already cover (docs/bad_input.md) --
+
+def restore(lakehouse: Path, demo: Path, name: str) -> None:
+    """Put the demo's clean copy of an input table back (the fix before the rerun)."""
+    shutil.rmtree(lakehouse / "tables" / name)
+    shutil.copytree(demo / "tables" / name, lakehouse / "tables" / name)
+
+
+def test_a_file_lacking_a_column_the_features_read_is_exit_3_and_the_fixed_rerun_runs(
+        engine_name, request, demo, lakehouse, capsys):
+    """Kind 1 (a column present in some files only): Delta reads a file without the column as
+    nulls, which would silently change the features; refused before anything is computed."""
+    path = first_file(lakehouse, "events")
+    pq.write_table(pq.read_table(path).drop_columns(["amount"]), path)
+    before = versions(lakehouse)
+    files = len(DeltaTable(table_path(lakehouse, "events")).file_uris())
+    no_suites = ("validation.suites.events=[]", "validation.suites.labels=[]")  # not the point here
+    code, _, err = as_job(lakehouse, backend_for(engine_name, request), train_inputs, capsys, *no_suites)
+    assert code == 3, err
+    assert f"1 of {files} data files lack column(s) ['amount'] that this job reads" in err
+    assert f"data file {path.name}" in err and "table events (" in err
+    assert versions(lakehouse) == before
+    restore(lakehouse, demo, "events")
+    code, _, err = as_job(lakehouse, backend_for(engine_name, request), train_inputs, capsys, *no_suites)
+    assert code == 0, err
+    assert DeltaTable(table_path(lakehouse, "training_set")).version() == 0
+
+
+def test_null_keys_and_times_in_events_are_exit_4_naming_column_and_count(
+        engine_name, request, demo, lakehouse, capsys):
+    """Kind 2: null keys and null times are refused by the events suite; a null amount is kept
+    (count counts the event, sum and mean ignore the value: conf/features/customer.yaml)."""
+    events = read(lakehouse, "events")
+    bad = events.iloc[:6].copy()
+    bad["customer_id"] = bad["customer_id"].astype("Int64")
+    bad.loc[bad.index[:3], "customer_id"] = None
+    bad.loc[bad.index[3:5], "event_time"] = None
+    bad.loc[bad.index[5:], "amount"] = None
+    schema = DeltaTable(table_path(lakehouse, "events")).schema().to_arrow()
+    write_deltalake(table_path(lakehouse, "events"),
+                    pa.Table.from_pandas(bad, schema=pa.schema(schema), preserve_index=False),
+                    mode="append")
+    before = versions(lakehouse)
+    code, _, err = as_job(lakehouse, backend_for(engine_name, request), train_inputs, capsys)
+    assert code == 4, err
+    assert "events@v1" in err
+    assert "expect_column_values_to_not_be_null(customer_id): 3 unexpected" in err
+    assert "expect_column_values_to_not_be_null(event_time): 2 unexpected" in err
+    assert "(amount)" not in err  # the null amount is not an error
+    assert versions(lakehouse) == before
+
+
+def test_events_whose_amount_column_is_text_are_exit_3_naming_it(engine_name, request, demo,
+                                                                 lakehouse, capsys):
+    """Kind 3 (a string column where a number is expected) for a whole table, where the file
+    check of the mistyped-file test above has nothing to compare against."""
+    events = read(lakehouse, "events")
+    events["amount"] = events["amount"].map(lambda v: f"{v:.2f}")
+    write_deltalake(table_path(lakehouse, "events"), events, mode="overwrite", schema_mode="overwrite")
+    before = versions(lakehouse)
+    code, _, err = as_job(lakehouse, backend_for(engine_name, request), train_inputs, capsys)
+    assert code == 4, err  # the events suite meets it first
+    assert "events@v1" in err and "expect_column_values_to_be_between(amount): could not be evaluated" in err
+    # without the suite, the features stage refuses the column's type before computing
+    code, _, err = as_job(lakehouse, backend_for(engine_name, request), train_inputs, capsys,
+                          "validation.suites.events=[]")
+    assert code == 3, err
+    assert "column 'amount' of the events table is string, expected numeric" in err
+    assert versions(lakehouse) == before
+
+
+def test_one_entity_with_half_of_all_events_completes_with_its_features_right(
+        engine_name, request, lakehouse, capsys):
+    """Kind 6: skew. One customer gets as many events as all others together (half of all);
+    the features job completes and that customer's counts are exact."""
+    # a fifth of the demo's customers keeps the test fast; the skew is what matters
+    labels = read(lakehouse, "labels")
+    kept = sorted(labels["customer_id"].unique())[:60]
+    labels = labels[labels["customer_id"].isin(kept)].reset_index(drop=True)
+    events = read(lakehouse, "events")
+    events = events[events["customer_id"].isin(kept)].reset_index(drop=True)
+    write_deltalake(table_path(lakehouse, "labels"), labels, mode="overwrite")
+    write_deltalake(table_path(lakehouse, "events"), events, mode="overwrite")
+    hot = int(kept[0])
+    extra = events.assign(customer_id=hot)
+    write_deltalake(table_path(lakehouse, "events"), extra, mode="append")
+    code, _, err = as_job(lakehouse, backend_for(engine_name, request), train_inputs, capsys)
+    assert code == 0, err
+    everything = pd.concat([events, extra], ignore_index=True)
+    assert (everything["customer_id"] == hot).sum() >= len(everything) / 2
+    training = read(lakehouse, "training_set")
+    assert len(training) == len(labels)
+    mine = everything[everything["customer_id"] == hot]
+    for _, row in training[training["customer_id"] == hot].iterrows():
+        inside = (mine["event_time"] >= row["as_of"] - pd.Timedelta(days=30)) & (mine["event_time"] < row["as_of"])
+        assert row["amount_count_30d"] == inside.sum()
+
+
+def test_time_zone_naive_event_times_are_exit_3_naming_the_column(engine_name, request, lakehouse,
+                                                                  capsys):
+    """Kind 10 (time-zone-naive timestamps): a naive event time has no instant; refused naming
+    the column instead of being read in the session's zone."""
+    events = read(lakehouse, "events")
+    events["event_time"] = events["event_time"].dt.tz_localize(None)
+    write_deltalake(table_path(lakehouse, "events"), events, mode="overwrite", schema_mode="overwrite")
+    before = versions(lakehouse)
+    code, _, err = as_job(lakehouse, backend_for(engine_name, request), train_inputs, capsys)
+    assert code == 3, err
+    assert f"column 'event_time' for table events ({table_path(lakehouse, 'events')}) is a " \
+           "time-zone-naive timestamp; lakescore stores UTC instants" in err
+    assert versions(lakehouse) == before
+
+
+def test_a_table_path_that_does_not_exist_is_exit_2_naming_it(engine_name, request, lakehouse,
+                                                             capsys, tmp_path):
+    """Kind 11 (a table path that does not exist)."""
+    missing = tmp_path / "no" / "such" / "events"
+    code, _, err = as_job(lakehouse, backend_for(engine_name, request), train_inputs, capsys,
+                          f"tables.events={missing}")
+    assert code == 2, err
+    assert "TableNotFound" in err and str(missing) in err
+    assert not (lakehouse / "tables" / "training_set").exists()
+
+
+@pytest.mark.parametrize("fault", ["unknown key", "wrong type", "bad window"])
+def test_bad_conf_is_exit_2_naming_the_key_before_any_work(engine_name, request, lakehouse, capsys,
+                                                          tmp_path, fault):
+    """Kind 11 through a job on each engine (conf and definitions are checked before any engine
+    work; tests/test_conf.py and tests/test_features.py check every message in detail)."""
+    if fault == "bad window":
+        text = Path("conf/features/customer.yaml").read_text()
+        assert "windows: [7d, 30d, 90d]" in text
+        features = tmp_path / "features.yaml"
+        features.write_text(text.replace("windows: [7d, 30d, 90d]", "windows: [7x, 30d, 90d]"))
+        # the definitions are loaded by the features stage: skip the input suites before it
+        overrides, expected = [f"features={features}", "validation.suites.events=[]",
+                               "validation.suites.labels=[]"], "'7x'"
+    elif fault == "wrong type":
+        overrides, expected = ["dask.n_workers=two"], "conf.dask.n_workers: expected int"
+    else:
+        overrides, expected = ["spark.shufle_partitions=3"], "shufle_partitions"
+    before = versions(lakehouse)
+    code, _, err = as_job(lakehouse, backend_for(engine_name, request), train_inputs, capsys,
+                          f"engine={engine_name}", *overrides)
+    assert code == 2, err
+    assert expected in err and ("DefinitionError" if fault == "bad window" else "ConfError") in err
+    assert versions(lakehouse) == before and not (lakehouse / "tables" / "training_set").exists()

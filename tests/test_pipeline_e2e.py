@@ -28,9 +28,16 @@ pytestmark = pytest.mark.slow
 JOB_H2O_PORT = os.environ.get("LAKESCORE_TEST_JOB_H2O_PORT", "54371")
 
 
-def run(args: list[str], lakehouse: Path, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
+# Fake secrets planted in the demo run (a storage credential in conf, a token in the
+# environment): no output of the run may contain them (test_planted_secrets_appear_nowhere).
+PLANTED_TOKEN = "tok-e2e-planted-7c1d0b93"
+PLANTED_STORAGE_SECRET = "sek-e2e-planted-52aa61fe"
+
+
+def run(args: list[str], lakehouse: Path, *extra: str, timeout: int = 600,
+        env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
-               PYSPARK_DRIVER_PYTHON=sys.executable)
+               PYSPARK_DRIVER_PYTHON=sys.executable, **(env_extra or {}))
     cmd = [*args, "--conf", "conf/test.yaml", "--set", f"lakehouse={lakehouse}",
            "--set", f"h2o.port={JOB_H2O_PORT}", "--set", "spark.show_progress=false",
            "--set", "dask.show_progress=false", *extra]
@@ -53,7 +60,9 @@ def demo_run(tmp_path_factory, gateway):
     lakehouse = tmp_path_factory.mktemp("lakehouse")
     # as `make demo` with metrics and lineage on (the tests at the end check both)
     result = run(job("pipeline"), lakehouse, "--set", f"metrics.pushgateway={gateway}",
-                 "--set", "openlineage.transport=file")
+                 "--set", "openlineage.transport=file",
+                 "--set", f"storage_options.AWS_SECRET_ACCESS_KEY={PLANTED_STORAGE_SECRET}",
+                 env_extra={"MLFLOW_TRACKING_TOKEN": PLANTED_TOKEN})
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
     return lakehouse, result
 
@@ -69,6 +78,25 @@ def test_pipeline_exits_zero_and_prints_the_run_summary(demo_run):
         assert f"\n{stage} " in out, out
     assert "scores spark vs dask" in out
     assert "summary saved to" in out
+
+
+def test_planted_secrets_appear_nowhere(demo_run, gateway):
+    """Every byte the demo run left (logs, summaries, manifests, Delta logs and data, MLflow's
+    database with its tags and params, its artifacts, lineage events, validation reports) and
+    the metrics it pushed: neither planted secret is in any of them."""
+    from urllib.request import urlopen
+
+    lakehouse, result = demo_run
+    outputs = {str(p.relative_to(lakehouse)): p.read_bytes()
+               for p in lakehouse.rglob("*") if p.is_file()}
+    assert any(p.endswith(".db") for p in outputs), sorted(outputs)  # MLflow's tags and params
+    assert any("manifest.json" in p for p in outputs) and any("_delta_log" in p for p in outputs)
+    outputs["stdout"], outputs["stderr"] = result.stdout.encode(), result.stderr.encode()
+    with urlopen(f"http://{gateway}/metrics", timeout=10) as response:
+        outputs["pushed metrics"] = response.read()
+    for secret in (PLANTED_TOKEN, PLANTED_STORAGE_SECRET):
+        leaks = [p for p, data in outputs.items() if secret.encode() in data]
+        assert not leaks, f"{secret} found in {leaks}"
 
 
 def test_feature_tables_have_one_row_per_label_on_both_engines(demo_run):

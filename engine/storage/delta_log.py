@@ -138,7 +138,7 @@ def is_committed(table: TableRef, commit: CommitInfo) -> bool:
 def arrow_schema(table: TableRef, version: int | None = None) -> pa.Schema:
     """The table's schema as Arrow (``timestamp`` → ``timestamp[us, tz=UTC]``)."""
     delta = _require_table(table, version)
-    return normalize_schema(_to_pyarrow(delta.schema()))
+    return normalize_schema(_to_pyarrow(delta.schema()), table)
 
 
 def partition_columns(table: TableRef) -> list[str]:
@@ -207,7 +207,7 @@ def snapshot(table: TableRef, version: int | datetime | None = None,
     if isinstance(version, datetime):
         version = version_at(table, version)
     delta = _require_table(table, version)
-    schema = normalize_schema(_to_pyarrow(delta.schema()))
+    schema = normalize_schema(_to_pyarrow(delta.schema()), table)
     parts = tuple(delta.metadata().partition_columns)
     wanted = _partition_wanted(table, parts, partitions)
     actions = pa.table(delta.get_add_actions(flatten=True))
@@ -292,23 +292,44 @@ def check_data_files(table: TableRef, version: int | None = None,
       table's (e.g. ``amount`` stored as string in a double table) → ``SchemaMismatch``.
       Engines would otherwise disagree: Dask casts the strings silently, Spark fails mid-job.
 
-    A column a file lacks is not an error (Delta reads it as null: schema evolution). Returns
-    the number of files checked. Object-store errors raise ``StorageUnavailable``."""
+    A column a file lacks is read as null (Delta's schema evolution: files written before the
+    column was added). That is accepted for the table's other columns, but not for ``columns``
+    a job names because it computes from them (the events columns the features aggregate):
+    files lacking one → ``SchemaMismatch`` naming the column, the count and a file, since
+    their rows would silently count as missing values. Returns the number of files checked.
+    Object-store errors raise ``StorageUnavailable``."""
     from concurrent.futures import ThreadPoolExecutor
 
     snap = snapshot(table, version)
     wanted = [f for f in snap.schema if columns is None or f.name in set(columns)]
     expected = {f.name: _type_kind(f.type) for f in wanted if f.name not in snap.partition_by}
 
-    def check(file: TableFile) -> None:
-        _check_data_file(table, snap.version, file, expected)
+    def check(file: TableFile) -> list[str]:
+        return _check_data_file(table, snap.version, file, expected)
 
     with ThreadPoolExecutor(max_workers=min(8, max(1, len(snap.files)))) as pool:
-        list(pool.map(check, snap.files))
+        lacking = [(f, found) for f, found in zip(snap.files, pool.map(check, snap.files)) if found]
+    if columns is not None:
+        _refuse_files_lacking(table, snap.version, lacking, len(snap.files))
     return len(snap.files)
 
 
-def _check_data_file(table: TableRef, version: int, file: TableFile, expected: Mapping[str, str]) -> None:
+def _refuse_files_lacking(table: TableRef, version: int,
+                          lacking: Sequence[tuple[TableFile, list[str]]], total: int) -> None:
+    if not lacking:
+        return
+    columns = sorted({c for _, found in lacking for c in found})
+    example, missing = lacking[0]
+    raise SchemaMismatch(
+        f"table {table} version {version}: {len(lacking)} of {total} data files lack column(s) "
+        f"{columns} that this job reads (e.g. data file {example.log_path}, which lacks "
+        f"{missing}); their rows would be read as null. Rewrite the table with the column "
+        "filled (or drop those rows) before computing from it")
+
+
+def _check_data_file(table: TableRef, version: int, file: TableFile,
+                     expected: Mapping[str, str]) -> list[str]:
+    """Refuse a damaged or mistyped file; return the ``expected`` columns the file lacks."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -340,6 +361,7 @@ def _check_data_file(table: TableRef, version: int, file: TableFile, expected: M
             raise SchemaMismatch(
                 f"{where}: column {field_.name!r} is {field_.type} ({found}) in this file but "
                 f"{want} in the table's schema; rewrite the file with the table's types")
+    return [name for name in expected if name not in schema.names]
 
 
 def _type_kind(kind: pa.DataType) -> str:
@@ -866,7 +888,8 @@ def commit_files(table: TableRef, files: Sequence[WrittenFile], schema: pa.Schem
             if is_committed(table, commit):
                 raise CommitConflict(
                     f"batch {commit.batch} of {commit.app_id!r} was committed to table {table} "
-                    "by a concurrent writer while this one wrote its files; nothing was added")
+                    f"(now at version {delta.version()}) by a concurrent writer while this one "
+                    "wrote its files; nothing was added")
             delta = _evolve_or_check_schema(table, delta, schema, properties)
             if parts != list(delta.metadata().partition_columns):
                 raise SchemaMismatch(
@@ -893,8 +916,9 @@ def commit_files(table: TableRef, files: Sequence[WrittenFile], schema: pa.Schem
                                        commit_properties=properties)
     except CommitFailedError as exc:
         raise CommitConflict(
-            f"a concurrent commit to table {table} conflicts with this {mode.value}: {exc}; "
-            "the table is unchanged by this batch, rerun it") from exc
+            f"a concurrent commit to table {table} conflicts with this {mode.value} computed "
+            f"from version {read_version}: {exc}; the table is unchanged by this batch, "
+            "rerun it") from exc
     return _version_of(table, commit_id)
 
 
@@ -909,10 +933,13 @@ def commit_rewrite(table: TableRef, added: Sequence[WrittenFile], removed: Seque
     from deltalake.exceptions import CommitFailedError
     from deltalake.transaction import AddAction, CommitProperties
 
-    gone = {f.log_path for f in removed} - {f.log_path for f in snapshot(table).files}
+    _crash_point(table)
+    latest = snapshot(table)
+    gone = {f.log_path for f in removed} - {f.log_path for f in latest.files}
     if gone:
         raise CommitConflict(f"{len(gone)} file(s) being rewritten in table {table} were removed "
-                             "by a concurrent commit; nothing was committed, rerun it")
+                             f"by a concurrent commit between version {read_version} and "
+                             f"{latest.version}; nothing was committed, rerun it")
     delta = open_table(table, read_version)
     adds = [AddAction(**{**vars(f.add_action()), "data_change": False}) for f in added]
     removes = [f.remove_action(data_change=False) for f in removed]
@@ -924,8 +951,9 @@ def commit_rewrite(table: TableRef, added: Sequence[WrittenFile], removed: Seque
                                        partition_by=list(delta.metadata().partition_columns) or None,
                                        commit_properties=CommitProperties(custom_metadata=metadata))
     except CommitFailedError as exc:
-        raise CommitConflict(f"compaction of table {table} conflicts with a concurrent commit: "
-                             f"{exc}; nothing was committed, rerun it") from exc
+        raise CommitConflict(f"compaction of table {table} from version {read_version} conflicts "
+                             f"with a concurrent commit: {exc}; nothing was committed, rerun it"
+                             ) from exc
     return _version_of(table, metadata[COMMIT_ID_KEY])
 
 
@@ -1045,9 +1073,34 @@ def _version_of(table: TableRef, commit_id: str) -> int:
 KILL_BEFORE_COMMIT_ENV = "LAKESCORE_TEST_KILL_BEFORE_COMMIT"
 
 
+COMMIT_GATE_ENV = "LAKESCORE_TEST_COMMIT_GATE"
+COMMIT_GATE_TIMEOUT_S = 600
+
+
 def _crash_point(table: TableRef) -> None:
-    """Test hook: SIGKILL this process after the files are written, just before the commit,
-    when ``LAKESCORE_TEST_KILL_BEFORE_COMMIT`` names this table. Proves a dead writer leaves
-    the table unchanged."""
+    """Test hooks, just before the commit, after the files are written.
+
+    ``LAKESCORE_TEST_KILL_BEFORE_COMMIT=<table>``: SIGKILL this process (a dead writer leaves
+    the table unchanged). ``LAKESCORE_TEST_COMMIT_GATE=<table>:<dir>``: create
+    ``<dir>/ready-<pid>-<thread name>`` and wait until ``<dir>/go-<pid>-<thread name>`` exists,
+    so a test can hold one writer after it computed its batch from a version until a rival has
+    committed: the conflict then happens every time, without sleeping and hoping."""
     if os.environ.get(KILL_BEFORE_COMMIT_ENV) == table.name:
         os.kill(os.getpid(), signal.SIGKILL)
+    name, _, gate = os.environ.get(COMMIT_GATE_ENV, "").partition(":")
+    if gate and name == table.name:
+        _wait_at_gate(gate)
+
+
+def _wait_at_gate(gate: str) -> None:
+    import threading
+    import time
+
+    me = f"{os.getpid()}-{threading.current_thread().name}"
+    with open(os.path.join(gate, f"ready-{me}"), "w"):
+        pass
+    deadline = time.monotonic() + COMMIT_GATE_TIMEOUT_S
+    while not os.path.exists(os.path.join(gate, f"go-{me}")):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{COMMIT_GATE_ENV}: nobody opened the gate {gate} for {me}")
+        time.sleep(0.05)
