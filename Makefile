@@ -18,10 +18,10 @@ demo: setup
 	@$(ENV) && $(PY) -m jobs.pipeline --conf $(CONF)
 
 test: setup-ops
-	@$(ENV) && $(PY) -m pytest -q -n 2 --dist loadfile
+	@$(ENV) && $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=30
 
 test-fast: setup-ops
-	@$(ENV) && $(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
+	@$(ENV) && $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow"
 
 # The score stage on 50M rows on each engine, within memory (~15 min; ROWS=2000000 for a quick look).
 scale: setup

@@ -11,4 +11,4 @@ export SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$PWD/$PY PYSPARK_DRIVER_PYTHON=$P
 SUBSET=${MATRIX_TESTS:-"tests/test_storage.py tests/test_features_parity.py tests/test_scoring.py tests/test_manifest.py"}
 echo "[matrix] pytest on $($PY -c 'import pyspark; print("pyspark", pyspark.__version__)'): $SUBSET"
 # shellcheck disable=SC2086
-$PY -m pytest -q -n 2 --dist loadfile -m "not slow" -p no:cacheprovider $SUBSET
+$PY -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow" -p no:cacheprovider $SUBSET

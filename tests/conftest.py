@@ -36,6 +36,20 @@ def separate_h2o_ports_per_worker() -> None:
 
 separate_h2o_ports_per_worker()
 
+# The modules that take longest (measured with --durations, 2 cores), longest first. xdist hands
+# whole modules (--dist loadfile) to whichever process is free, in collection order; starting
+# with the longest keeps one process from running a 10-minute module alone at the end.
+LONGEST_MODULES = ("test_clusters", "test_reproducible", "test_pipeline_e2e", "test_chaos",
+                   "test_ops_airflow", "test_concurrency", "test_training", "test_bad_inputs",
+                   "test_storage_modes", "test_training_pipeline", "test_features_parity",
+                   "test_scoring", "test_environment", "test_maintenance", "test_pipeline_s3")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest modules first (a stable sort: the order within a module is kept)."""
+    rank = {name: k for k, name in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
+
 
 @pytest.fixture(scope="session")
 def spark():
