@@ -25,7 +25,7 @@ def separate_h2o_ports_per_worker() -> None:
     has its own session H2O and starts jobs with their own H2O, so each gets its own port range:
     ``h2o.init`` on a port where another process's H2O answers would join that cluster, and the
     first to shut it down would break the other. Tests derive every H2O port from these two
-    variables (the jobs' port, +10 and +20 for the tests that start a second one)."""
+    variables (the jobs' port, and +20 for the S3 pipeline's)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if not worker.startswith("gw"):
         return

@@ -169,7 +169,8 @@ from engine.session import dask_client, h2o_connection, spark_session
 spark = spark_session(SparkConf(master="local[1]", options={"spark.ui.enabled": "true", "spark.ui.port": "0"}))
 client = dask_client(DaskConf(n_workers=1, memory_limit="1GiB"))
 h2o_connection(H2OConf(max_mem="512m", nthreads=1, port=int(sys.argv[1])))
-print("ready", flush=True)
+import h2o
+print("ready", h2o.connection().base_url.rsplit(":", 1)[1].strip("/"), flush=True)
 time.sleep(600)
 """
 
@@ -177,15 +178,15 @@ time.sleep(600)
 def test_every_server_lakescore_starts_listens_on_loopback_only():
     """Spark's driver (RPC, block manager, UI), the Dask scheduler, dashboard, nanny and worker
     and H2O, as lakescore's session code starts them (with the Spark UI on)."""
-    from clusters import listening_addresses
+    from clusters import free_port, listening_addresses
 
-    port = int(os.environ.get("LAKESCORE_TEST_H2O_PORT", "54321")) + 10
-    proc = subprocess.Popen([sys.executable, "-c", SERVERS, str(port)], cwd=REPO, env=job_env(),
+    proc = subprocess.Popen([sys.executable, "-c", SERVERS, str(free_port())], cwd=REPO, env=job_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             start_new_session=True)
     try:
         for line in proc.stdout:  # h2o prints its own notices first
-            if line.strip() == "ready":
+            if line.startswith("ready "):
+                port = line.split()[1]  # the REST port H2O answers on
                 break
         else:
             raise AssertionError(f"the servers did not start (exit {proc.wait()})")
@@ -197,7 +198,7 @@ def test_every_server_lakescore_starts_listens_on_loopback_only():
     assert len(listening) >= 3, listening  # and Dask's scheduler (in the job's process) and worker
     assert not off_loopback(listening), off_loopback(listening)
     ports = {a.rsplit(":", 1)[1] for addrs in listening.values() for a in addrs}
-    assert str(port) in ports  # H2O's REST port
+    assert port in ports  # H2O's REST port
 
 
 def stop_tree(proc: subprocess.Popen) -> None:
