@@ -14,8 +14,9 @@ setup:
 setup-ops: setup
 	@bash scripts/setup_ops.sh
 
+# ARGS: more options for the job, e.g. ARGS="--set metrics.pushgateway=127.0.0.1:9091 --set openlineage.transport=file"
 demo: setup
-	@$(ENV) && $(PY) -m jobs.pipeline --conf $(CONF)
+	@$(ENV) && $(PY) -m jobs.pipeline --conf $(CONF) $(ARGS)
 
 test: setup-ops
 	@$(ENV) && $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=30

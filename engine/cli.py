@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,8 @@ def job_parser(description: str, engines: bool = True) -> argparse.ArgumentParse
         parser.add_argument("--engine", choices=["spark", "dask"], help="overrides `engine:` in conf")
         parser.add_argument("--scheduler", help="Dask scheduler address (overrides dask.scheduler)")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show the INFO lines of Spark, Dask, py4j, H2O, GE and MLflow")
     return parser
 
 
@@ -47,11 +50,37 @@ def load_job_conf(args: argparse.Namespace) -> Conf:
     return load_conf(args.conf, env=args.env, overrides=overrides)
 
 
-def configure_logging(level: str) -> None:
+OWN_LOGGERS = ("lakescore", "engine", "jobs")
+
+
+class QuietThirdParty(logging.Filter):
+    """Below WARNING, only lakescore's own lines: one per stage and the run summary.
+
+    A filter on the handler, not levels on named loggers, because the libraries re-raise their
+    own levels when they are imported (GE sets a module logger to INFO) or log through the root
+    logger (py4j's "Exception while sending command", which it retries on its own)."""
+
+    # WARNINGs that say nothing to a user: Dask's P2P shuffle logs one per shuffle it starts
+    # and ends ("Shuffle … initialized by task", "… deactivated due to stimulus").
+    ROUTINE_WARNINGS = ("distributed.shuffle._scheduler_plugin",)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.split(".")[0] in OWN_LOGGERS:
+            return True
+        if record.name in self.ROUTINE_WARNINGS:
+            return record.levelno >= logging.ERROR
+        return record.levelno >= logging.WARNING
+
+
+def configure_logging(level: str, verbose: bool = False) -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("py4j", "distributed", "h2o", "great_expectations", "openlineage"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if verbose:
+        return
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(QuietThirdParty())
+    # MLflow logs through a handler of its own, at the level this variable names.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 def report_run(name: str, ctx, code: int, error: str | None) -> None:
@@ -71,7 +100,7 @@ def run_job(name: str, parser: argparse.ArgumentParser,
     from engine.storage.files import check_reachable
 
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.verbose)
     ctx, error = None, None
     try:
         conf = load_job_conf(args)

@@ -67,7 +67,8 @@ def spark_session(conf: SparkConf) -> SparkSession:
         SparkSession.builder.appName(conf.app_name)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(conf.shuffle_partitions))
-        .config("spark.ui.showConsoleProgress", str(conf.show_progress).lower())
+        # Spark's progress bar only on a terminal: in a log file it is one line of \r-joined bars
+        .config("spark.ui.showConsoleProgress", str(conf.show_progress and sys.stderr.isatty()).lower())
         .config("spark.ui.enabled", "false")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")

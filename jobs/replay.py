@@ -26,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a conf key of the replay, e.g. a redacted secret (repeatable)")
     parser.add_argument("--run-id", help="the replay's run id")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--verbose", action="store_true", help="also the libraries' INFO lines")
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.verbose)
     from engine.replay import replay
 
     options = {}

@@ -5,10 +5,12 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -22,12 +24,15 @@ def free_port() -> int:
 @contextmanager
 def pushgateway() -> Iterator[str]:
     """Start ``prometheus-pushgateway`` (Debian package; `make setup-ops` installs it), yield its
-    ``host:port``, stop it."""
+    ``host:port``, stop it. Each starts empty: Debian's build persists to, and loads from,
+    /var/lib/prometheus/pushgateway.data by default, which would hand one test (or the other
+    test process) the series another pushed."""
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
     if binary is None:
         pytest.fail("prometheus-pushgateway is not installed: run `make setup-ops`")
     address = f"127.0.0.1:{free_port()}"
-    process = subprocess.Popen([binary, f"--web.listen-address={address}"],
+    store = Path(tempfile.mkdtemp(prefix="pushgateway-")) / "metrics.data"
+    process = subprocess.Popen([binary, f"--web.listen-address={address}", f"--persistence.file={store}"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
@@ -44,6 +49,7 @@ def pushgateway() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+        shutil.rmtree(store.parent, ignore_errors=True)
 
 
 def series(address: str) -> list[tuple[str, dict[str, str], float]]:

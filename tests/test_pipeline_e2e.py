@@ -78,6 +78,10 @@ def test_pipeline_exits_zero_and_prints_the_run_summary(demo_run):
         assert f"\n{stage} " in out, out
     assert "scores spark vs dask" in out
     assert "summary saved to" in out
+    # the libraries' INFO lines (Spark, py4j, Dask, GE, MLflow) are off without --verbose
+    chatter = [line for line in result.stderr.splitlines()
+               if " INFO " in line and not re.search(r" INFO (lakescore|engine|jobs)[.:]", line)]
+    assert not chatter, chatter[:5]
 
 
 def test_planted_secrets_appear_nowhere(demo_run, gateway):

@@ -7,6 +7,8 @@ would be re-run by Dask and its rows would land twice.
 
 from __future__ import annotations
 
+import sys
+
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -192,7 +194,7 @@ def _compute(tasks: list, progress: bool) -> list:
     except (ImportError, ValueError):
         return list(dask.compute(*tasks))
     futures = client.compute(tasks)
-    if progress:
+    if progress and sys.stdout.isatty():  # a bar only on a terminal, never in a log file
         show_progress(futures)
         print()
     return client.gather(futures)
