@@ -301,6 +301,33 @@ def test_replay_targets_pair_each_engines_tables_with_the_replays():
     assert replay_target("scores", single, ["spark"], ["spark"], "/lake", "/r") == ("/r/tables/scores", 0.0)
 
 
+def test_a_replay_conf_reads_a_models_training_set_through_the_model_and_refuses_other_inputs(tmp_path):
+    """A score run's drift stage reads its model's training set (``training_set_spark`` when a
+    pipeline trained it on two engines): no table of the run's conf, read through the model at
+    its training version. Any other input outside the conf's tables is a mismatched manifest."""
+    import dataclasses
+
+    from engine.conf import load_conf
+    from engine.errors import ConfError
+    from engine.manifest import InputVersion, Manifest
+    from engine.replay import replay_conf
+
+    conf = load_conf("conf/test.yaml", overrides=[f"lakehouse={tmp_path}"])
+    tables = tmp_path / "tables"
+    training = str(tables / "training_set_spark")
+    manifest = Manifest(
+        run_id="r", job="score", argv=[], created="", conf=dataclasses.asdict(conf), redacted=[],
+        inputs=[InputVersion("events", str(tables / "events"), 3),
+                InputVersion("to_score", str(tables / "to_score"), 1),
+                InputVersion("training_set_spark", training, 0)],
+        outputs={}, features={}, models=[], engine={"name": "spark"}, lakescore={}, runtime={})
+    data = replay_conf(manifest, str(tmp_path / "replay"), "spark", "f.yaml", model_tables=(training,))
+    assert data["input_versions"] == {"events": 3, "to_score": 1}
+    assert data["tables"]["events"] == str(tables / "events")
+    with pytest.raises(ConfError, match="training_set_spark .* is none of the run's tables"):
+        replay_conf(manifest, str(tmp_path / "replay"), "spark", "f.yaml")
+
+
 def test_compare_reports_each_differing_column_with_counts():
     import pyarrow as pa
 
