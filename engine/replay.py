@@ -204,10 +204,27 @@ def _logical_of(conf: Any, path: str) -> str | None:
     return None
 
 
-def replay_conf(manifest: Manifest, lakehouse: str, engine: str, features_file: str) -> dict[str, Any]:
+def training_tables(original: Any, models: list[dict[str, str]]) -> tuple[str, ...]:
+    """The training tables the registry records for the run's models (those it still holds)."""
+    if not models:
+        return ()
+    from engine.pipeline import model_registry
+
+    registry = model_registry(original)
+    records = (registry.describe(m["name"], int(m["version"])) for m in models)
+    return tuple(r.training_table for r in records if r is not None and r.training_table)
+
+
+def replay_conf(manifest: Manifest, lakehouse: str, engine: str, features_file: str,
+                model_tables: tuple[str, ...] = ()) -> dict[str, Any]:
     """The conf of the replay: the run's, redacted keys left out (give them again with
     ``--set``/``--env``), inputs at their original locations pinned to their versions, every
-    output under ``lakehouse``, the recorded feature definitions, the original registry."""
+    output under ``lakehouse``, the recorded feature definitions, the original registry.
+
+    An input among ``model_tables`` (the recorded models' training sets, which the drift stage
+    reads through the model record at the model's training version) needs no conf table: a
+    model trained by a pipeline on several engines names ``training_set_spark``, no table of the
+    score run's conf."""
     import dataclasses
 
     from engine.conf import _coerce, Conf
@@ -218,6 +235,8 @@ def replay_conf(manifest: Manifest, lakehouse: str, engine: str, features_file: 
     inputs = {}
     for item in manifest.inputs:
         logical = _logical_of(original, item.path)
+        if logical is None and any(_same_location(item.path, t) for t in model_tables):
+            continue
         if logical is None:
             raise ConfError(f"manifest input {item.name} ({item.path}) is none of the run's "
                             "tables.*; the manifest does not match its conf")
@@ -386,7 +405,9 @@ def replay(manifest_uri: str, *, engine: str | None = None, into: str | None = N
     with tempfile.TemporaryDirectory(prefix="lakescore-replay-") as scratch:
         features_file = Path(scratch) / Path(manifest.features["path"]).name
         features_file.write_text(manifest.features["yaml"])
-        data = replay_conf(manifest, lakehouse, engine, str(features_file))
+        data = replay_conf(manifest, lakehouse, engine, str(features_file),
+                           model_tables=training_tables(original, manifest.models)
+                           if any(_logical_of(original, i.path) is None for i in manifest.inputs) else ())
         conf_file = Path(scratch) / "replay.yaml"
         conf_file.write_text(yaml.safe_dump(data, sort_keys=False))
         extra = [f"storage_options.{k}={json.dumps(v)}" for k, v in options.items()]

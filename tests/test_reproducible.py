@@ -1,15 +1,18 @@
 """Reproducible runs and models that carry their features, end to end as a user runs them.
 
-One module-scoped small lakehouse: demo tables, features on Dask, an H2O model, and a score run
-on Spark from the model alone (``features: null``). Its manifest is then replayed on Spark
-(bit-identical), on Dask (within 1e-9), after the inputs were appended to and compacted (still
-equal) and after vacuum removed the files (a named error, nothing written). The tests run in
-file order: the last ones append, compact and vacuum.
+One module-scoped small lakehouse holds two runs:
 
-A second lakehouse holds one demo run (``jobs.pipeline`` on Spark and Dask, as ``make demo``)
-whose inputs are then appended to and compacted; one replay on Dask (the quicker engine to start
-here) is compared with both engines' tables (bit-identical with Dask's, within 1e-9 of Spark's),
-and the same replay run again after a planted difference reports it per column (exit 10).
+- the demo run (``jobs.pipeline`` on Spark and Dask, as ``make demo``: generate, then features →
+  validate → train → score per engine), which registers ``churn/1`` with its feature definitions;
+- a score run on Spark from that model alone (``features: null``).
+
+The tests run in file order. First those that need the inputs as generated: the manifests, the
+refusals, ``score_batch``, the notebook (whose replay is the score run's, on Dask: within 1e-9)
+and the MLflow pyfunc flavor. Then each input is appended to and compacted (``appended_lake``),
+and the score run is replayed on Spark (bit-identical: still the original result), the demo run
+on Dask (bit-identical with Dask's tables, within 1e-9 of Spark's), the same demo replay again
+after a planted difference (reported per column, exit 10); last, vacuum removes the files of the
+inputs' first version and the replay fails with a named error, writing nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from deltalake import DeltaTable, write_deltalake
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 JOB_H2O_PORT = os.environ.get("LAKESCORE_TEST_JOB_H2O_PORT", "54371")
+DEMO_RUN, DEMO_REPLAY = "demo-run", "demo-replay"
 SCORE_RUN = "score-from-model"
 
 
@@ -49,15 +53,15 @@ def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory):
-    # A developer's shortcut while working on one test: LAKESCORE_TEST_REPRODUCIBLE_LAKE=<dir>
-    # builds the lakehouse there once and reuses it (the last tests append to and vacuum it).
+    """The demo run, then the score run from its model alone, in one lakehouse.
+
+    A developer's shortcut while working on one test: LAKESCORE_TEST_REPRODUCIBLE_LAKE=<dir>
+    builds the lakehouse there once and reuses it (the last tests append to and vacuum it)."""
     kept = os.environ.get("LAKESCORE_TEST_REPRODUCIBLE_LAKE")
-    if kept and (Path(kept) / "runs" / SCORE_RUN / "manifest.json").exists():
+    if kept and manifest_path(Path(kept)).exists():
         return Path(kept)
     lakehouse = Path(kept) if kept else tmp_path_factory.mktemp("reproducible")
-    ok(run("generate", lakehouse=lakehouse))
-    ok(run("features", "--engine", "dask", lakehouse=lakehouse))
-    ok(run("train", lakehouse=lakehouse))
+    ok(run("pipeline", "--run-id", DEMO_RUN, lakehouse=lakehouse))
     ok(run("score", "--engine", "spark", "--model", "churn/1", "--run-id", SCORE_RUN,
            "--set", "features=null", lakehouse=lakehouse))
     return lakehouse
@@ -90,13 +94,39 @@ def test_the_score_job_runs_from_the_model_alone_and_records_it_in_the_manifest(
     assert len(scores) == len(table(lake, "to_score").to_pandas())
     manifest = json.loads(manifest_path(lake).read_text())
     assert manifest["job"] == "score"
-    # the drift stage reads the model's training set at its version: an input too
-    assert {i["name"] for i in manifest["inputs"]} == {"events", "to_score", "training_set"}
+    # the drift stage reads the model's training set at its version: an input too (the demo run
+    # trained churn/1 on one engine's training set, which the model version's tags name)
+    from mlflow import MlflowClient
+
+    tags = MlflowClient(tracking_uri=f"sqlite:///{lake}/registry/mlflow.db").get_model_version("churn", "1").tags
+    training = Path(tags["lakescore.training_table"]).name
+    assert training in {"training_set_spark", "training_set_dask"}, training
+    assert {i["name"] for i in manifest["inputs"]} == {"events", "to_score", training}
     assert all(i["version"] == 0 for i in manifest["inputs"])
     assert set(manifest["outputs"]) >= {"scores", "scoring_set"}
     assert [(m["name"], m["version"]) for m in manifest["models"]] == [("churn", "1")]
     assert manifest["features"]["hash"] == DeltaTable(str(lake / "tables" / "scores")).history(1)[0]["lakescore.feature_hash"]
     assert "aggregations" in manifest["features"]["yaml"] or "features" in manifest["features"]["yaml"]
+
+
+def demo_replay(lake: Path) -> subprocess.CompletedProcess:
+    """The demo run replayed on Dask alone, into a lakehouse beside the original (a second
+    call with the same replay run id writes nothing again: it compares again)."""
+    return run("replay", "--manifest", str(manifest_path(lake, DEMO_RUN)), "--engine", "dask",
+               "--run-id", DEMO_REPLAY, "--into", str(lake.parent / f"{lake.name}-replay"))
+
+
+def test_a_demo_runs_manifest_records_its_generated_inputs_engines_and_model(lake):
+    manifest = json.loads(manifest_path(lake, DEMO_RUN).read_text())
+    assert manifest["job"] == "pipeline" and manifest["engine"]["engines"] == ["spark", "dask"]
+    # the generated demo tables are what the stages read, at the version generated
+    assert [(i["name"], i["version"]) for i in manifest["inputs"]] == [
+        ("events", 0), ("labels", 0), ("to_score", 0)]
+    assert {f"{kind}_{engine}" for kind in ("training_set", "scoring_set", "scores")
+            for engine in ("spark", "dask")} <= set(manifest["outputs"])
+    assert not {"events", "labels", "to_score"} & set(manifest["outputs"])
+    assert manifest["outputs"]["scores_dask"]["engine"] == "dask"
+    assert [(m["role"], m["name"], m["version"]) for m in manifest["models"]] == [("model", "churn", "1")]
 
 
 def test_a_conf_whose_definitions_differ_from_the_models_is_refused_naming_the_features(lake):
@@ -173,195 +203,6 @@ def test_score_batch_scores_a_dask_frame_equal_within_1e_9(lake, dask_cluster_cl
     assert (merged["score"] - merged["score_batch"]).abs().max() <= 1e-9
 
 
-def replay(lake: Path, into: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run("replay", "--manifest", str(manifest_path(lake)), "--into", str(into), *extra)
-
-
-def test_replay_on_the_same_engine_is_bit_identical_and_touches_nothing_of_the_original(lake, tmp_path):
-    before = {name: table(lake, name).version() for name in ("scores", "scoring_set", "events")}
-    result = ok(replay(lake, tmp_path / "same"))
-    assert "bit-identical" in result.stdout and "replay EQUAL" in result.stdout, result.stdout
-    assert "scores: " in result.stdout and ": equal" in result.stdout
-    assert {name: table(lake, name).version() for name in before} == before
-    assert (tmp_path / "same" / "tables" / "scores").exists()
-
-
-def test_replay_on_the_other_engine_is_equal_within_1e_9(lake, tmp_path):
-    result = ok(replay(lake, tmp_path / "dask", "--engine", "dask"))
-    assert "on dask" in result.stdout and "within 1e-09" in result.stdout
-    assert "replay EQUAL" in result.stdout, result.stdout
-
-
-def test_the_second_notebook_scores_by_model_name_traces_replays_and_plots_drift(lake):
-    import nbformat
-    from nbclient import NotebookClient
-
-    notebook = nbformat.read(REPO / "notebooks" / "score_replay_drift.ipynb", as_version=4)
-    env = {"LAKESCORE_LAKEHOUSE": str(lake), "LAKESCORE_MODEL": "churn/1", "LAKESCORE_TEST": "1"}
-    os.environ.update(env)
-    try:
-        NotebookClient(notebook, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
-    finally:
-        for key in env:
-            del os.environ[key]
-    outputs = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
-    assert "rows scored by churn/1 from its carried feature definitions" in outputs
-    assert "model churn/1" in outputs and "replay EQUAL" in outputs, outputs[-3000:]
-    for figure in ("score_batch_distribution.png", "drift.png"):
-        assert (lake / figure).exists()
-
-
-def test_replay_after_the_inputs_were_appended_to_and_compacted_gives_the_original_result(lake, tmp_path):
-    events, to_score = table(lake, "events"), table(lake, "to_score")
-    new_events = events.to_pandas().head(500).assign(amount=lambda f: f["amount"] * 3)
-    write_deltalake(str(lake / "tables" / "events"), new_events, mode="append")
-    extra = to_score.to_pandas().head(50).assign(customer_id=lambda f: f["customer_id"] + 10_000_000)
-    write_deltalake(str(lake / "tables" / "to_score"), extra, mode="append")
-    ok(run("maintain", "--table", "events", "--table", "to_score", "--compact-only",
-           "--set", "maintain.min_files=2", lakehouse=lake))
-    assert table(lake, "events").version() >= 2  # appended, then compacted
-    result = ok(replay(lake, tmp_path / "after"))
-    assert "replay EQUAL" in result.stdout, result.stdout
-    replayed = DeltaTable(str(tmp_path / "after" / "tables" / "scores")).to_pandas()
-    assert len(replayed) == len(table(lake, "scores").to_pandas()) < len(table(lake, "to_score").to_pandas())
-
-
-def test_replay_of_a_vacuumed_input_version_fails_naming_version_and_retention(lake, tmp_path):
-    ok(run("maintain", "--table", "events", "--vacuum-only", "--retention-hours", "0",
-           "--allow-short-retention", lakehouse=lake))
-    result = replay(lake, tmp_path / "gone")
-    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "InputVersionGone" in result.stderr and "version 0" in result.stderr
-    assert "retention" in result.stderr
-    assert not (tmp_path / "gone").exists()
-
-
-def test_replay_of_a_manifest_from_another_lakescore_version_exits_2_writing_nothing(lake, tmp_path):
-    raw = json.loads(manifest_path(lake).read_text())
-    raw["lakescore"]["version"] = "0.0.1"
-    other = tmp_path / "manifest.json"
-    other.write_text(json.dumps(raw))
-    result = run("replay", "--manifest", str(other), "--into", str(tmp_path / "other"))
-    assert result.returncode == 2 and "ManifestMismatch" in result.stderr, result.stderr[-2000:]
-    assert not (tmp_path / "other").exists()
-
-
-DEMO_RUN, DEMO_REPLAY = "demo-run", "demo-replay"
-
-
-@pytest.fixture(scope="module")
-def demo_lake(tmp_path_factory):
-    """The demo as ``make demo`` runs it (generate, then features → validate → train → score on
-    Spark and on Dask), at test size; then each input appended to and compacted."""
-    lakehouse = tmp_path_factory.mktemp("demo")
-    ok(run("pipeline", "--run-id", DEMO_RUN, lakehouse=lakehouse))
-    tables = lakehouse / "tables"
-    events = DeltaTable(str(tables / "events")).to_pandas()
-    write_deltalake(str(tables / "events"), events.head(500).assign(amount=lambda f: f["amount"] * 3),
-                    mode="append")  # later events of the same customers: features would change
-    for name in ("labels", "to_score"):
-        rows = DeltaTable(str(tables / name)).to_pandas().head(50)
-        write_deltalake(str(tables / name), rows.assign(customer_id=rows["customer_id"] + 10_000_000),
-                        mode="append")
-    ok(run("maintain", "--table", "events", "--table", "labels", "--table", "to_score", "--engine",
-           "dask", "--compact-only", "--set", "maintain.min_files=2", lakehouse=lakehouse))
-    for name in ("events", "labels", "to_score"):
-        assert DeltaTable(str(tables / name)).version() >= 2, name  # appended, then compacted
-    return lakehouse
-
-
-def demo_replay(demo_lake: Path) -> subprocess.CompletedProcess:
-    """The demo run replayed on Dask alone, into a lakehouse beside the original (a second
-    call with the same replay run id writes nothing again: it compares again)."""
-    return run("replay", "--manifest", str(manifest_path(demo_lake, DEMO_RUN)), "--engine", "dask",
-               "--run-id", DEMO_REPLAY, "--into", str(demo_lake.parent / f"{demo_lake.name}-replay"))
-
-
-def test_a_demo_runs_manifest_records_its_generated_inputs_engines_and_model(demo_lake):
-    manifest = json.loads(manifest_path(demo_lake, DEMO_RUN).read_text())
-    assert manifest["job"] == "pipeline" and manifest["engine"]["engines"] == ["spark", "dask"]
-    # the generated demo tables are what the stages read, at the version generated
-    assert [(i["name"], i["version"]) for i in manifest["inputs"]] == [
-        ("events", 0), ("labels", 0), ("to_score", 0)]
-    assert {f"{kind}_{engine}" for kind in ("training_set", "scoring_set", "scores")
-            for engine in ("spark", "dask")} <= set(manifest["outputs"])
-    assert not {"events", "labels", "to_score"} & set(manifest["outputs"])
-    assert manifest["outputs"]["scores_dask"]["engine"] == "dask"
-    assert [(m["role"], m["name"], m["version"]) for m in manifest["models"]] == [("model", "churn", "1")]
-
-
-def test_a_demo_run_replays_bit_identical_on_its_engine_and_within_1e_9_across_after_appends_and_compaction(demo_lake):
-    before = {p.name: DeltaTable(str(p)).version() for p in (demo_lake / "tables").iterdir()}
-    result = ok(demo_replay(demo_lake))
-    out = result.stdout
-    assert "replay of run demo-run (spark,dask) as demo-replay on dask" in out, out[-3000:]
-    for kind in ("training_set", "scoring_set", "scores"):
-        assert f"{kind}_spark vs {kind}: " in out and f"{kind}_dask vs {kind}: " in out, out[-3000:]
-    lines = {line.split(":")[0].strip(): line for line in out.splitlines() if " vs " in line}
-    assert all(line.endswith(": equal") for line in lines.values()), out[-3000:]
-    assert "bit-identical: equal" in lines["scores_dask vs scores"]
-    assert "within 1e-09: equal" in lines["scores_spark vs scores"]
-    assert "replay EQUAL" in out
-    # nothing of the original was touched, no model was trained or registered
-    assert {p.name: DeltaTable(str(p)).version() for p in (demo_lake / "tables").iterdir()} == before
-    assert "stage train" not in result.stderr
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{demo_lake}/registry/mlflow.db")
-    assert [str(v.version) for v in client.search_model_versions("name='churn'")] == ["1"]
-    replayed = DeltaTable(str(demo_lake.parent / f"{demo_lake.name}-replay" / "tables" / "scores")).to_pandas()
-    original = DeltaTable(str(demo_lake / "tables" / "scores_dask")).to_pandas()
-    assert len(replayed) == len(original) < len(DeltaTable(str(demo_lake / "tables" / "to_score")).to_pandas())
-
-
-def test_a_planted_difference_in_a_demo_replay_is_reported_per_column_with_exit_10(demo_lake):
-    scores = demo_lake.parent / f"{demo_lake.name}-replay" / "tables" / "scores"
-    if not scores.exists():
-        pytest.skip("needs the replay of the test before")
-    frame = DeltaTable(str(scores)).to_pandas()
-    frame.loc[frame.index[:3], "score"] += 0.25  # three scores changed, one row lost
-    write_deltalake(str(scores), frame.iloc[:-1], mode="overwrite",
-                    partition_by=DeltaTable(str(scores)).metadata().partition_columns)
-    result = demo_replay(demo_lake)
-    assert result.returncode == 10, result.stdout[-3000:] + result.stderr[-3000:]
-    line = next(l for l in result.stdout.splitlines() if l.strip().startswith("scores_dask vs scores"))
-    assert "DIFFERENT" in line and "1 rows only in the original" in line, line
-    assert "score: 3 rows differ, max abs difference 0.25" in line, line
-    assert "replay DIFFERS" in result.stdout
-
-
-def test_replay_targets_pair_each_engines_tables_with_the_replays():
-    from engine.replay import CROSS_ENGINE_TOLERANCE, replay_target
-
-    where = {"path": "/lake/tables/scores_dask", "version": 3, "engine": "dask"}
-    both = ["spark", "dask"]
-    assert replay_target("scores_dask", where, both, both, "/lake", "/r") == ("/r/tables/scores_dask", 0.0)
-    assert replay_target("scores_dask", where, both, ["spark"], "/lake", "/r") == (
-        "/r/tables/scores", CROSS_ENGINE_TOLERANCE)
-    assert replay_target("scores_dask", where, both, ["dask"], "/lake", "/r") == ("/r/tables/scores", 0.0)
-    single = {"path": "/lake/tables/scores", "version": 1}  # a manifest without engines per output
-    assert replay_target("scores", single, ["spark"], ["dask"], "/lake", "/r") == (
-        "/r/tables/scores", CROSS_ENGINE_TOLERANCE)
-    assert replay_target("scores", single, ["spark"], ["spark"], "/lake", "/r") == ("/r/tables/scores", 0.0)
-
-
-def test_compare_reports_each_differing_column_with_counts():
-    import pyarrow as pa
-
-    from engine.replay import compare_tables
-
-    original = pa.table({"id": [1, 2, 3, 4], "score": [0.1, 0.2, 0.3, float("nan")], "n": [1, 2, 3, 4]})
-    replayed = pa.table({"id": [1, 2, 3, 5], "score": [0.1, 0.2 + 1e-12, 0.3, float("nan")], "n": [1, 2, 3, 4]})
-    exact = compare_tables("t", original, replayed, 0.0)
-    assert not exact.equal
-    assert exact.only_original == 1 and exact.only_replayed == 1
-    assert [(c.column, c.rows) for c in exact.columns] == [("score", 1)]
-    assert "score: 1 rows differ" in exact.describe()
-    assert compare_tables("t", original.slice(0, 3), replayed.slice(0, 3), 1e-9).equal
-    assert compare_tables("t", original, original, 0.0).equal
-
-
 @pytest.fixture
 def mlflow_registry(lake):
     import mlflow
@@ -405,3 +246,190 @@ def test_the_pyfunc_flavor_of_a_model_whose_mojo_is_missing_is_a_named_error(lak
     broken = _register_copy(lake, "*.mojo")
     with pytest.raises(ModelMismatch, match="is missing"):
         mlflow_registry.pyfunc.load_model(f"models:/{broken}")
+
+
+def replay(lake: Path, into: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run("replay", "--manifest", str(manifest_path(lake)), "--into", str(into), *extra)
+
+
+def test_the_second_notebook_scores_by_model_name_traces_replays_and_plots_drift(lake):
+    """Its replay is of the latest replayable run, the score run (Spark), on Dask: the other
+    engine's replay of the score run, equal within 1e-9."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(REPO / "notebooks" / "score_replay_drift.ipynb", as_version=4)
+    env = {"LAKESCORE_LAKEHOUSE": str(lake), "LAKESCORE_MODEL": "churn/1", "LAKESCORE_TEST": "1"}
+    os.environ.update(env)
+    try:
+        NotebookClient(notebook, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
+    finally:
+        for key in env:
+            del os.environ[key]
+    outputs = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert "rows scored by churn/1 from its carried feature definitions" in outputs
+    assert "model churn/1" in outputs and "replay EQUAL" in outputs, outputs[-3000:]
+    assert f"replay of run {SCORE_RUN} (spark)" in outputs and "on dask" in outputs, outputs[-3000:]
+    assert "within 1e-09" in outputs, outputs[-3000:]
+    for figure in ("score_batch_distribution.png", "drift.png"):
+        assert (lake / figure).exists()
+
+
+def test_replay_of_a_manifest_from_another_lakescore_version_exits_2_writing_nothing(lake, tmp_path):
+    raw = json.loads(manifest_path(lake).read_text())
+    raw["lakescore"]["version"] = "0.0.1"
+    other = tmp_path / "manifest.json"
+    other.write_text(json.dumps(raw))
+    result = run("replay", "--manifest", str(other), "--into", str(tmp_path / "other"))
+    assert result.returncode == 2 and "ManifestMismatch" in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "other").exists()
+
+
+def test_replay_targets_pair_each_engines_tables_with_the_replays():
+    from engine.replay import CROSS_ENGINE_TOLERANCE, replay_target
+
+    where = {"path": "/lake/tables/scores_dask", "version": 3, "engine": "dask"}
+    both = ["spark", "dask"]
+    assert replay_target("scores_dask", where, both, both, "/lake", "/r") == ("/r/tables/scores_dask", 0.0)
+    assert replay_target("scores_dask", where, both, ["spark"], "/lake", "/r") == (
+        "/r/tables/scores", CROSS_ENGINE_TOLERANCE)
+    assert replay_target("scores_dask", where, both, ["dask"], "/lake", "/r") == ("/r/tables/scores", 0.0)
+    single = {"path": "/lake/tables/scores", "version": 1}  # a manifest without engines per output
+    assert replay_target("scores", single, ["spark"], ["dask"], "/lake", "/r") == (
+        "/r/tables/scores", CROSS_ENGINE_TOLERANCE)
+    assert replay_target("scores", single, ["spark"], ["spark"], "/lake", "/r") == ("/r/tables/scores", 0.0)
+
+
+def test_a_replay_conf_reads_a_models_training_set_through_the_model_and_refuses_other_inputs(tmp_path):
+    """A score run's drift stage reads its model's training set (``training_set_spark`` when a
+    pipeline trained it on two engines): no table of the run's conf, read through the model at
+    its training version. Any other input outside the conf's tables is a mismatched manifest."""
+    import dataclasses
+
+    from engine.conf import load_conf
+    from engine.errors import ConfError
+    from engine.manifest import InputVersion, Manifest
+    from engine.replay import replay_conf
+
+    conf = load_conf("conf/test.yaml", overrides=[f"lakehouse={tmp_path}"])
+    tables = tmp_path / "tables"
+    training = str(tables / "training_set_spark")
+    manifest = Manifest(
+        run_id="r", job="score", argv=[], created="", conf=dataclasses.asdict(conf), redacted=[],
+        inputs=[InputVersion("events", str(tables / "events"), 3),
+                InputVersion("to_score", str(tables / "to_score"), 1),
+                InputVersion("training_set_spark", training, 0)],
+        outputs={}, features={}, models=[], engine={"name": "spark"}, lakescore={}, runtime={})
+    data = replay_conf(manifest, str(tmp_path / "replay"), "spark", "f.yaml", model_tables=(training,))
+    assert data["input_versions"] == {"events": 3, "to_score": 1}
+    assert data["tables"]["events"] == str(tables / "events")
+    with pytest.raises(ConfError, match="training_set_spark .* is none of the run's tables"):
+        replay_conf(manifest, str(tmp_path / "replay"), "spark", "f.yaml")
+
+
+def test_compare_reports_each_differing_column_with_counts():
+    import pyarrow as pa
+
+    from engine.replay import compare_tables
+
+    original = pa.table({"id": [1, 2, 3, 4], "score": [0.1, 0.2, 0.3, float("nan")], "n": [1, 2, 3, 4]})
+    replayed = pa.table({"id": [1, 2, 3, 5], "score": [0.1, 0.2 + 1e-12, 0.3, float("nan")], "n": [1, 2, 3, 4]})
+    exact = compare_tables("t", original, replayed, 0.0)
+    assert not exact.equal
+    assert exact.only_original == 1 and exact.only_replayed == 1
+    assert [(c.column, c.rows) for c in exact.columns] == [("score", 1)]
+    assert "score: 1 rows differ" in exact.describe()
+    assert compare_tables("t", original.slice(0, 3), replayed.slice(0, 3), 1e-9).equal
+    assert compare_tables("t", original, original, 0.0).equal
+
+
+# --- after each input was appended to and compacted (the tests above need them as generated) ---
+
+
+@pytest.fixture(scope="module")
+def appended_lake(lake):
+    """The lakehouse after each input was appended to and compacted (on Dask): later events of
+    the same customers (features would change), new labelled and new customers to score. The
+    tests that need the inputs as generated come before the first test using it."""
+    tables = lake / "tables"
+    events = table(lake, "events").to_pandas()
+    write_deltalake(str(tables / "events"), events.head(500).assign(amount=lambda f: f["amount"] * 3),
+                    mode="append")
+    for name in ("labels", "to_score"):
+        rows = table(lake, name).to_pandas().head(50)
+        write_deltalake(str(tables / name), rows.assign(customer_id=rows["customer_id"] + 10_000_000),
+                        mode="append")
+    ok(run("maintain", "--table", "events", "--table", "labels", "--table", "to_score", "--engine",
+           "dask", "--compact-only", "--set", "maintain.min_files=2", lakehouse=lake))
+    for name in ("events", "labels", "to_score"):
+        assert table(lake, name).version() >= 2, name  # appended, then compacted
+    return lake
+
+
+def test_replay_on_the_same_engine_after_appends_and_compaction_is_bit_identical_and_touches_nothing(
+        appended_lake, tmp_path):
+    """The score run replayed on Spark after its inputs were appended to and compacted: the
+    original result, bit-identical, and nothing of the original touched."""
+    lake = appended_lake
+    before = {name: table(lake, name).version() for name in ("scores", "scoring_set", "events")}
+    result = ok(replay(lake, tmp_path / "same"))
+    assert "bit-identical" in result.stdout and "replay EQUAL" in result.stdout, result.stdout
+    assert "scores: " in result.stdout and ": equal" in result.stdout
+    assert {name: table(lake, name).version() for name in before} == before
+    replayed = DeltaTable(str(tmp_path / "same" / "tables" / "scores")).to_pandas()
+    assert len(replayed) == len(table(lake, "scores").to_pandas()) < len(table(lake, "to_score").to_pandas())
+
+
+def test_a_demo_run_replays_bit_identical_on_its_engine_and_within_1e_9_across_after_appends_and_compaction(appended_lake):
+    from mlflow import MlflowClient
+
+    lake = appended_lake
+    client = MlflowClient(tracking_uri=f"sqlite:///{lake}/registry/mlflow.db")
+    registered = sorted(str(v.version) for v in client.search_model_versions("name='churn'"))
+    before = {p.name: DeltaTable(str(p)).version() for p in (lake / "tables").iterdir()}
+    result = ok(demo_replay(lake))
+    out = result.stdout
+    assert "replay of run demo-run (spark,dask) as demo-replay on dask" in out, out[-3000:]
+    for kind in ("training_set", "scoring_set", "scores"):
+        assert f"{kind}_spark vs {kind}: " in out and f"{kind}_dask vs {kind}: " in out, out[-3000:]
+    lines = {line.split(":")[0].strip(): line for line in out.splitlines() if " vs " in line}
+    assert all(line.endswith(": equal") for line in lines.values()), out[-3000:]
+    assert "bit-identical: equal" in lines["scores_dask vs scores"]
+    assert "within 1e-09: equal" in lines["scores_spark vs scores"]
+    assert "replay EQUAL" in out
+    # nothing of the original was touched, no model was trained or registered
+    assert {p.name: DeltaTable(str(p)).version() for p in (lake / "tables").iterdir()} == before
+    assert "stage train" not in result.stderr
+    assert sorted(str(v.version) for v in client.search_model_versions("name='churn'")) == registered
+    replayed = DeltaTable(str(lake.parent / f"{lake.name}-replay" / "tables" / "scores")).to_pandas()
+    original = DeltaTable(str(lake / "tables" / "scores_dask")).to_pandas()
+    assert len(replayed) == len(original) < len(DeltaTable(str(lake / "tables" / "to_score")).to_pandas())
+
+
+def test_a_planted_difference_in_a_demo_replay_is_reported_per_column_with_exit_10(appended_lake):
+    lake = appended_lake
+    scores = lake.parent / f"{lake.name}-replay" / "tables" / "scores"
+    if not scores.exists():
+        pytest.skip("needs the replay of the test before")
+    frame = DeltaTable(str(scores)).to_pandas()
+    frame.loc[frame.index[:3], "score"] += 0.25  # three scores changed, one row lost
+    write_deltalake(str(scores), frame.iloc[:-1], mode="overwrite",
+                    partition_by=DeltaTable(str(scores)).metadata().partition_columns)
+    result = demo_replay(lake)
+    assert result.returncode == 10, result.stdout[-3000:] + result.stderr[-3000:]
+    line = next(l for l in result.stdout.splitlines() if l.strip().startswith("scores_dask vs scores"))
+    assert "DIFFERENT" in line and "1 rows only in the original" in line, line
+    assert "score: 3 rows differ, max abs difference 0.25" in line, line
+    assert "replay DIFFERS" in result.stdout
+
+
+def test_replay_of_a_vacuumed_input_version_fails_naming_version_and_retention(appended_lake, tmp_path):
+    lake = appended_lake  # last: vacuum removes the files every replay above reads
+    ok(run("maintain", "--table", "events", "--vacuum-only", "--retention-hours", "0",
+           "--allow-short-retention", lakehouse=lake))
+    result = replay(lake, tmp_path / "gone")
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "InputVersionGone" in result.stderr and "version 0" in result.stderr
+    assert "retention" in result.stderr
+    assert not (tmp_path / "gone").exists()
