@@ -11,7 +11,7 @@ setup:
 	@bash scripts/setup.sh
 
 # what the tests need besides .venv: pushgateway, promtool, CRDs, Airflow's venv, the clusters' env
-setup-ops: setup
+setup-ops:
 	@bash scripts/setup_ops.sh
 
 # ARGS: more options for the job, e.g. ARGS="--set metrics.pushgateway=127.0.0.1:9091 --set openlineage.transport=file"

@@ -26,7 +26,7 @@ if [ ! -f "$dist/.source-$source_hash" ] || [ ! -f "$wheel" ]; then
   cp -r pyproject.toml README.md engine jobs "$work/"
   find "$work" -name __pycache__ -prune -exec rm -rf {} +
   rm -f "$dist"/lakescore-*.whl "$dist"/.source-*
-  .venv/bin/python -m pip wheel -q --disable-pip-version-check --no-deps \
+  "$PY" -m pip wheel -q --disable-pip-version-check --no-deps \
     -w "$dist" "$work" >&2
   touch "$dist/.source-$source_hash"
 fi

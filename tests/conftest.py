@@ -36,6 +36,16 @@ def separate_h2o_ports_per_worker() -> None:
 
 separate_h2o_ports_per_worker()
 
+# JIT flags for the tests' JVMs (Spark drivers and executors, H2O, the Dask workers' JPype JVM,
+# the test clusters' masters and workers): every one lives seconds to a few minutes on test-size
+# data, where HotSpot's C2 compiler costs more CPU than it saves. Measured on 2 cores: a Spark
+# features job 46 → 28 CPU seconds, an H2O training job 39 → 26, a Spark score job 68 → 38, the
+# same results. Set here, before any JVM starts, so every job a test runs inherits it; the
+# product's own JVMs (make demo, bench, deploy/) keep the JVM's defaults.
+TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+if TEST_JVM_OPTIONS not in os.environ.get("JAVA_TOOL_OPTIONS", ""):
+    os.environ["JAVA_TOOL_OPTIONS"] = f"{os.environ.get('JAVA_TOOL_OPTIONS', '')} {TEST_JVM_OPTIONS}".strip()
+
 # The modules that take longest (measured with --durations, 2 cores), longest first. xdist hands
 # whole modules (--dist loadfile) to whichever process is free, in collection order; starting
 # with the longest keeps one process from running a 10-minute module alone at the end.
