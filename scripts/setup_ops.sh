@@ -9,33 +9,16 @@
 #   3. Apache Airflow in its own venv (scripts/setup_airflow.sh).
 #   4. The test clusters' executors/workers environment: lakescore from its wheel, no checkout
 #      (scripts/cluster_env.sh, build/cluster-env).
-# The three virtualenvs (.venv, Airflow's, the clusters') are installed at the same time: each
-# pip install keeps one core busy, so on 2 cores from a fresh clone this takes ~3.5 minutes
-# instead of ~6.5 one after another. Their output is interleaved, each line says which it is.
+# .venv and Airflow's venv are installed at the same time (each pip install keeps one core busy:
+# on 2 cores from a fresh clone ~3 minutes instead of ~6 one after another; their output is
+# interleaved, each line says which it is); the clusters' env is made from .venv once it is done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 step() { printf '[setup] %s\n' "$*"; }
 
-pids=()
-names=()
-in_background() {  # in_background NAME COMMAND...: run it beside the others; see wait_all
-  "${@:2}" &
-  pids+=($!)
-  names+=("$1")
-}
-wait_all() {
-  local failed=0 k
-  for k in "${!pids[@]}"; do
-    if ! wait "${pids[$k]}"; then
-      echo "[setup] error: ${names[$k]} failed (its output is above)" >&2
-      failed=1
-    fi
-  done
-  return $failed
-}
-
-in_background "scripts/setup.sh (.venv)" bash scripts/setup.sh
+bash scripts/setup.sh &
+main=$!
 
 if ! command -v prometheus-pushgateway >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
   step "installing prometheus-pushgateway and prometheus (promtool) with apt-get"
@@ -75,6 +58,17 @@ else
   step "DaskJob CRD cached in $crds"
 fi
 
-in_background "scripts/setup_airflow.sh (Airflow's venv)" bash scripts/setup_airflow.sh
-in_background "scripts/cluster_env.sh (the clusters' env)" bash -c 'bash scripts/cluster_env.sh >/dev/null'
-wait_all
+bash scripts/setup_airflow.sh &
+airflow=$!
+failed=0
+if ! wait "$main"; then
+  echo "[setup] error: scripts/setup.sh (.venv) failed (its output is above)" >&2
+  failed=1
+elif ! bash scripts/cluster_env.sh >/dev/null; then
+  failed=1
+fi
+if ! wait "$airflow"; then
+  echo "[setup] error: scripts/setup_airflow.sh (Airflow's venv) failed (its output is above)" >&2
+  failed=1
+fi
+exit $failed

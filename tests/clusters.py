@@ -177,10 +177,9 @@ class DaskCluster:
 
 def dask_worker(procs: Processes, python: str, address: str, name: str,
                 env: dict[str, str] | None = None) -> subprocess.Popen:
-    dask = str(Path(python).parent / "dask")
     local = procs.root / name / "local"
     local.mkdir(parents=True, exist_ok=True)
-    return procs.start(name, [dask, "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+    return procs.start(name, [python, "-m", "dask", "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
                               "--memory-limit", "1GiB", "--name", name, "--local-directory", str(local),
                               "--dashboard-address", "127.0.0.1:0"], env or server_env(python))
 
@@ -188,10 +187,9 @@ def dask_worker(procs: Processes, python: str, address: str, name: str,
 def start_dask_cluster(procs: Processes, python: str, workers: int = 2) -> DaskCluster:
     from distributed import Client
 
-    dask = str(Path(python).parent / "dask")
     port = free_port()
     env = server_env(python)
-    scheduler = procs.start("dask-scheduler", [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+    scheduler = procs.start("dask-scheduler", [python, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                                "--dashboard-address", "127.0.0.1:0"], env)
     wait_for_port(port, scheduler, procs.log("dask-scheduler"))
     address = f"tcp://127.0.0.1:{port}"

@@ -193,25 +193,52 @@ def test_the_drivers_servers_listen_on_loopback_only(cluster_run):
     assert not off_loopback(listening), off_loopback(listening)
 
 
-def test_doctor_names_a_worker_with_a_broken_java(dask_cluster, procs, python, lakehouse):
+def test_doctor_names_each_planted_mismatch_on_its_worker(dask_cluster, procs, python, lakehouse, tmp_path):
+    """Two more workers join the scheduler: one whose JAVA_HOME names no JDK, one whose Python
+    has pyarrow 25 (the client has 26) in front of the cluster env's packages. The doctor names
+    each on its own line, with the expected and found values, and exits 7."""
     from distributed import Client
 
     env = server_env(python)
     env["JAVA_HOME"] = "/opt/no-such-jdk-17"
-    planted = dask_worker(procs, python, dask_cluster.address, "dask-worker-bad-java", env)
+    other_pyarrow = env_with_another_pyarrow(python, tmp_path / "pyarrow25", "25.0.1")
+    planted = [dask_worker(procs, python, dask_cluster.address, "dask-worker-bad-java", env),
+               dask_worker(procs, other_pyarrow, dask_cluster.address, "dask-worker-pyarrow25")]
     try:
         with Client(dask_cluster.address, timeout="30s") as client:
-            client.wait_for_workers(3, timeout=60)
-            bad = next(a for a, w in client.scheduler_info()["workers"].items() if w["name"] == "dask-worker-bad-java")
+            client.wait_for_workers(4, timeout=120)
+            names = {w["name"]: a for a, w in client.scheduler_info()["workers"].items()}
         result = job(["jobs.doctor", "--engine", "dask", "--scheduler", dask_cluster.address], lakehouse)
     finally:
-        os.killpg(planted.pid, signal.SIGKILL)
-        planted.wait(30)
+        for proc in planted:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
     assert result.returncode == 7, result.stdout + result.stderr
     failed = [line for line in result.stdout.splitlines() if line.rstrip().endswith("MISMATCH")]
-    assert len(failed) == 1 and f"worker {bad}" in failed[0] and "java" in failed[0]
-    assert "/opt/no-such-jdk-17/bin/java" in failed[0] and "17" in failed[0]
-    assert f"worker {bad}: java expected 17" in result.stderr
+    bad_java, bad_pyarrow = names["dask-worker-bad-java"], names["dask-worker-pyarrow25"]
+    assert len(failed) == 2, failed
+    java = next(line for line in failed if f"worker {bad_java}" in line)
+    assert "java" in java and "/opt/no-such-jdk-17/bin/java" in java and "17" in java
+    arrow = next(line for line in failed if f"worker {bad_pyarrow}" in line)
+    assert "pyarrow" in arrow and "25.0.1" in arrow and "26." in arrow, arrow
+    assert f"worker {bad_java}: java expected 17" in result.stderr
+    assert f"worker {bad_pyarrow}: pyarrow" in result.stderr and "25.0.1" in result.stderr
+
+
+def env_with_another_pyarrow(python: str, where: Path, version: str) -> str:
+    """A Python whose own site-packages holds pyarrow ``version`` ahead of the cluster env's
+    packages (a .pth line): a worker installed with another pyarrow, everything else equal."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True, timeout=120)
+    site = subprocess.run([str(where / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                                "--no-deps", "--target", site, f"pyarrow=={version}"],
+                               capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    theirs = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "cluster-env.pth").write_text(theirs + "\n")
+    return str(where / "bin" / "python")
 
 
 def test_an_unreachable_scheduler_or_master_exits_7_naming_it(lakehouse):

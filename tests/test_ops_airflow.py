@@ -131,6 +131,10 @@ def test_dag_test_runs_the_local_variant_end_to_end_on_the_test_data(tmp_path, a
     states = dict(line.split()[1:] for line in result.stdout.splitlines() if line.startswith("TASK"))
     assert "STATE success" in result.stdout, result.stdout[-3000:] + result.stderr[-6000:]
     assert states == {t: "success" for t in ("features", "validate", "training_day", "train", "score", "maintain")}
+    # the Spark jobs ran through ./spark-submit.sh (local master): one feature row per label,
+    # one score per row to score
+    training = DeltaTable(str(lakehouse / "tables" / "training_set")).to_pandas()
+    assert len(training) == len(DeltaTable(str(lakehouse / "tables" / "labels")).to_pandas())
     scores = DeltaTable(str(lakehouse / "tables" / "scores")).to_pandas()
     to_score = DeltaTable(str(lakehouse / "tables" / "to_score")).to_pandas()
     assert len(scores) == len(to_score) and scores["run_id"].nunique() == 1

@@ -201,15 +201,6 @@ def test_rerunning_the_score_job_writes_no_duplicate_rows(demo_run):
     assert len(table(lakehouse, "scores").to_pandas()) == len(to_score)
 
 
-def test_spark_submit_runs_a_job(demo_run):
-    lakehouse, _ = demo_run
-    result = run([str(REPO / "spark-submit.sh"), "--master", "local[2]", "jobs/features.py"], lakehouse)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert re.search(r"^validate events +spark +ok", result.stdout, re.M), result.stdout[-3000:]
-    assert re.search(r"^features +spark +ok", result.stdout, re.M), result.stdout[-3000:]
-    assert len(table(lakehouse, "training_set").to_pandas()) == len(table(lakehouse, "labels").to_pandas())
-
-
 def test_notebook_executes_against_the_demo_outputs(demo_run):
     import nbformat
     from nbclient import NotebookClient
@@ -255,20 +246,6 @@ def test_bad_feature_values_stop_the_pipeline_before_training(tmp_path):
     assert "amount_sum_" in result.stderr
     assert not (lakehouse / "registry" / "mlflow.db").exists() or not registry_client(lakehouse).search_model_versions()
     assert not (lakehouse / "tables" / "scores").exists()
-
-
-def test_validate_job_exits_4_on_a_feature_table_with_nulls(demo_run, tmp_path):
-    from deltalake import write_deltalake
-
-    lakehouse, _ = demo_run
-    frame = table(lakehouse, "training_set_dask").to_pandas()
-    frame["amount_sum_30d"] = frame["amount_sum_30d"].mask(frame.index % 50 == 0)
-    nulls = int(frame["amount_sum_30d"].isna().sum())
-    write_deltalake(str(tmp_path / "tables" / "training_set"), frame)
-    result = run(job("validate"), tmp_path, "--engine", "dask")
-    assert result.returncode == 4, result.stdout[-2000:] + result.stderr[-2000:]
-    assert f"expect_column_values_to_not_be_null(amount_sum_30d): {nulls} unexpected" in result.stderr
-    assert "training_set@v0" in result.stderr
 
 
 def test_lineage_job_traces_scores_back_to_model_training_set_and_sources(demo_run):
@@ -332,7 +309,15 @@ def validate_runs(demo_run, gateway, tmp_path_factory):
                       "--set", "validation.policy=quarantine")
     assert quarantined.returncode == 0, quarantined.stderr[-3000:]
     return {"lakehouse": bad, "nulls": nulls, "parent": parent, "after_pass": after_pass,
-            "after_fail": after_fail, "end": series(gateway)}
+            "after_fail": after_fail, "end": series(gateway), "failed": failed}
+
+
+def test_validate_job_exits_4_on_a_feature_table_with_nulls(validate_runs):
+    failed = validate_runs["failed"]
+    assert failed.returncode == 4
+    assert (f"expect_column_values_to_not_be_null(amount_sum_30d): {validate_runs['nulls']} unexpected"
+            in failed.stderr), failed.stderr[-3000:]
+    assert "training_set@v0" in failed.stderr
 
 
 def pushed(samples, name: str, **labels) -> list[float]:
