@@ -109,28 +109,36 @@ def assert_each_key_once(frame: pd.DataFrame, expected_rows: int) -> None:
 
 @pytest.fixture(scope="module")
 def cluster_run(spark_cluster, dask_cluster, h2o_url, lakehouse, spark):
-    """The pipeline on the Spark cluster (features → validate → train on the H2O JVM → score),
-    the same jobs one by one on the Dask cluster, and the score job locally for reference;
-    the seconds of each."""
-    times = {}
-    started = time.perf_counter()
-    driver = subprocess.Popen(submit_cmd(spark_cluster, "jobs/pipeline.py", lakehouse, f"h2o.url={h2o_url}")
-                              + ["--engines", "spark", "--skip-generate"], cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
-    listening = {}
-    while driver.poll() is None:  # the driver's servers, while it runs
-        for name, addrs in listening_addresses([driver.pid]).items():
-            listening.setdefault(name, set()).update(addrs)
-        time.sleep(1)
-    out, err = driver.communicate()
-    assert driver.returncode == 0, out[-3000:] + err[-5000:]
-    times["spark cluster: pipeline (features, validate, train, score)"] = time.perf_counter() - started
+    """Each job as a process of its own: through spark-submit.sh on the Spark cluster (features →
+    validate → train on the H2O JVM → score), then with --scheduler on the Dask cluster
+    (features → validate → train on the same H2O, as model churn_dask → score with churn/1 →
+    lineage), and the score job locally for reference; the seconds of each."""
+    times: dict[str, float] = {}
+    listening: dict[str, set[str]] = {}
+    spark_jobs = (("features", "jobs/features.py", []), ("validate", "jobs/validate.py", ["--table", "training_set"]),
+                  ("train", "jobs/train.py", []), ("score", "jobs/score.py", []))
+    for name, script, args in spark_jobs:
+        started = time.perf_counter()
+        driver = subprocess.Popen(submit_cmd(spark_cluster, script, lakehouse, f"h2o.url={h2o_url}") + args,
+                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  start_new_session=True)
+        while driver.poll() is None:  # the driver's servers, while it runs
+            for proc, addrs in listening_addresses([driver.pid]).items():
+                listening.setdefault(proc, set()).update(addrs)
+            time.sleep(1)
+        out, err = driver.communicate()
+        assert driver.returncode == 0, f"spark {name}: {out[-3000:]}{err[-5000:]}"
+        times[f"spark cluster: {name}"] = time.perf_counter() - started
 
     dask = ["--engine", "dask", "--scheduler", dask_cluster.address]
-    for name, argv in (("features", ["jobs.features"]), ("validate", ["jobs.validate", "--table", "training_set"]),
-                       ("score", ["jobs.score"]), ("lineage", ["jobs.lineage", "--table", "scores"])):
+    dask_jobs = (("features", ["jobs.features", *dask], []),
+                 ("validate", ["jobs.validate", "--table", "training_set", *dask], []),
+                 ("train", ["jobs.train", *dask], [f"h2o.url={h2o_url}", "registry.model_name=churn_dask"]),
+                 ("score", ["jobs.score", "--model", "churn/1", *dask], []),
+                 ("lineage", ["jobs.lineage", "--table", "scores"], []))
+    for name, argv, sets in dask_jobs:
         started = time.perf_counter()
-        result = job(argv + (dask if name != "lineage" else []), lakehouse, *outputs("dask"))
+        result = job(argv, lakehouse, *outputs("dask"), *sets)
         assert result.returncode == 0, f"dask {name}: {result.stdout[-3000:]}{result.stderr[-5000:]}"
         times[f"dask cluster: {name}"] = time.perf_counter() - started
         if name == "lineage":
@@ -148,7 +156,7 @@ def cluster_run(spark_cluster, dask_cluster, h2o_url, lakehouse, spark):
     scoring = spark.createDataFrame(DeltaTable(str(lakehouse / "tables" / "scoring_set")).to_pandas())
     local = SparkBackend(spark).score_mojo(scoring, str(model.artifact_path), KEYS, {}).toPandas()
     times["local spark: scoring the same rows (session already up)"] = time.perf_counter() - started
-    return {"times": times, "listening": listening, "spark_log": err, "lineage": lineage,
+    return {"times": times, "listening": listening, "lineage": lineage,
             "local": local.sort_values(KEYS).reset_index(drop=True)}
 
 
@@ -165,6 +173,13 @@ def test_every_job_runs_on_both_clusters_with_the_local_scores(cluster_run, lake
     assert np.abs(on_spark["score"] - on_dask["score"]).max() <= TOLERANCE
     assert np.abs(on_spark["score"] - local["score"]).max() <= TOLERANCE
     assert "scores_dask" in cluster_run["lineage"] and "training_set" in cluster_run["lineage"]
+    from engine.conf import load_conf
+    from engine.pipeline import model_registry
+
+    registry = model_registry(load_conf(REPO / "conf" / "test.yaml", overrides=[f"lakehouse={lakehouse}"]))
+    on_dask_cluster = registry.resolve("churn_dask/1")  # trained by the Dask job on the H2O JVM
+    assert on_dask_cluster.training_table.endswith("training_set_dask")
+    assert on_dask_cluster.metrics.get("auc", 0) > 0.5, on_dask_cluster.metrics
     for stage, seconds in cluster_run["times"].items():
         print(f"{stage}: {seconds:.1f} s")
 
@@ -283,39 +298,58 @@ def python_worker_of(cluster):
     return None
 
 
-def test_losing_a_spark_executor_mid_job_loses_and_duplicates_nothing(cluster_run, spark_cluster, lakehouse):
-    """SIGKILL the executor JVM that runs the features job's Python tasks: Spark reschedules
-    them and the one commit from the driver holds every label row once."""
-    output = lakehouse / "tables" / "training_set_kill_spark"
-    log = lakehouse.parent / "kill_spark.log"
+# The table each killed job writes, by job.
+KILLED_OUTPUT = {"features": "training_set", "score": "scores"}
+
+
+def assert_equal_to_the_undisturbed_run(lakehouse: Path, killed: str, undisturbed: str) -> None:
+    """Each key once, the same rows as the run nobody disturbed (scores within TOLERANCE)."""
+    if killed.startswith("scores"):
+        frame, reference = scores(lakehouse, killed), scores(lakehouse, undisturbed)
+        assert_each_key_once(frame, len(reference))
+        pd.testing.assert_frame_equal(frame[KEYS + ["score_date"]], reference[KEYS + ["score_date"]])
+        assert np.abs(frame["score"] - reference["score"]).max() <= TOLERANCE
+        return
+    frame = DeltaTable(str(lakehouse / "tables" / killed)).to_pandas()
+    reference = DeltaTable(str(lakehouse / "tables" / undisturbed)).to_pandas()
+    assert_each_key_once(frame, len(DeltaTable(str(lakehouse / "tables" / "labels")).to_pandas()))
+    pd.testing.assert_frame_equal(frame.sort_values(KEYS).reset_index(drop=True),
+                                  reference.sort_values(KEYS).reset_index(drop=True), check_like=True)
+
+
+@pytest.mark.parametrize("job_name", ["features", "score"])
+def test_losing_a_spark_executor_mid_job_loses_and_duplicates_nothing(job_name, cluster_run, spark_cluster, lakehouse):
+    """SIGKILL the executor JVM that runs the job's Python tasks once its output's first data
+    file is written: Spark reschedules them and the one commit from the driver holds every row
+    once, equal to the undisturbed run's."""
+    table, suffix = KILLED_OUTPUT[job_name], f"kill_spark_{job_name}"
+    output = lakehouse / "tables" / f"{table}_{suffix}"
+    log = lakehouse.parent / f"{suffix}.log"
     with open(log, "w") as sink:
-        driver = subprocess.Popen(submit_cmd(spark_cluster, "jobs/features.py", lakehouse, *outputs("kill_spark")),
+        driver = subprocess.Popen(submit_cmd(spark_cluster, f"jobs/{job_name}.py", lakehouse, *outputs(suffix)),
                                   cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, text=True)
         # The write stage has begun when its tasks' first files appear (the commit comes after).
         wait_until(lambda: output.exists() and any(p.suffix == ".parquet" for p in output.rglob("*")),
-                   600, "the features' first data file", driver)
+                   600, f"the {job_name} job's first data file", driver)
         victim = python_worker_of(spark_cluster) or spark_cluster.executors()[0]
         victim.send_signal(signal.SIGKILL)
         driver.wait(600)
     err = log.read_text()
     assert driver.returncode == 0, err[-8000:]
     assert "Lost executor" in err or "ExecutorLostFailure" in err, err[-3000:]
-    labels = DeltaTable(str(lakehouse / "tables" / "labels")).to_pandas()
-    training = DeltaTable(str(lakehouse / "tables" / "training_set_kill_spark")).to_pandas()
-    assert_each_key_once(training, len(labels))
-    reference = DeltaTable(str(lakehouse / "tables" / "training_set")).to_pandas()
-    pd.testing.assert_frame_equal(training.sort_values(KEYS).reset_index(drop=True),
-                                  reference.sort_values(KEYS).reset_index(drop=True), check_like=True)
+    assert_equal_to_the_undisturbed_run(lakehouse, f"{table}_{suffix}", table)
 
 
-def test_losing_a_dask_worker_mid_job_loses_and_duplicates_nothing(cluster_run, dask_cluster, lakehouse):
-    """SIGKILL the worker process (its nanny restarts it) while the score job's tasks run on it:
-    Dask recomputes what it held, and the scores equal the undisturbed run's."""
+@pytest.mark.parametrize("job_name", ["features", "score"])
+def test_losing_a_dask_worker_mid_job_loses_and_duplicates_nothing(job_name, cluster_run, dask_cluster, lakehouse):
+    """SIGKILL the worker process (its nanny restarts it) while the job's tasks run on it: Dask
+    recomputes what it held, and the output equals the undisturbed run's."""
     from distributed import Client
 
+    table, suffix = KILLED_OUTPUT[job_name], f"kill_dask_{job_name}"
     with Client(dask_cluster.address, timeout="30s") as client:
-        client_proc = subprocess.Popen([sys.executable, "-m", "jobs.score", "--engine", "dask", "--scheduler",
-                                        dask_cluster.address, *conf_args(lakehouse, *outputs("kill_dask"))],
+        client_proc = subprocess.Popen([sys.executable, "-m", f"jobs.{job_name}", "--engine", "dask", "--scheduler",
+                                        dask_cluster.address, *conf_args(lakehouse, *outputs(suffix))],
                                        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         busy = wait_until(lambda: next((w for w, tasks in client.processing().items() if tasks), None),
                           300, "tasks processing on a worker", client_proc)
@@ -324,10 +358,7 @@ def test_losing_a_dask_worker_mid_job_loses_and_duplicates_nothing(cluster_run, 
         out, err = client_proc.communicate(timeout=600)
         assert client_proc.returncode == 0, err[-5000:]
         client.wait_for_workers(2, timeout=120)  # the nanny brought it back for the next tests
-    killed = scores(lakehouse, "scores_kill_dask")
-    undisturbed = scores(lakehouse, "scores_dask")
-    assert_each_key_once(killed, len(undisturbed))
-    assert np.abs(killed["score"] - undisturbed["score"]).max() <= TOLERANCE
+    assert_equal_to_the_undisturbed_run(lakehouse, f"{table}_{suffix}", f"{table}_dask")
 
 
 def test_losing_the_driver_leaves_the_table_unchanged_and_a_rerun_completes(cluster_run, spark_cluster,
