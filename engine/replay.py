@@ -406,8 +406,7 @@ def replay(manifest_uri: str, *, engine: str | None = None, into: str | None = N
         features_file = Path(scratch) / Path(manifest.features["path"]).name
         features_file.write_text(manifest.features["yaml"])
         data = replay_conf(manifest, lakehouse, engine, str(features_file),
-                           model_tables=training_tables(original, manifest.models)
-                           if any(_logical_of(original, i.path) is None for i in manifest.inputs) else ())
+                           model_tables=training_tables(original, manifest.models))
         conf_file = Path(scratch) / "replay.yaml"
         conf_file.write_text(yaml.safe_dump(data, sort_keys=False))
         extra = [f"storage_options.{k}={json.dumps(v)}" for k, v in options.items()]
