@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -49,16 +50,52 @@ if TEST_JVM_OPTIONS not in os.environ.get("JAVA_TOOL_OPTIONS", ""):
 # The modules that take longest (measured with --durations, 2 cores), longest first. xdist hands
 # whole modules (--dist loadfile) to whichever process is free, in collection order; starting
 # with the longest keeps one process from running a 10-minute module alone at the end.
-LONGEST_MODULES = ("test_clusters", "test_reproducible", "test_pipeline_e2e", "test_chaos",
+LONGEST_MODULES = ("test_pipeline_e2e", "test_reproducible", "test_clusters", "test_chaos",
                    "test_ops_airflow", "test_concurrency", "test_training", "test_bad_inputs",
                    "test_storage_modes", "test_training_pipeline", "test_features_parity",
                    "test_scoring", "test_environment", "test_maintenance", "test_pipeline_s3")
+
+# Modules that share a session fixture's lakehouse: xdist gives them to one process, as one
+# unit, in LONGEST_MODULES' order (tests/demo_lakehouse.py says why and in which order).
+SHARED_UNITS = {"test_pipeline_e2e": "the demo lakehouse", "test_reproducible": "the demo lakehouse"}
 
 
 def pytest_collection_modifyitems(config, items):
     """Longest modules first (a stable sort: the order within a module is kept)."""
     rank = {name: k for k, name in enumerate(LONGEST_MODULES)}
     items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, except that the modules of one SHARED_UNITS entry are one unit."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedUnitScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = super()._split_scope(nodeid)
+            return SHARED_UNITS.get(Path(module).stem, module)
+
+    return SharedUnitScheduling(config, log)
+
+
+@pytest.fixture(scope="session")
+def gateway():
+    """A real Prometheus pushgateway (the shared demo run and test_pipeline_e2e push to it)."""
+    from ops_helpers import pushgateway
+
+    with pushgateway() as address:
+        yield address
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, gateway):
+    """The shared demo run (tests/demo_lakehouse.py): its lakehouse and its finished process."""
+    from demo_lakehouse import run_demo
+
+    lakehouse = tmp_path_factory.mktemp("demo-lakehouse")
+    return lakehouse, run_demo(lakehouse, gateway)
 
 
 @pytest.fixture(scope="session")

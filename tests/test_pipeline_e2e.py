@@ -1,8 +1,9 @@
 """The whole pipeline end to end, as a user runs it: the jobs as processes on a small demo.
 
-One module-scoped run of ``python -m jobs.pipeline`` (Spark then Dask, real H2O, real Delta,
-real Great Expectations) into a temporary lakehouse; the tests read what it wrote with
-``deltalake`` and run the other entry points (spark-submit, single jobs, the notebook) against it.
+One run of ``python -m jobs.pipeline`` (Spark then Dask, real H2O, real Delta, real Great
+Expectations) into a temporary lakehouse, shared with test_reproducible (tests/demo_lakehouse.py:
+these tests run first and change no row); the tests read what it wrote with ``deltalake`` and run
+the other entry points (single jobs, the lineage job, the notebook) against it.
 """
 
 from __future__ import annotations
@@ -10,61 +11,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
-from ops_helpers import pushgateway, series
+from demo_lakehouse import PLANTED_STORAGE_SECRET, PLANTED_TOKEN, job, run
+from ops_helpers import series
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-# Ports apart from the test session's own H2O, so both can run at once (and two checkouts'
-# test runs side by side, each with its own LAKESCORE_TEST_JOB_H2O_PORT).
-JOB_H2O_PORT = os.environ.get("LAKESCORE_TEST_JOB_H2O_PORT", "54371")
-
-
-# Fake secrets planted in the demo run (a storage credential in conf, a token in the
-# environment): no output of the run may contain them (test_planted_secrets_appear_nowhere).
-PLANTED_TOKEN = "tok-e2e-planted-7c1d0b93"
-PLANTED_STORAGE_SECRET = "sek-e2e-planted-52aa61fe"
-
-
-def run(args: list[str], lakehouse: Path, *extra: str, timeout: int = 600,
-        env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
-               PYSPARK_DRIVER_PYTHON=sys.executable, **(env_extra or {}))
-    cmd = [*args, "--conf", "conf/test.yaml", "--set", f"lakehouse={lakehouse}",
-           "--set", f"h2o.port={JOB_H2O_PORT}", "--set", "spark.show_progress=false",
-           "--set", "dask.show_progress=false", *extra]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def job(name: str) -> list[str]:
-    return [sys.executable, "-m", f"jobs.{name}"]
-
-
-@pytest.fixture(scope="module")
-def gateway():
-    """A real Prometheus pushgateway the demo run pushes its metrics to."""
-    with pushgateway() as address:
-        yield address
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, gateway):
-    lakehouse = tmp_path_factory.mktemp("lakehouse")
-    # as `make demo` with metrics and lineage on (the tests at the end check both)
-    result = run(job("pipeline"), lakehouse, "--set", f"metrics.pushgateway={gateway}",
-                 "--set", "openlineage.transport=file",
-                 "--set", f"storage_options.AWS_SECRET_ACCESS_KEY={PLANTED_STORAGE_SECRET}",
-                 env_extra={"MLFLOW_TRACKING_TOKEN": PLANTED_TOKEN})
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
-    return lakehouse, result
 
 
 def table(lakehouse: Path, name: str) -> DeltaTable:
@@ -189,16 +146,19 @@ def test_validation_results_are_kept_under_the_run(demo_run):
 
 def test_rerunning_the_score_job_writes_no_duplicate_rows(demo_run):
     lakehouse, _ = demo_run
-    first = run(job("score"), lakehouse, "--engine", "dask")
+    # tables of its own: the demo lakehouse's `scores` is test_reproducible's score run's
+    own = ("--set", "tables.scoring_set=tables/scoring_set_rerun", "--set", "tables.scores=tables/scores_rerun",
+           "--set", "tables.drift=tables/drift_rerun")
+    first = run(job("score"), lakehouse, "--engine", "dask", *own)
     assert first.returncode == 0, first.stderr[-4000:]
     to_score = table(lakehouse, "to_score").to_pandas()
-    assert len(table(lakehouse, "scores").to_pandas()) == len(to_score)
-    version = table(lakehouse, "scores").version()
-    again = run(job("score"), lakehouse, "--engine", "dask")
+    assert len(table(lakehouse, "scores_rerun").to_pandas()) == len(to_score)
+    version = table(lakehouse, "scores_rerun").version()
+    again = run(job("score"), lakehouse, "--engine", "dask", *own)
     assert again.returncode == 0, again.stderr[-4000:]
     assert "already committed" in again.stdout
-    assert table(lakehouse, "scores").version() == version
-    assert len(table(lakehouse, "scores").to_pandas()) == len(to_score)
+    assert table(lakehouse, "scores_rerun").version() == version
+    assert len(table(lakehouse, "scores_rerun").to_pandas()) == len(to_score)
 
 
 def test_notebook_executes_against_the_demo_outputs(demo_run):

@@ -1,9 +1,10 @@
 """Reproducible runs and models that carry their features, end to end as a user runs them.
 
-One module-scoped small lakehouse holds two runs:
+One small lakehouse holds two runs:
 
 - the demo run (``jobs.pipeline`` on Spark and Dask, as ``make demo``: generate, then features →
   validate → train → score per engine), which registers ``churn/1`` with its feature definitions;
+  it is shared with test_pipeline_e2e, whose tests run before these (tests/demo_lakehouse.py);
 - a score run on Spark from that model alone (``features: null``).
 
 The tests run in file order. First those that need the inputs as generated: the manifests, the
@@ -28,10 +29,11 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from demo_lakehouse import DEMO_RUN, JOB_H2O_PORT
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-JOB_H2O_PORT = os.environ.get("LAKESCORE_TEST_JOB_H2O_PORT", "54371")
-DEMO_RUN, DEMO_REPLAY = "demo-run", "demo-replay"
+DEMO_REPLAY = "demo-replay"
 SCORE_RUN = "score-from-model"
 
 
@@ -52,16 +54,10 @@ def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory):
-    """The demo run, then the score run from its model alone, in one lakehouse.
-
-    A developer's shortcut while working on one test: LAKESCORE_TEST_REPRODUCIBLE_LAKE=<dir>
-    builds the lakehouse there once and reuses it (the last tests append to and vacuum it)."""
-    kept = os.environ.get("LAKESCORE_TEST_REPRODUCIBLE_LAKE")
-    if kept and manifest_path(Path(kept)).exists():
-        return Path(kept)
-    lakehouse = Path(kept) if kept else tmp_path_factory.mktemp("reproducible")
-    ok(run("pipeline", "--run-id", DEMO_RUN, lakehouse=lakehouse))
+def lake(demo_run):
+    """The shared demo run's lakehouse (tests/demo_lakehouse.py), then the score run from its
+    model alone."""
+    lakehouse, _ = demo_run
     ok(run("score", "--engine", "spark", "--model", "churn/1", "--run-id", SCORE_RUN,
            "--set", "features=null", lakehouse=lakehouse))
     return lakehouse
