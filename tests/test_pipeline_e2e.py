@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
-from demo_lakehouse import PLANTED_STORAGE_SECRET, PLANTED_TOKEN, job, run
+from demo_lakehouse import PLANTED_STORAGE_SECRET, PLANTED_TOKEN, job, run, start
 from ops_helpers import series
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,6 +160,56 @@ def test_rerunning_the_score_job_writes_no_duplicate_rows(demo_run):
     assert "already committed" in again.stdout
     assert table(lakehouse, "scores_rerun").version() == version
     assert len(table(lakehouse, "scores_rerun").to_pandas()) == len(to_score)
+
+
+def test_two_score_jobs_started_together_one_lands_the_other_exits_5_and_its_rerun_completes(demo_run, tmp_path):
+    """Two score jobs for churn/1 and one date, on Dask and on Spark, into one scores table, each
+    a process of its own: both are held at their commit (LAKESCORE_TEST_COMMIT_GATE) once they
+    have scored, so the race happens every time. Dask's commits; Spark's then finds the table
+    changed, exits 5 naming the table and the version, and writes nothing; its rerun completes
+    without a second copy (the batch is already committed) and every key is in the table once."""
+    from engine.storage.delta_log import COMMIT_GATE_ENV
+
+    lakehouse, _ = demo_run
+    gate = tmp_path / "gate"
+    gate.mkdir()
+
+    def own(engine: str) -> tuple[str, ...]:  # apart from the demo's tables, one scores table
+        return ("--engine", engine, "--set", f"tables.scoring_set=tables/scoring_set_race_{engine}",
+                "--set", "tables.scores=tables/scores_race", "--set", f"tables.drift=tables/drift_race_{engine}")
+
+    jobs = {engine: start(job("score"), lakehouse, *own(engine), env_extra={COMMIT_GATE_ENV: f"scores:{gate}"})
+            for engine in ("dask", "spark")}
+    try:
+        for engine, proc in jobs.items():  # both scored and wrote their files; neither committed
+            ready = gate / f"ready-{proc.pid}-MainThread"
+            while not ready.exists():
+                assert proc.poll() is None, f"{engine}: exit {proc.returncode} before its commit: {proc.stdout.read()[-3000:]}"
+                time.sleep(0.1)
+        outputs = {}
+        for engine, proc in jobs.items():  # Dask's commits first
+            (gate / f"go-{proc.pid}-MainThread").touch()
+            outputs[engine] = proc.communicate(timeout=300)[0]
+    finally:
+        for proc in jobs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+    assert jobs["dask"].returncode == 0, outputs["dask"][-3000:]
+    assert jobs["spark"].returncode == 5, outputs["spark"][-3000:]
+    assert "CommitConflict" in outputs["spark"] and "scores" in outputs["spark"], outputs["spark"][-3000:]
+    assert "changed since version" in outputs["spark"] or "version 0" in outputs["spark"], outputs["spark"][-3000:]
+    scores = table(lakehouse, "scores_race")
+    assert scores.version() == 0 and scores.history(1)[0]["lakescore.engine"] == "dask"
+    to_score = len(table(lakehouse, "to_score").to_pandas())
+    rerun = run(job("score"), lakehouse, *own("spark"))
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    # the same rows scored by the same model are one batch whichever engine scored them: the
+    # rerun finds it committed by Dask and adds nothing
+    assert "already committed" in rerun.stdout, rerun.stdout[-3000:]
+    frame = table(lakehouse, "scores_race").to_pandas()
+    assert table(lakehouse, "scores_race").version() == 0
+    assert len(frame) == to_score and not frame.duplicated(["customer_id", "as_of", "model_id"]).any()
 
 
 def test_notebook_executes_against_the_demo_outputs(demo_run):
