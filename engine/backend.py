@@ -62,8 +62,10 @@ class Backend(Protocol):
         constant. A feature column the frame lacks scores as missing values with a warning, as
         H2O's ``predict`` does (``missing_columns="error"`` refuses instead)."""
 
-    def require_scorer(self) -> None:
-        """Raise ``EnvironmentProblem`` unless MOJO scoring can run wherever it will."""
+    def require_scorer(self, mojo_paths: Sequence[str] = ()) -> None:
+        """Raise ``EnvironmentProblem`` unless MOJO scoring can run wherever it will: the scorer
+        jars and Java there, and each of ``mojo_paths`` readable by genmodel on every worker or
+        executor (naming the one that cannot)."""
 
     def with_utc_date(self, frame: Any, timestamp_column: str, name: str) -> Any:
         """The frame plus ``name``: the UTC calendar date of ``timestamp_column`` (a Delta

@@ -139,10 +139,12 @@ def local_facts(jars: Iterable[str] = ()) -> dict[str, str]:
     facts["java"] = version
     facts["java_from"] = source
     try:
-        from engine.scoring.jars import scorer_jars
+        from engine.scoring.jars import JARS_PROBLEM_ENV, scorer_jars
 
         found = scorer_jars(required=False)
-        facts["scorer_jars"] = ",".join(str(j) for j in found) if found else "missing"
+        problem = os.environ.get(JARS_PROBLEM_ENV)
+        facts["scorer_jars"] = (",".join(str(j) for j in found) if found
+                                else f"error: {problem}" if problem else "missing")
     except Exception as exc:  # noqa: BLE001 - reported, not raised: this is a report
         facts["scorer_jars"] = f"error: {exc}"
     for jar in jars:
@@ -171,11 +173,15 @@ def compare(reference: Mapping[str, str], facts: Mapping[str, str], host: str,
                                 f"{facts.get('java')} at {facts.get('java_from')}", major == JAVA_MAJOR))
     if jars:
         findings.append(Finding(host, "scorer jars", "lakescore-scorer.jar + h2o-genmodel.jar",
-                                facts.get("scorer_jars", "?"), facts.get("scorer_jars") not in (None, "missing")))
+                                facts.get("scorer_jars", "?"), _jars_found(facts.get("scorer_jars"))))
     for key, value in facts.items():
         if key.startswith("file "):
             findings.append(Finding(host, key, "readable", value, value == "readable"))
     return findings
+
+
+def _jars_found(fact: str | None) -> bool:
+    return fact is not None and fact != "missing" and not fact.startswith("error:")
 
 
 def probe_lakehouse(root: str, storage_options: Mapping[str, str], host: str) -> Finding:
@@ -203,14 +209,18 @@ def probe_lakehouse(root: str, storage_options: Mapping[str, str], host: str) ->
     return Finding(host, "lakehouse", f"{root} readable and writable", found, ok)
 
 
-def raise_on_problems(findings: Iterable[Finding], what: str) -> None:
+VERSIONS_ADVICE = "Install the same versions on every side (the driver's are expected)"
+SCORER_ADVICE = ("Give each side named what it lacks (Java 17, room on its disk for the scorer jars "
+                 "and the MOJO, the jars on its classpath)")
+
+
+def raise_on_problems(findings: Iterable[Finding], what: str, advice: str = VERSIONS_ADVICE) -> None:
     """``EnvironmentProblem`` listing every failed finding (host, check, expected, found)."""
     failed = [f for f in findings if not f.ok]
     if failed:
         raise EnvironmentProblem(
             f"{what}: {len(failed)} check(s) failed: " + "; ".join(f.describe() for f in failed)
-            + ". Install the same versions on every side (the driver's are expected), or run "
-            "`python -m jobs.doctor` for the full table")
+            + f". {advice}, or run `python -m jobs.doctor` for the full table")
 
 
 def render(findings: Iterable[Finding]) -> str:

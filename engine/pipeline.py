@@ -451,10 +451,16 @@ def check_model_fits(model: ModelRecord, definition: FeatureSet) -> None:
 
 def require_scorer(backend: Backend, *models: ModelRecord | None) -> None:
     """Before any work of a scoring job: the engine can run the MOJO scorer everywhere it will
-    (Spark: the class on the driver; Dask: Java 17 and the jars on every worker), so a broken
-    Java or a missing jar is exit 7 before anything is written."""
-    if any(m is not None and m.kind == "mojo" for m in models):
-        backend.require_scorer()
+    and each model's MOJO can be read there (Spark: the class on the driver, the MOJO on the
+    executors; Dask: Java 17, the jars and the MOJO on every worker), so a broken Java, a missing
+    jar or a MOJO a worker cannot write or read is exit 7 before anything is written."""
+    from engine.scoring.mojo import read_mojo_info
+
+    mojos = [str(m.artifact_path) for m in models if m is not None and m.kind == "mojo"]
+    for path in mojos:  # a file that is no MOJO is the model's fault (ModelMismatch), not a worker's
+        read_mojo_info(path)
+    if mojos:
+        backend.require_scorer(mojos)
 
 
 def _score_frame(backend: Backend, frame: Any, model: ModelRecord, keys: list[str],

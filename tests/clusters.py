@@ -176,10 +176,14 @@ class DaskCluster:
 
 
 def dask_worker(procs: Processes, python: str, address: str, name: str,
-                env: dict[str, str] | None = None) -> subprocess.Popen:
+                env: dict[str, str] | None = None, max_file_bytes: int | None = None) -> subprocess.Popen:
+    """A ``dask worker`` process (with its nanny); ``max_file_bytes`` caps the size of every file
+    it writes (``prlimit --fsize``: a full or quota-limited disk, which root's permissions cannot
+    stand in for)."""
     local = procs.root / name / "local"
     local.mkdir(parents=True, exist_ok=True)
-    return procs.start(name, [python, "-m", "dask", "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+    limit = ["prlimit", f"--fsize={max_file_bytes}"] if max_file_bytes else []
+    return procs.start(name, [*limit, python, "-m", "dask", "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
                               "--memory-limit", "1GiB", "--name", name, "--local-directory", str(local),
                               "--dashboard-address", "127.0.0.1:0"], env or server_env(python))
 

@@ -240,6 +240,45 @@ def test_doctor_names_each_planted_mismatch_on_its_worker(dask_cluster, procs, p
     assert f"worker {bad_pyarrow}: pyarrow" in result.stderr and "25.0.1" in result.stderr
 
 
+def test_a_worker_that_cannot_write_the_jars_or_the_mojo_is_exit_7_naming_it_before_anything_is_written(
+        cluster_run, dask_cluster, procs, python, lakehouse):
+    """A third worker joins whose files may not exceed 64 KiB: it cannot write h2o-genmodel.jar
+    (5 MB) that the client ships, nor the MOJO (~100 KB). The score job exits 7 naming that
+    worker, each check and the error, before any table is written; once the worker is gone, the
+    same command completes with every key once."""
+    from distributed import Client
+
+    from engine.scoring.jars import GENMODEL_JAR
+
+    env = dict(server_env(python), PYTHONDONTWRITEBYTECODE="1")
+    planted = dask_worker(procs, python, dask_cluster.address, "dask-worker-small-disk", env, max_file_bytes=64 * 1024)
+    command = ["jobs.score", "--model", "churn/1", "--engine", "dask", "--scheduler", dask_cluster.address]
+    try:
+        with Client(dask_cluster.address, timeout="30s") as client:
+            client.wait_for_workers(3, timeout=120)
+            small = next(a for a, w in client.scheduler_info()["workers"].items() if w["name"] == "dask-worker-small-disk")
+        result = job(command, lakehouse, *outputs("small_disk"))
+    finally:
+        os.killpg(planted.pid, signal.SIGKILL)
+        planted.wait(30)
+    assert result.returncode == 7, result.stdout[-3000:] + result.stderr[-3000:]
+    message = next(line for line in result.stderr.splitlines() if "check(s) failed: " in line)
+    problems = message.split("check(s) failed: ", 1)[1].split(". Give each side")[0].split("; ")
+    assert len(problems) == 2 and all(p.startswith(f"worker {small}: ") for p in problems), problems
+    jars = next(p for p in problems if p.startswith(f"worker {small}: scorer jars expected"))
+    genmodel = f"cannot write h2o-genmodel.jar ({GENMODEL_JAR.stat().st_size} bytes)"
+    assert genmodel in jars and "File too large" in jars, jars
+    mojo = next(p for p in problems if p.startswith(f"worker {small}: MOJO model.mojo expected"))
+    assert "cannot write" in mojo and "File too large" in mojo, mojo
+    assert not any((lakehouse / "tables" / f"{t}_small_disk").exists() for t in ("scoring_set", "scores"))
+
+    with Client(dask_cluster.address, timeout="30s") as client:
+        wait_until(lambda: len(client.scheduler_info()["workers"]) == 2, 60, "the planted worker gone")
+    rerun = job(command, lakehouse, *outputs("small_disk"))
+    assert rerun.returncode == 0, rerun.stderr[-5000:]
+    assert_each_key_once(scores(lakehouse, "scores_small_disk"), len(scores(lakehouse, "scores")))
+
+
 def env_with_another_pyarrow(python: str, where: Path, version: str) -> str:
     """A Python whose own site-packages holds pyarrow ``version`` ahead of the cluster env's
     packages (a .pth line): a worker installed with another pyarrow, everything else equal."""

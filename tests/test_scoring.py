@@ -291,6 +291,32 @@ def test_scorer_class_not_on_the_classpath_is_an_environment_problem_telling_to_
         scorer_class(spark, class_name="ai.lakescore.NoSuchScorer")
 
 
+def test_a_mojo_that_a_worker_cannot_read_is_an_environment_problem_naming_the_worker(engine_name, trained,
+                                                                                      request, tmp_path):
+    """The score job's preflight (``require_scorer``) has every executor / worker read each MOJO
+    with genmodel in its own JVM before anything is computed: the trained MOJO passes; a
+    truncated copy is named with the side that failed and genmodel's error."""
+    if engine_name == "spark":
+        from engine.backends.spark import SparkBackend
+
+        backend, side = SparkBackend(request.getfixturevalue("spark")), "executor driver (JVM)"
+    else:
+        from engine.backends.dask import DaskBackend
+
+        backend, side = DaskBackend(request.getfixturevalue("dask_cluster_client")), "worker tcp://127.0.0.1:"
+    _, models, _ = trained
+    mojo = models["gbm_binomial"][0]
+    backend.require_scorer([mojo])
+    damaged = tmp_path / "damaged.zip"
+    damaged.write_bytes(Path(mojo).read_bytes()[:4000])
+    with pytest.raises(EnvironmentProblem) as raised:
+        backend.require_scorer([str(damaged)])
+    message = str(raised.value)
+    assert f"{side}" in message and "MOJO damaged.zip expected" in message and "read by genmodel" in message, message
+    assert "java.util.zip.ZipException" in message, message  # genmodel's own error
+    assert "room on its disk" in message, message
+
+
 def test_output_columns_are_known_from_the_mojo_alone(trained):
     _, models, _ = trained
     assert output_columns(read_mojo_info(models["glm_regression"][0])) == (OutputColumn("score", "double"),)

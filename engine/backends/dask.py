@@ -24,6 +24,7 @@ class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift, CanCoun
     show_progress: bool = True
     name: str = field(default="dask")
     scorer_checked: bool = False
+    checked_mojos: set[str] = field(default_factory=set)
     workers_load_scorer_jars = True
 
     @classmethod
@@ -111,7 +112,7 @@ class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift, CanCoun
                    constants: Mapping[str, str], missing_columns: str = "na") -> Any:
         from engine.scoring.dask import score_mojo_dask
 
-        self.require_scorer()
+        self.require_scorer([mojo_path])
         scored = score_mojo_dask(frame, mojo_path, keep, missing_columns=missing_columns)
         return scored.assign(**dict(constants))
 
@@ -154,19 +155,36 @@ class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift, CanCoun
 
         return [Finding("client", "delta extension", "not used by Dask (deltalake writes)", "-", True)] if delta else []
 
-    def require_scorer(self) -> None:
+    def require_scorer(self, mojo_paths: Sequence[str] = ()) -> None:
         """Before the first scoring task: every worker has Java 17 for JPype and the scorer
-        jars (``EnvironmentProblem`` naming the worker otherwise), so no task fails halfway."""
-        from engine.environment import compare, local_facts, raise_on_problems
+        jars, and can write each MOJO and read it with genmodel in its JVM (``probe_mojo``);
+        otherwise ``EnvironmentProblem`` naming the worker, the check and what it found, so no
+        task fails halfway and nothing is written."""
+        from pathlib import Path
 
-        if self.scorer_checked:
+        from engine.environment import SCORER_ADVICE, Finding, compare, local_facts, raise_on_problems
+        from engine.scoring.dask import mojo_copy_name, probe_mojo
+
+        pending = [path for path in mojo_paths if path not in self.checked_mojos]
+        if self.scorer_checked and not pending:
             return
         reference = local_facts()
         findings = [f for label, facts, _ in _worker_facts(self.client)
                     for f in compare(reference, facts, label, java=True, jars=True)
                     if f.check in ("java", "scorer jars")]
-        raise_on_problems(findings, "MOJO scoring on the Dask workers")
+        no_java = {f.host for f in findings if f.check == "java" and not f.ok}
+        workers = [address for address in self.client.scheduler_info()["workers"]
+                   if f"worker {address}" not in no_java]
+        for path in pending:
+            data = Path(path).read_bytes()
+            name = mojo_copy_name(path, data)
+            found = self.client.run(probe_mojo, data, name, workers=workers) if workers else {}
+            findings += [Finding(f"worker {address}", f"MOJO {Path(path).name}",
+                                 "written and read by genmodel in the worker's JVM", result, result == "loaded")
+                         for address, result in sorted(found.items())]
+        raise_on_problems(findings, "MOJO scoring on the Dask workers", SCORER_ADVICE)
         self.scorer_checked = True
+        self.checked_mojos.update(pending)
 
     def close(self) -> None:
         _close_client(self.client, self.owns_client)

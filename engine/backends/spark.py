@@ -121,10 +121,11 @@ class SparkBackend(CanTrainMllib, CanConcat, CanQuarantine, CanProfile, CanMeasu
         return _with_constants(score_mojo_spark(frame, mojo_path, keep, missing_columns=missing_columns),
                                constants)
 
-    def require_scorer(self) -> None:
-        from engine.scoring.spark import scorer_class
+    def require_scorer(self, mojo_paths: Sequence[str] = ()) -> None:
+        from engine.scoring.spark import probe_mojos, scorer_class
 
         scorer_class(self.spark)
+        probe_mojos(self.spark, mojo_paths)
 
     def with_utc_date(self, frame, timestamp_column, name):
         from pyspark.sql import functions as F

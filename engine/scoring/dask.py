@@ -10,6 +10,8 @@ way.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -20,7 +22,7 @@ import pandas as pd
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from engine.errors import EnvironmentProblem
-from engine.scoring.jars import scorer_jars
+from engine.scoring.jars import JARS_ENV, JARS_PROBLEM_ENV, scorer_jars
 from engine.scoring.mojo import (
     ColumnKind,
     MissingColumns,
@@ -45,17 +47,18 @@ class ScorerJars(WorkerPlugin):
         self.jars = jars
 
     def setup(self, worker) -> None:
-        import os
-
+        """Never raises: a jar that cannot be written here (a full or size-limited disk) is
+        recorded in ``JARS_PROBLEM_ENV``, and the scorer preflight names this worker with it
+        (a raising plugin would fail the client's registration without naming the worker)."""
         directory = os.path.join(worker.local_directory, "lakescore-jars")
-        os.makedirs(directory, exist_ok=True)
+        os.environ[JARS_ENV] = directory
+        os.environ.pop(JARS_PROBLEM_ENV, None)
         for name, data in self.jars.items():
-            target = os.path.join(directory, name)
-            if not os.path.exists(target) or os.path.getsize(target) != len(data):
-                with open(target + ".tmp", "wb") as out:
-                    out.write(data)
-                os.replace(target + ".tmp", target)
-        os.environ["LAKESCORE_JARS"] = directory
+            try:
+                write_once(data, directory, name)
+            except OSError as exc:
+                os.environ[JARS_PROBLEM_ENV] = f"cannot write {name} ({len(data)} bytes) into {directory}: {exc}"
+                return
 
 
 def column_kind(dtype) -> ColumnKind:
@@ -174,13 +177,12 @@ def score_mojo_dask(ddf: dd.DataFrame, mojo_path: str, keep: Sequence[str], outp
 
     # The MOJO travels with the graph (one copy per worker), so workers need no path of the
     # client's: a worker on another machine, or without the lakehouse's credentials, scores too.
-    import hashlib
     from pathlib import Path
 
     import dask
 
     data = Path(mojo_path).read_bytes()
-    name = f"{hashlib.sha256(data).hexdigest()[:16]}-{Path(mojo_path).name}"
+    name = mojo_copy_name(mojo_path, data)
 
     def score_partition(part: pd.DataFrame, mojo: bytes) -> pd.DataFrame:
         local = replace(info, path=worker_copy(mojo, name))
@@ -192,18 +194,55 @@ def score_mojo_dask(ddf: dd.DataFrame, mojo_path: str, keep: Sequence[str], outp
     return ddf.map_partitions(score_partition, dask.delayed(data, pure=True), meta=meta)
 
 
+def mojo_copy_name(path: str, data: bytes) -> str:
+    """The name of a MOJO's copy on a worker: its content hash and file name, so two models
+    with the same file name never shadow each other."""
+    import hashlib
+    from pathlib import Path
+
+    return f"{hashlib.sha256(data).hexdigest()[:16]}-{Path(path).name}"
+
+
 def worker_copy(data: bytes, name: str) -> str:
     """``data`` as a file named ``name`` (content-hashed) in this process's temp directory,
     written once (atomically) and reused by later partitions and models."""
-    import os
     import tempfile
 
-    directory = os.path.join(tempfile.gettempdir(), "lakescore-mojos")
+    return write_once(data, os.path.join(tempfile.gettempdir(), "lakescore-mojos"), name)
+
+
+def write_once(data: bytes, directory: str, name: str) -> str:
+    """``directory/name`` holding ``data``: written atomically (a temporary file, then a rename)
+    unless a file of that size is there already; a failed write leaves no partial file."""
     target = os.path.join(directory, name)
-    if not os.path.exists(target):
-        os.makedirs(directory, exist_ok=True)
-        partial = f"{target}.{os.getpid()}.tmp"
+    if os.path.exists(target) and os.path.getsize(target) == len(data):
+        return target
+    os.makedirs(directory, exist_ok=True)
+    partial = f"{target}.{os.getpid()}.tmp"
+    try:
         with open(partial, "wb") as out:
             out.write(data)
         os.replace(partial, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+        raise
     return target
+
+
+def probe_mojo(data: bytes, name: str) -> str:
+    """On a worker: "loaded" when the MOJO can be written here and read by H2O's genmodel in
+    this worker's JVM (started now with the scorer jars, as scoring would), else what failed."""
+    try:
+        path = worker_copy(data, name)
+    except OSError as exc:
+        return f"cannot write {name} ({len(data)} bytes): {exc}"
+    try:
+        import jpype
+
+        _scorer()
+        jpype.JClass("hex.genmodel.MojoModel").load(path)
+    except Exception as exc:  # noqa: BLE001 - reported per worker by the preflight
+        text = str(exc)  # a Java exception's text already starts with its class
+        return f"cannot load {path}: {text if type(exc).__name__ in text else f'{type(exc).__name__}: {text}'}"
+    return "loaded"

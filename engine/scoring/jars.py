@@ -14,6 +14,9 @@ JAR_DIR = REPO_ROOT / "build" / "jars"
 GENMODEL_JAR = JAR_DIR / "h2o-genmodel.jar"
 SCORER_JAR = JAR_DIR / "lakescore-scorer.jar"
 JARS_ENV = "LAKESCORE_JARS"
+JARS_PROBLEM_ENV = "LAKESCORE_JARS_PROBLEM"
+"""Set in a Dask worker whose copy of the shipped jars failed (a full or size-limited disk):
+what went wrong, reported by ``scorer_jars`` and the worker's facts instead of a bare "missing"."""
 
 
 def scorer_jars(required: bool = True) -> list[Path]:
@@ -22,6 +25,11 @@ def scorer_jars(required: bool = True) -> list[Path]:
     With ``required=False`` an unbuilt jar yields an empty list, so a session that never scores
     a MOJO still starts; scoring itself asks with ``required=True`` and gets a clear error.
     """
+    problem = os.environ.get(JARS_PROBLEM_ENV)
+    if problem:
+        if not required:
+            return []
+        raise EnvironmentProblem(f"MOJO scoring jar(s) unusable on this worker: {problem}")
     shipped = os.environ.get(JARS_ENV)
     directory = Path(shipped) if shipped else JAR_DIR
     jars = [directory / SCORER_JAR.name, directory / GENMODEL_JAR.name]

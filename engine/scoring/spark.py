@@ -12,6 +12,7 @@ adaptive execution, shuffles upstream of the scorer run at that point, not at th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -72,6 +73,40 @@ def _string_array(spark: SparkSession, values: Sequence[str]):
     return array
 
 
+def ship_mojo(spark: SparkSession, mojo_path: str) -> str:
+    """The MOJO's content-named copy, added to the executors' files once per session."""
+    shipped = content_named_copy(mojo_path)
+    if not any(added.endswith("/" + shipped.name) for added in spark.sparkContext.listFiles):
+        spark.sparkContext.addFile(str(shipped))
+    return str(shipped)
+
+
+def probe_mojos(spark: SparkSession, mojo_paths: Sequence[str]) -> None:
+    """Before anything is computed: every executor that runs one of a few tiny tasks (one per
+    core, twice over) reads each MOJO with genmodel (``SparkMojoScorer.probe``); one that cannot,
+    or that lacks the scorer class, is ``EnvironmentProblem`` naming the executor and what it found."""
+    from engine.environment import SCORER_ADVICE, Finding, raise_on_problems
+
+    if not mojo_paths:
+        return
+    slots = max(spark.sparkContext.defaultParallelism, 2) * 2
+    findings = []
+    for path in mojo_paths:
+        shipped = ship_mojo(spark, path)
+        rows = (spark.range(0, slots, 1, slots)
+                .select(F.call_function("try_reflect", F.lit(SCORER_CLASS), F.lit("probe"), F.lit(shipped)).alias("probe"))
+                .distinct().collect())
+        for row in rows:
+            if row["probe"] is None:
+                findings.append(Finding("an executor", "scorer jar", f"{SCORER_CLASS} on the classpath",
+                                        "class not found (pass build/jars/*.jar with --jars or spark.jars)", False))
+                continue
+            executor, found = (part.split("=", 1)[1] for part in row["probe"].split(";", 1))
+            findings.append(Finding(f"executor {executor} (JVM)", f"MOJO {Path(path).name}",
+                                    "read by genmodel in the executor's JVM", found, found == "loaded"))
+    raise_on_problems(findings, "MOJO scoring on the Spark executors", SCORER_ADVICE)
+
+
 def score_mojo_spark(df: DataFrame, mojo_path: str, keep: Sequence[str], output: str = "score",
                      missing_columns: MissingColumns = "na") -> DataFrame:
     """``keep`` columns plus the model's ``output_columns``: ``output`` (double; P(second class)
@@ -92,12 +127,10 @@ def score_mojo_spark(df: DataFrame, mojo_path: str, keep: Sequence[str], output:
     outputs = [column.name for column in output_columns(info, output)]
     spark = df.sparkSession
     scorer = scorer_class(spark)
-    shipped = content_named_copy(mojo_path)
-    if not any(added.endswith("/" + shipped.name) for added in spark.sparkContext.listFiles):
-        spark.sparkContext.addFile(str(shipped))
+    shipped = ship_mojo(spark, mojo_path)
     # Only the columns the scorer reads, so the scan reads no others.
     needed = list(dict.fromkeys(keep + [n for n in info.feature_names if n not in missing]))
     projected = df.select(*[F.col(f"`{name}`") for name in needed])
-    scored = scorer.score(projected._jdf, str(shipped), _string_array(spark, keep),
+    scored = scorer.score(projected._jdf, shipped, _string_array(spark, keep),
                           _string_array(spark, outputs))
     return DataFrame(scored, spark)

@@ -68,6 +68,23 @@ public final class SparkMojoScorer {
     }
 
     /**
+     * This executor's side of the score job's preflight, called through Spark SQL's
+     * {@code try_reflect} before anything is computed: can genmodel read the MOJO here (at its
+     * path, else as shipped by {@code addFile})? Never throws: what failed is the answer, so the
+     * driver can name this executor with it.
+     */
+    public static String probe(String mojoPath) {
+        org.apache.spark.SparkEnv env = org.apache.spark.SparkEnv.get();
+        String executor = env == null ? "?" : env.executorId();
+        try {
+            hex.genmodel.MojoModel.load(resolve(mojoPath));
+            return "executor=" + executor + ";found=loaded";
+        } catch (Throwable t) {
+            return "executor=" + executor + ";found=" + t;
+        }
+    }
+
+    /**
      * {@code keep} columns followed by the model's outputs, named {@code outputNames}: the score
      * (double), then for classifiers the label (string), then for multinomial models one
      * probability per class (double), in the order of {@link MojoScorer#outputs}.
