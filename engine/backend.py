@@ -177,11 +177,6 @@ _REGISTRY: dict[str, str] = {
 }
 
 
-def register_backend(name: str, import_path: str) -> None:
-    """Register a backend class by ``module:Class`` path, imported only when first opened."""
-    _REGISTRY[name] = import_path
-
-
 def backend_names() -> list[str]:
     return sorted(_REGISTRY)
 

@@ -90,10 +90,6 @@ class RunContext:
 
         return join(self.summary.run_dir, *parts)
 
-    @property
-    def models_dir(self) -> Path:
-        return Path(self.conf.lakehouse_path("models"))
-
     def commit(self, job: str, engine: str, table: TableRef, lineage: Lineage,
                app_key: str | None = None) -> CommitInfo:
         """Commit info whose app transaction makes a rerun of the same run (or key) a no-op."""

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 
 import duckdb
@@ -116,11 +115,10 @@ def test_too_few_days_for_one_label_is_a_conf_error():
         generate_demo(DemoConf(customers=10, days=100, churn_horizon_days=30))
 
 
-def test_default_size_has_about_two_million_events_generated_in_seconds():
+def test_default_size_has_about_two_million_events():
+    """Its size only: how long generating takes is for bench/ (``bench/e2e.py`` times the
+    generate stage), not for a test."""
     conf = DemoConf()
-    started = time.perf_counter()
     data = generate_demo(conf)
-    seconds = time.perf_counter() - started
     expected = conf.customers * conf.mean_events_per_customer
     assert abs(data.events.num_rows - expected) < 0.02 * expected
-    assert seconds < 30, f"generating {data.events.num_rows} events took {seconds:.1f} s"

@@ -66,13 +66,20 @@ def training_table(tmp_path_factory) -> tuple[str, pa.Table]:
     return path, table
 
 
+def gbm_spec(split: OutOfTimeSplit, params: dict):
+    """The binomial GBM of these tests: the demo features, label and time, ``split`` and ``params``."""
+    from engine.training import TrainSpec
+
+    return TrainSpec(features=tuple(FEATURES), label=LABEL, time_column=TIME, split=split, params=dict(params))
+
+
 @pytest.fixture(scope="module")
 def h2o_model(h2o_cluster, training_table, tmp_path_factory) -> TrainedModel:
-    from engine.training.h2o_trainer import train_h2o_gbm
+    from engine.training.h2o_trainer import train_h2o
 
     path, _ = training_table
-    model = train_h2o_gbm(DeltaTable(path).file_uris(), FEATURES, LABEL, TIME, OutOfTimeSplit(VALID_FROM),
-                          PARAMS, tmp_path_factory.mktemp("h2o_model"))
+    model = train_h2o("h2o_gbm", DeltaTable(path).file_uris(),
+                      gbm_spec(OutOfTimeSplit(VALID_FROM), PARAMS), tmp_path_factory.mktemp("h2o_model"))
     return model
 
 
@@ -132,11 +139,11 @@ def test_h2o_split_puts_rows_at_valid_from_on_the_validation_side(h2o_model, tra
 
 
 def test_h2o_training_twice_with_the_same_seed_gives_identical_metrics(h2o_model, training_table, tmp_path):
-    from engine.training.h2o_trainer import train_h2o_gbm
+    from engine.training.h2o_trainer import train_h2o
 
     path, _ = training_table
-    again = train_h2o_gbm(DeltaTable(path).file_uris(), FEATURES, LABEL, TIME, OutOfTimeSplit(VALID_FROM),
-                          PARAMS, tmp_path)
+    again = train_h2o("h2o_gbm", DeltaTable(path).file_uris(),
+                      gbm_spec(OutOfTimeSplit(VALID_FROM), PARAMS), tmp_path)
     assert again.metrics == h2o_model.metrics
     # Same inputs and parameters: same content hash; a new training run: a new id.
     assert again.model_id != h2o_model.model_id
@@ -145,22 +152,22 @@ def test_h2o_training_twice_with_the_same_seed_gives_identical_metrics(h2o_model
 
 def test_h2o_empty_validation_side_is_a_definition_error_naming_boundary_and_counts(
         h2o_cluster, training_table, tmp_path):
-    from engine.training.h2o_trainer import train_h2o_gbm
+    from engine.training.h2o_trainer import train_h2o
 
     path, table = training_table
     with pytest.raises(DefinitionError, match=rf"2030-01-01T00:00:00\+00:00 leaves the validation side "
                                               rf"empty \({table.num_rows} rows before, 0 rows"):
-        train_h2o_gbm(DeltaTable(path).file_uris(), FEATURES, LABEL, TIME,
-                      OutOfTimeSplit(datetime(2030, 1, 1)), PARAMS, tmp_path)
+        train_h2o("h2o_gbm", DeltaTable(path).file_uris(),
+                  gbm_spec(OutOfTimeSplit(datetime(2030, 1, 1)), PARAMS), tmp_path)
 
 
 def test_h2o_unknown_parameter_is_a_conf_error(h2o_cluster, training_table, tmp_path):
-    from engine.training.h2o_trainer import train_h2o_gbm
+    from engine.training.h2o_trainer import train_h2o
 
     path, _ = training_table
     with pytest.raises(ConfError, match="n_trees"):
-        train_h2o_gbm(DeltaTable(path).file_uris(), FEATURES, LABEL, TIME, OutOfTimeSplit(VALID_FROM),
-                      {"n_trees": 5}, tmp_path)
+        train_h2o("h2o_gbm", DeltaTable(path).file_uris(),
+                  gbm_spec(OutOfTimeSplit(VALID_FROM), {"n_trees": 5}), tmp_path)
 
 
 # --- Spark MLlib GBT ---------------------------------------------------------------------------
@@ -216,11 +223,11 @@ def test_mllib_empty_training_side_is_a_definition_error(spark_frame, tmp_path):
 
 
 def test_mllib_unknown_parameter_is_a_conf_error_listing_the_shared_names(spark):
-    from engine.training.mllib_trainer import gbt_params
+    from engine.training.mllib_trainer import estimator_params
 
-    assert gbt_params({"ntrees": 7})["maxIter"] == 7
+    assert estimator_params("mllib_gbt", {"ntrees": 7})["maxIter"] == 7
     with pytest.raises(ConfError, match=r"train.params.n_trees: .*learn_rate"):
-        gbt_params({"n_trees": 7})
+        estimator_params("mllib_gbt", {"n_trees": 7})
 
 
 # --- registry ---------------------------------------------------------------------------------

@@ -349,8 +349,14 @@ def test_warn_policy_logs_instead_of_raising(caplog):
         enforce(report, "fail")
 
 
-def test_passing_report_is_not_enforced():
-    enforce(ValidationReport("t", "s", True, (), "rid", "spark"), "fail")
+def test_a_passing_report_neither_raises_nor_warns_under_either_policy(caplog):
+    passing = ValidationReport("t", "s", True, (), "rid", "spark")
+    with caplog.at_level(logging.WARNING):
+        for policy in ("fail", "warn"):
+            assert enforce(passing, policy) is None
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    with pytest.raises(DefinitionError, match="'block'"):  # the policy is still checked
+        enforce(passing, "block")
 
 
 def test_report_is_written_as_json_that_names_every_outcome(tmp_path, engine_name, labels_suite):

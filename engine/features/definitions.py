@@ -75,7 +75,6 @@ BUILTIN_DEFAULTS: dict[str, float | int | None] = {"count": 0, "distinct_count":
 SEMANTICS_VERSION = 1
 
 # Column kinds, as both engines report them (see ``spark_column_kinds`` / ``pandas_column_kinds``).
-INTEGER_KINDS = frozenset({"int"})
 NUMERIC_KINDS = frozenset({"int", "float", "decimal"})
 ENTITY_KINDS = frozenset({"int", "string"})
 TIMESTAMP_KINDS = frozenset({"timestamp"})

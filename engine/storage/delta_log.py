@@ -508,13 +508,6 @@ def file_metadata_schema() -> pa.Schema:
     return pa.schema([(name, getattr(pa, kind)()) for name, kind in FILE_METADATA_SCHEMA_FIELDS])
 
 
-def __getattr__(name: str) -> Any:
-    # FILE_METADATA_SCHEMA is built on first use so that importing this module stays cheap.
-    if name == "FILE_METADATA_SCHEMA":
-        return file_metadata_schema()
-    raise AttributeError(name)
-
-
 def conform(data: pa.Table, schema: pa.Schema, table: TableRef) -> pa.Table:
     """``data`` with exactly ``schema``'s columns in order and types (a safe cast, never a guess).
 

@@ -83,7 +83,7 @@ def _writer(table: TableRef, schema: pa.Schema, partition_by: list[str]):
         for batch in batches:
             sink.write(batch)
         rows = [f.to_row() for f in sink.close()]
-        yield pa.RecordBatch.from_pylist(rows, schema=delta_log.FILE_METADATA_SCHEMA)
+        yield pa.RecordBatch.from_pylist(rows, schema=delta_log.file_metadata_schema())
 
     return write_partition
 

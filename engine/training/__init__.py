@@ -112,11 +112,6 @@ class TrainedModel:
     importance: dict[str, float] = field(default_factory=dict)
 
 
-def merged_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``DEFAULT_PARAMS`` overlaid by ``params``."""
-    return {**DEFAULT_PARAMS, **dict(params or {})}
-
-
 def model_id_for(algorithm: str, created_at: datetime, *, features: Sequence[str], label: str,
                  params: Mapping[str, Any], inputs: Sequence[str], valid_from: datetime) -> str:
     """``<algorithm>-<UTC time to the millisecond>-<8 hex digits>``, e.g.

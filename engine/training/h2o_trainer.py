@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,11 +26,9 @@ from engine.errors import ConfError, DefinitionError, SchemaMismatch
 from engine.training import (DEFAULT_PARAMS, TrainedModel, TrainingData, TrainSpec, model_id_for,
                              shares, write_evaluation, write_metrics)
 from engine.training.metrics import evaluate
-from engine.training.split import OutOfTimeSplit
 
 log = logging.getLogger(__name__)
 
-ALGORITHM = "h2o_gbm"
 MOJO_NAME = "model.mojo"
 FOLD_COLUMN = "__ls_fold"
 
@@ -138,14 +136,6 @@ class H2OTrainer:
 
     def train(self, data: TrainingData, spec: TrainSpec, out_dir: Path) -> TrainedModel:
         return train_h2o(self.algorithm, data.files, spec, out_dir)
-
-
-def train_h2o_gbm(files: Sequence[str], features: Sequence[str], label: str, time_column: str,
-                  split: OutOfTimeSplit, params: Mapping[str, Any] | None, out_dir: Path) -> TrainedModel:
-    """A binomial GBM (``train_h2o`` with ``h2o_gbm``), kept for callers of the first API."""
-    spec = TrainSpec(features=tuple(features), label=label, time_column=time_column, split=split,
-                     params=dict(params or {}))
-    return train_h2o(ALGORITHM, files, spec, out_dir)
 
 
 def train_h2o(algorithm: str, files: Sequence[str], spec: TrainSpec, out_dir: Path) -> TrainedModel:

@@ -97,11 +97,6 @@ def estimator_params(algorithm: str, params: Mapping[str, Any] | None, task: str
     return out
 
 
-def gbt_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``estimator_params`` of the GBT classifier."""
-    return estimator_params("mllib_gbt", params)
-
-
 def _is_string(frame: DataFrame, column: str) -> bool:
     from pyspark.sql import types as T
 
