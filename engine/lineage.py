@@ -64,8 +64,9 @@ ModelLookup = Callable[[str, int], "dict[str, Any] | None"]
 """(model name, version) → what the registry records about it (``model_lineage`` keys), or None."""
 
 
-def trace(path: str, version: int | None = None, runs_dir: str | None = None, storage_options: dict[str, str] | None = None,
-          _depth: int = 0, model_lookup: ModelLookup | None = None) -> dict[str, Any]:
+def trace(path: str, version: int | None = None, runs_dir: str | None = None,
+          storage_options: dict[str, str] | None = None, _depth: int = 0,
+          model_lookup: ModelLookup | None = None) -> dict[str, Any]:
     """The chain that made ``path`` at ``version``, as a tree of plain dicts.
 
     A table node names its version and the job, run and engine that committed it, its feature
@@ -102,8 +103,7 @@ def trace(path: str, version: int | None = None, runs_dir: str | None = None, st
         node["validations"] = [_validation(vid, runs_dir) for vid in json.loads(meta["validation_ids"])]
     if _depth > 10:
         return node
-    follow = dict(runs_dir=runs_dir, storage_options=storage_options,
-                  model_lookup=model_lookup)
+    follow = dict(runs_dir=runs_dir, storage_options=storage_options, model_lookup=model_lookup)
     if meta.get("models"):
         node["models"] = [_model(m, runs_dir, _depth, follow) for m in json.loads(meta["models"])]
         node["model"] = node["models"][0]

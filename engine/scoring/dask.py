@@ -57,7 +57,8 @@ class ScorerJars(WorkerPlugin):
             try:
                 write_once(data, directory, name)
             except OSError as exc:
-                os.environ[JARS_PROBLEM_ENV] = f"cannot write {name} ({len(data)} bytes) into {directory}: {exc}"
+                problem = f"cannot write {name} ({len(data)} bytes) into {directory}: {exc}"
+                os.environ[JARS_PROBLEM_ENV] = problem
                 return
 
 
@@ -244,5 +245,7 @@ def probe_mojo(data: bytes, name: str) -> str:
         jpype.JClass("hex.genmodel.MojoModel").load(path)
     except Exception as exc:  # noqa: BLE001 - reported per worker by the preflight
         text = str(exc)  # a Java exception's text already starts with its class
-        return f"cannot load {path}: {text if type(exc).__name__ in text else f'{type(exc).__name__}: {text}'}"
+        if type(exc).__name__ not in text:
+            text = f"{type(exc).__name__}: {text}"
+        return f"cannot load {path}: {text}"
     return "loaded"

@@ -94,7 +94,8 @@ def probe_mojos(spark: SparkSession, mojo_paths: Sequence[str]) -> None:
     for path in mojo_paths:
         shipped = ship_mojo(spark, path)
         rows = (spark.range(0, slots, 1, slots)
-                .select(F.call_function("try_reflect", F.lit(SCORER_CLASS), F.lit("probe"), F.lit(shipped)).alias("probe"))
+                .select(F.call_function("try_reflect", F.lit(SCORER_CLASS), F.lit("probe"),
+                                        F.lit(shipped)).alias("probe"))
                 .distinct().collect())
         for row in rows:
             if row["probe"] is None:
