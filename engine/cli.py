@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from engine.backend import backend_names
 from engine.conf import Conf, load_conf
 from engine.errors import LakescoreError, StorageUnavailable
 from engine.metrics import push_run_metrics
@@ -33,7 +34,7 @@ def job_parser(description: str, engines: bool = True) -> argparse.ArgumentParse
                         help="override one conf key, e.g. --set spark.master=local[2] (repeatable)")
     parser.add_argument("--run-id", help="reuse a run id: a rerun of a finished run writes nothing twice")
     if engines:
-        parser.add_argument("--engine", choices=["spark", "dask"], help="overrides `engine:` in conf")
+        parser.add_argument("--engine", choices=backend_names(), help="overrides `engine:` in conf")
         parser.add_argument("--scheduler", help="Dask scheduler address (overrides dask.scheduler)")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--verbose", action="store_true",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from engine.backend import backend_names
 from engine.cli import configure_logging
 from engine.errors import LakescoreError, ReplayDiffers
 
@@ -18,7 +19,7 @@ from engine.errors import LakescoreError, ReplayDiffers
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", required=True, help="runs/<run_id>/manifest.json of the run")
-    parser.add_argument("--engine", choices=["spark", "dask"], help="default: the run's engine")
+    parser.add_argument("--engine", choices=backend_names(), help="default: the run's engine")
     parser.add_argument("--into", help="lakehouse to write the replay into (default: "
                         "<lakehouse>/replays/<replay run id>); never the original's")
     parser.add_argument("--env", help="environment conf merged over the run's conf")
