@@ -211,22 +211,15 @@ def jvm_findings(spark: SparkSession, reference: Mapping[str, str], delta: bool 
     import pyspark
 
     from engine.environment import JAVA_MAJOR, Finding, java_major
-    from engine.scoring.spark import SCORER_CLASS
+    from engine.scoring.spark import SCORER_CLASS, ask_executors, scorer_class_missing
     from engine.session import delta_enabled
 
-    sc = spark.sparkContext
     findings = [Finding("driver", "spark", f"{pyspark.__version__} (pyspark)", spark.version,
                         spark.version.split(".")[:2] == pyspark.__version__.split(".")[:2])]
-    slots = max(sc.defaultParallelism, 2) * 2
-    rows = (spark.range(0, slots, 1, slots)
-            .selectExpr(f"try_reflect('{SCORER_CLASS}', 'environment') AS env").distinct().collect())
-    for row in rows:
-        if row["env"] is None:
-            findings.append(Finding("an executor", "scorer jar", f"{SCORER_CLASS} on the classpath",
-                                    "class not found (pass build/jars/*.jar with --jars or spark.jars)",
-                                    False))
+    for env in ask_executors(spark, "environment"):
+        if env is None:
+            findings.append(scorer_class_missing())
             continue
-        env = dict(part.split("=", 1) for part in row["env"].split(";"))
         host = f"executor {env['executor']} (JVM)"
         findings.append(Finding(host, "java", str(JAVA_MAJOR), f"{env['java']} at {env['java_home']}",
                                 java_major(env["java"]) == JAVA_MAJOR))

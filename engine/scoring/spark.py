@@ -81,30 +81,53 @@ def ship_mojo(spark: SparkSession, mojo_path: str) -> str:
     return str(shipped)
 
 
+def ask_executors(spark: SparkSession, method: str, *args: str) -> list[dict[str, str] | None]:
+    """``SparkMojoScorer.<method>(*args)`` on every executor JVM that runs one of a few tiny
+    tasks (one per core, twice over), through Spark SQL's ``try_reflect``; each distinct answer
+    (``key=value;…``) as a dict, or None from a JVM without the scorer class on its classpath.
+    The answers are this class's own, so ``;`` separates fields and the last may hold anything."""
+    slots = max(spark.sparkContext.defaultParallelism, 2) * 2
+    call = F.call_function("try_reflect", F.lit(SCORER_CLASS), F.lit(method), *[F.lit(a) for a in args])
+    rows = spark.range(0, slots, 1, slots).select(call.alias("answer")).distinct().collect()
+    return [None if row["answer"] is None else _fields(row["answer"]) for row in rows]
+
+
+def _fields(answer: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    rest = answer
+    while rest:
+        key, _, rest = rest.partition("=")
+        if key == "found":  # always last: an exception's text may hold ';' and '='
+            out[key] = rest
+            break
+        value, _, rest = rest.partition(";")
+        out[key] = value
+    return out
+
+
+def scorer_class_missing():
+    """The finding for an executor JVM without the scorer class (``ask_executors``' None)."""
+    from engine.environment import Finding
+
+    return Finding("an executor", "scorer jar", f"{SCORER_CLASS} on the classpath",
+                   "class not found (pass build/jars/*.jar with --jars or spark.jars)", False)
+
+
 def probe_mojos(spark: SparkSession, mojo_paths: Sequence[str]) -> None:
     """Before anything is computed: every executor that runs one of a few tiny tasks (one per
     core, twice over) reads each MOJO with genmodel (``SparkMojoScorer.probe``); one that cannot,
     or that lacks the scorer class, is ``EnvironmentProblem`` naming the executor and what it found."""
     from engine.environment import SCORER_ADVICE, Finding, raise_on_problems
 
-    if not mojo_paths:
-        return
-    slots = max(spark.sparkContext.defaultParallelism, 2) * 2
     findings = []
     for path in mojo_paths:
-        shipped = ship_mojo(spark, path)
-        rows = (spark.range(0, slots, 1, slots)
-                .select(F.call_function("try_reflect", F.lit(SCORER_CLASS), F.lit("probe"),
-                                        F.lit(shipped)).alias("probe"))
-                .distinct().collect())
-        for row in rows:
-            if row["probe"] is None:
-                findings.append(Finding("an executor", "scorer jar", f"{SCORER_CLASS} on the classpath",
-                                        "class not found (pass build/jars/*.jar with --jars or spark.jars)", False))
+        for answer in ask_executors(spark, "probe", ship_mojo(spark, path)):
+            if answer is None:
+                findings.append(scorer_class_missing())
                 continue
-            executor, found = (part.split("=", 1)[1] for part in row["probe"].split(";", 1))
-            findings.append(Finding(f"executor {executor} (JVM)", f"MOJO {Path(path).name}",
-                                    "read by genmodel in the executor's JVM", found, found == "loaded"))
+            findings.append(Finding(f"executor {answer['executor']} (JVM)", f"MOJO {Path(path).name}",
+                                    "read by genmodel in the executor's JVM", answer["found"],
+                                    answer["found"] == "loaded"))
     raise_on_problems(findings, "MOJO scoring on the Spark executors", SCORER_ADVICE)
 
 

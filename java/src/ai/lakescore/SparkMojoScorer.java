@@ -71,7 +71,8 @@ public final class SparkMojoScorer {
      * This executor's side of the score job's preflight, called through Spark SQL's
      * {@code try_reflect} before anything is computed: can genmodel read the MOJO here (at its
      * path, else as shipped by {@code addFile})? Never throws: what failed is the answer, so the
-     * driver can name this executor with it.
+     * driver can name this executor with it. {@code found} comes last: an exception's text may
+     * hold any character ({@code engine.scoring.spark.ask_executors} reads it to the end).
      */
     public static String probe(String mojoPath) {
         org.apache.spark.SparkEnv env = org.apache.spark.SparkEnv.get();
