@@ -324,24 +324,25 @@ def columns_of(expr: Expr) -> list[str]:
     out: list[str] = []
 
     def walk(node: Expr) -> None:
-        if isinstance(node, Col):
-            out.append(node.name)
-        elif isinstance(node, Unary):
-            walk(node.operand)
-        elif isinstance(node, Binary):
-            walk(node.left)
-            walk(node.right)
-        elif isinstance(node, (InList, IsNull)):
-            walk(node.operand)
-        elif isinstance(node, Case):
-            for condition, value in node.whens:
-                walk(condition)
-                walk(value)
-            if node.otherwise is not None:
-                walk(node.otherwise)
-        elif isinstance(node, Call):
-            for arg in node.args:
-                walk(arg)
+        match node:
+            case Col(name):
+                out.append(name)
+            case Lit():
+                pass
+            case Unary(operand=operand) | InList(operand=operand) | IsNull(operand=operand):
+                walk(operand)
+            case Binary(_, left, right):
+                walk(left)
+                walk(right)
+            case Case(whens, otherwise):
+                for condition, value in whens:
+                    walk(condition)
+                    walk(value)
+                if otherwise is not None:
+                    walk(otherwise)
+            case Call(_, args):
+                for arg in args:
+                    walk(arg)
 
     walk(expr)
     return list(dict.fromkeys(out))
@@ -350,32 +351,34 @@ def columns_of(expr: Expr) -> list[str]:
 def to_sql(expr: Expr) -> str:
     """A canonical text of the tree (fully parenthesised, keywords upper case): what the
     definition hash reads, so spacing and keyword case never change a hash."""
-    if isinstance(expr, Col):
-        return '"' + expr.name.replace('"', '""') + '"'
-    if isinstance(expr, Lit):
-        if expr.value is None:
+    match expr:
+        case Col(name):
+            return '"' + name.replace('"', '""') + '"'
+        case Lit(None):
             return "NULL"
-        if isinstance(expr.value, bool):
-            return "TRUE" if expr.value else "FALSE"
-        if isinstance(expr.value, float):
-            return repr(expr.value)
-        if isinstance(expr.value, datetime):
-            return f"TIMESTAMP '{expr.value.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
-        return "'" + expr.value.replace("'", "''") + "'"
-    if isinstance(expr, Unary):
-        return f"({expr.op} {to_sql(expr.operand)})"
-    if isinstance(expr, Binary):
-        return f"({to_sql(expr.left)} {expr.op} {to_sql(expr.right)})"
-    if isinstance(expr, InList):
-        values = ", ".join(to_sql(v) for v in expr.values)
-        return f"({to_sql(expr.operand)} {'NOT IN' if expr.negated else 'IN'} ({values}))"
-    if isinstance(expr, IsNull):
-        return f"({to_sql(expr.operand)} IS {'NOT NULL' if expr.negated else 'NULL'})"
-    if isinstance(expr, Case):
-        whens = " ".join(f"WHEN {to_sql(c)} THEN {to_sql(v)}" for c, v in expr.whens)
-        otherwise = f" ELSE {to_sql(expr.otherwise)}" if expr.otherwise is not None else ""
-        return f"(CASE {whens}{otherwise} END)"
-    return f"{expr.name}({', '.join(to_sql(a) for a in expr.args)})"
+        case Lit(bool() as value):
+            return "TRUE" if value else "FALSE"
+        case Lit(float() as value):
+            return repr(value)
+        case Lit(datetime() as value):
+            return f"TIMESTAMP '{value.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+        case Lit(value):
+            return "'" + value.replace("'", "''") + "'"
+        case Unary(op, operand):
+            return f"({op} {to_sql(operand)})"
+        case Binary(op, left, right):
+            return f"({to_sql(left)} {op} {to_sql(right)})"
+        case InList(operand, values, negated):
+            listed = ", ".join(to_sql(v) for v in values)
+            return f"({to_sql(operand)} {'NOT IN' if negated else 'IN'} ({listed}))"
+        case IsNull(operand, negated):
+            return f"({to_sql(operand)} IS {'NOT NULL' if negated else 'NULL'})"
+        case Case(whens, otherwise):
+            branches = " ".join(f"WHEN {to_sql(c)} THEN {to_sql(v)}" for c, v in whens)
+            other = f" ELSE {to_sql(otherwise)}" if otherwise is not None else ""
+            return f"(CASE {branches}{other} END)"
+        case Call(name, args):
+            return f"{name}({', '.join(to_sql(a) for a in args)})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,63 +406,70 @@ def infer_type(expr: Expr, kinds: Mapping[str, str]) -> Type:
             raise SchemaMismatch(f"{where} needs {' or '.join(allowed)}, but {named} is {found}")
         return found
 
-    if isinstance(expr, Col):
-        if expr.name not in kinds:
-            raise DefinitionError(f"unknown column {expr.name!r}; known columns: "
-                                  f"{', '.join(sorted(kinds)) or 'none'}")
-        kind = kinds[expr.name]
-        if kind not in KIND_TYPES:
-            raise SchemaMismatch(f"column {expr.name!r} is {kind}, which expressions cannot read; "
-                                 f"cast it to a number, string, boolean or timestamp")
-        return KIND_TYPES[kind]
-    if isinstance(expr, Lit):
-        value = expr.value
-        return ("null" if value is None else "bool" if isinstance(value, bool)
-                else "num" if isinstance(value, float) else "time" if isinstance(value, datetime) else "str")
-    if isinstance(expr, Unary):
-        if expr.op == "NOT":
-            need(expr.operand, ("bool",), "NOT")
+    match expr:
+        case Col(name):
+            if name not in kinds:
+                raise DefinitionError(f"unknown column {name!r}; known columns: "
+                                      f"{', '.join(sorted(kinds)) or 'none'}")
+            if kinds[name] not in KIND_TYPES:
+                raise SchemaMismatch(f"column {name!r} is {kinds[name]}, which expressions cannot read; "
+                                     f"cast it to a number, string, boolean or timestamp")
+            return KIND_TYPES[kinds[name]]
+        case Lit(None):
+            return "null"
+        case Lit(bool()):
             return "bool"
-        need(expr.operand, ("num",), "unary -")
-        return "num"
-    if isinstance(expr, Binary):
-        if expr.op in ("AND", "OR"):
-            need(expr.left, ("bool",), expr.op)
-            need(expr.right, ("bool",), expr.op)
+        case Lit(float()):
+            return "num"
+        case Lit(datetime()):
+            return "time"
+        case Lit():
+            return "str"
+        case Unary("NOT", operand):
+            need(operand, ("bool",), "NOT")
             return "bool"
-        if expr.op == "-" and "time" in (of(expr.left), of(expr.right)):
-            _unify([need(expr.left, ("time",), "timestamp difference"),
-                    need(expr.right, ("time",), "timestamp difference")],
+        case Unary(_, operand):
+            need(operand, ("num",), "unary -")
+            return "num"
+        case Binary("AND" | "OR" as op, left, right):
+            need(left, ("bool",), op)
+            need(right, ("bool",), op)
+            return "bool"
+        case Binary("-", left, right) if "time" in (of(left), of(right)):
+            _unify([need(left, ("time",), "timestamp difference"),
+                    need(right, ("time",), "timestamp difference")],
                    f"timestamp difference {to_sql(expr)} (only time - time, in seconds, is supported)")
             return "num"
-        if expr.op in ("+", "-", "*", "/", "%"):
-            need(expr.left, ("num",), f"operator {expr.op}")
-            need(expr.right, ("num",), f"operator {expr.op}")
+        case Binary("+" | "-" | "*" | "/" | "%" as op, left, right):
+            need(left, ("num",), f"operator {op}")
+            need(right, ("num",), f"operator {op}")
             return "num"
-        allowed: tuple[Type, ...] = (("num", "str", "bool", "time") if expr.op in ("=", "!=")
-                                     else ("num", "str", "time"))
-        _unify([need(expr.left, allowed, f"comparison {expr.op}"),
-                need(expr.right, allowed, f"comparison {expr.op}")], f"comparison {to_sql(expr)}")
-        return "bool"
-    if isinstance(expr, InList):
-        _unify([need(expr.operand, ("num", "str"), "IN"), *(of(v) for v in expr.values)],
-               f"IN list {to_sql(expr)}")
-        return "bool"
-    if isinstance(expr, IsNull):
-        of(expr.operand)
-        return "bool"
-    if isinstance(expr, Case):
-        for condition, _ in expr.whens:
-            need(condition, ("bool",), "CASE WHEN")
-        values = [of(v) for _, v in expr.whens] + ([of(expr.otherwise)] if expr.otherwise else [])
-        return _unify(values, f"CASE {to_sql(expr)}")
-    if expr.name == "coalesce":
-        return _unify([of(a) for a in expr.args], f"coalesce {to_sql(expr)}")
-    if expr.name in DATE_PARTS:
-        need(expr.args[0], ("time",), f"{expr.name}()")
-        return "num"
-    need(expr.args[0], ("num",), f"{expr.name}()")
-    return "num"
+        case Binary(op, left, right):
+            allowed: tuple[Type, ...] = (("num", "str", "bool", "time") if op in ("=", "!=")
+                                         else ("num", "str", "time"))
+            _unify([need(left, allowed, f"comparison {op}"),
+                    need(right, allowed, f"comparison {op}")], f"comparison {to_sql(expr)}")
+            return "bool"
+        case InList(operand, values, _):
+            _unify([need(operand, ("num", "str"), "IN"), *(of(v) for v in values)],
+                   f"IN list {to_sql(expr)}")
+            return "bool"
+        case IsNull(operand, _):
+            of(operand)
+            return "bool"
+        case Case(whens, otherwise):
+            for condition, _ in whens:
+                need(condition, ("bool",), "CASE WHEN")
+            branches = [of(v) for _, v in whens] + ([of(otherwise)] if otherwise is not None else [])
+            return _unify(branches, f"CASE {to_sql(expr)}")
+        case Call("coalesce", args):
+            return _unify([of(a) for a in args], f"coalesce {to_sql(expr)}")
+        case Call(name, args) if name in DATE_PARTS:
+            need(args[0], ("time",), f"{name}()")
+            return "num"
+        case Call(name, args):
+            need(args[0], ("num",), f"{name}()")
+            return "num"
 
 
 # ---------------------------------------------------------------------------------------------
