@@ -15,6 +15,7 @@ import pytest
 from engine.errors import DefinitionError, SchemaMismatch
 from engine.features import check_inputs, definition_hash, load_feature_set
 from engine.features import expressions as X
+from engine.features.spark_expressions import spark_input, to_spark
 
 BASE = {
     "name": "spend",
@@ -298,7 +299,7 @@ def test_expression_operators_match_duckdb(engine_name, request, ours, sql):
                  for v in frame[c].astype(object)] for c in frame.columns]
         sdf = spark.createDataFrame(list(zip(*rows)), "a double, b double, c double, s string, flag boolean, "
                                                       "t timestamp, t2 timestamp")
-        got = sdf.select(X.to_spark(tree, lambda name: X.spark_input(name, KINDS[name]), KINDS).alias("v")
+        got = sdf.select(to_spark(tree, lambda name: spark_input(name, KINDS[name]), KINDS).alias("v")
                          ).toPandas()["v"]
     else:
         inputs = {name: X.pandas_input(frame[name], kind) for name, kind in KINDS.items()}

@@ -4,9 +4,9 @@ A feature definition writes expressions as strings (``"category = 'travel'"``,
 ``"CASE WHEN amount > 100 THEN log(amount) ELSE 0 END"``). ``parse_expression`` turns one into
 a tree of frozen nodes with a recursive-descent parser of our own, so nothing is ever handed to
 ``eval`` or to an engine's SQL parser, and anything outside the grammar is rejected when the
-definition is loaded. The same tree is compiled to a Spark ``Column`` (``to_spark``) and
-evaluated on a pandas frame (``evaluate_pandas``); both follow the rules below, which the parity
-tests check against DuckDB.
+definition is loaded. The tree is compiled to a Spark ``Column`` by
+``engine.features.spark_expressions.to_spark`` and evaluated on a pandas frame
+(``evaluate_pandas``); both follow the rules below, which the parity tests check against DuckDB.
 
 Grammar (keywords case-insensitive)::
 
@@ -42,6 +42,7 @@ library (Java's, NumPy's) and may differ in the last bit.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,7 +55,6 @@ from engine.errors import DefinitionError, SchemaMismatch
 
 if TYPE_CHECKING:
     import pandas as pd
-    from pyspark.sql import Column
 
 Type = str  # "num" | "str" | "bool" | "time" | "null"
 
@@ -66,7 +66,11 @@ TYPE_KINDS = {"num": "float", "str": "string", "bool": "bool", "time": "timestam
 
 DATE_PARTS = ("year", "month", "day", "hour", "minute", "dayofweek")
 FUNCTIONS = ("log", "ln", "abs", "coalesce", *DATE_PARTS)
-_COMPARISONS = ("=", "!=", "<>", "<", "<=", ">", ">=")
+# What each comparison means, on Spark columns and NumPy arrays alike (both overload the operators).
+COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+    ">=": operator.ge}
+_COMPARISONS = (*COMPARISONS, "<>")
 _KEYWORDS = {"AND", "OR", "NOT", "IN", "IS", "NULL", "TRUE", "FALSE", "CASE", "WHEN", "THEN",
              "ELSE", "END"}
 
@@ -470,98 +474,6 @@ def infer_type(expr: Expr, kinds: Mapping[str, str]) -> Type:
         case Call(name, args):
             need(args[0], ("num",), f"{name}()")
             return "num"
-
-
-# ---------------------------------------------------------------------------------------------
-# Spark
-
-
-def to_spark(expr: Expr, column: Callable[[str], Column], kinds: Mapping[str, str] | None = None) -> Column:
-    """A Spark ``Column`` for ``expr``; ``column(name)`` gives each input column already in its
-    expression form (numbers as double with NaN as null, see ``spark_input``). No UDF: every
-    node is a built-in Spark expression. ``kinds`` (column → kind) tells a timestamp difference
-    from a numeric one; without it every column is read as a number."""
-    from pyspark.sql import functions as F
-
-    def is_time(node: Expr) -> bool:
-        if kinds is None:
-            return isinstance(node, Lit) and isinstance(node.value, datetime)
-        return infer_type(node, kinds) == "time"
-
-    def nan_to_null(value: Column) -> Column:
-        return F.when(~F.isnan(value), value)
-
-    def go(node: Expr) -> Column:
-        if isinstance(node, Col):
-            return column(node.name)
-        if isinstance(node, Lit):
-            if isinstance(node.value, datetime):
-                return F.timestamp_micros(F.lit(time_micros(node.value)))
-            return F.lit(node.value)
-        if isinstance(node, Unary):
-            return ~go(node.operand) if node.op == "NOT" else -go(node.operand)
-        if isinstance(node, Binary):
-            left, right = go(node.left), go(node.right)
-            if node.op == "-" and (is_time(node.left) or is_time(node.right)):
-                # Whole microseconds subtracted as longs, then one division: exact and rounded
-                # once, as the NumPy evaluation does it.
-                micros = F.unix_micros(left.cast("timestamp")) - F.unix_micros(right.cast("timestamp"))
-                return micros.cast("double") / F.lit(1e6)
-            op = node.op
-            if op == "AND":
-                return left & right
-            if op == "OR":
-                return left | right
-            if op == "+":
-                return nan_to_null(left + right)
-            if op == "-":
-                return nan_to_null(left - right)
-            if op == "*":
-                return nan_to_null(left * right)
-            if op == "/":
-                return nan_to_null(F.when(right != 0, left.cast("double") / right))
-            if op == "%":
-                return nan_to_null(F.when(right != 0, left.cast("double") % right))
-            return {"=": left == right, "!=": left != right, "<": left < right,
-                    "<=": left <= right, ">": left > right, ">=": left >= right}[op]
-        if isinstance(node, InList):
-            found = go(node.operand).isin([v.value for v in node.values])
-            return ~found if node.negated else found
-        if isinstance(node, IsNull):
-            operand = go(node.operand)
-            return operand.isNotNull() if node.negated else operand.isNull()
-        if isinstance(node, Case):
-            out = None
-            for condition, value in node.whens:
-                out = F.when(go(condition), go(value)) if out is None else out.when(go(condition), go(value))
-            return out.otherwise(go(node.otherwise)) if node.otherwise is not None else out
-        args = [go(a) for a in node.args]
-        if node.name == "coalesce":
-            return F.coalesce(*args)
-        if node.name == "log":
-            return F.when(args[0] > 0, F.log(args[0]))
-        if node.name == "abs":
-            return F.abs(args[0])
-        time = args[0]
-        part = {"year": F.year, "month": F.month, "day": F.dayofmonth, "hour": F.hour,
-                "minute": F.minute}.get(node.name)
-        if part is not None:
-            return part(time).cast("double")
-        return ((F.dayofweek(time) + 5) % 7 + 1).cast("double")  # Sunday 1 … → Monday 1 …
-
-    return go(expr)
-
-
-def spark_input(name: str, kind: str) -> Column:
-    """A source column as expressions read it: numbers as double with NaN as null."""
-    from pyspark.sql import functions as F
-
-    if KIND_TYPES.get(kind) == "num":
-        value = F.col(name).cast("double")
-        return F.when(~F.isnan(value), value)
-    if kind == "timestamp":
-        return F.col(name).cast("timestamp")
-    return F.col(name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,9 +19,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.errors import SchemaMismatch
-from engine.features import expressions as X
 from engine.features.definitions import FeatureSet, check_inputs, event_kinds
 from engine.features.plan import AS_OF_MICROS, PREFIX, Plan
+from engine.features.spark_expressions import spark_input, to_spark
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -114,11 +114,11 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
     computed = fs.computed()
 
     def source(name: str) -> Column:
-        return X.spark_input(name, source_kinds[name])
+        return spark_input(name, source_kinds[name])
 
     def event_value(name: str, numeric: bool) -> Column:
         if name in computed:
-            value = X.to_spark(computed[name].tree, source, source_kinds)
+            value = to_spark(computed[name].tree, source, source_kinds)
         else:
             value = source(name)
         return value.cast("double") if numeric else value
@@ -130,7 +130,7 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
     for i, item in enumerate(plan.inputs):
         value = F.lit(1) if item.column is None else event_value(item.column, item.numeric)
         if item.where is not None:
-            value = F.when(X.to_spark(item.where.tree, event_column, kinds), value)
+            value = F.when(to_spark(item.where.tree, event_column, kinds), value)
         prepared.append(value.alias(item.name(i)))
 
     present = F.col(fs.timestamp).isNotNull()
@@ -161,8 +161,8 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
     spark_types = {"int64": "bigint", "float64": "double", "string": "string", "boolean": "boolean",
                    "datetime64[us, UTC]": "timestamp"}
     for name, dtype in fs.dtypes(kinds).items():
-        features[name] = X.to_spark(plan.features[name], lambda c: features[c] if c in features
-                                    else stat_or_time(c)).cast(spark_types[dtype])
+        features[name] = to_spark(plan.features[name], lambda c: features[c] if c in features
+                                  else stat_or_time(c)).cast(spark_types[dtype])
     key_types = {key: spine.schema[key].dataType for key in keys}
     return (ordered.withColumns(windowed)
             .where(F.col(_IS_EVENT).isNull())
