@@ -15,6 +15,7 @@ import pytest
 from engine.errors import DefinitionError, SchemaMismatch
 from engine.features import check_inputs, definition_hash, load_feature_set
 from engine.features import expressions as X
+from engine.features.dask_expressions import evaluate, pandas_input, to_pandas
 from engine.features.spark_expressions import spark_input, to_spark
 
 BASE = {
@@ -302,8 +303,8 @@ def test_expression_operators_match_duckdb(engine_name, request, ours, sql):
         got = sdf.select(to_spark(tree, lambda name: spark_input(name, KINDS[name]), KINDS).alias("v")
                          ).toPandas()["v"]
     else:
-        inputs = {name: X.pandas_input(frame[name], kind) for name, kind in KINDS.items()}
-        got = X.to_pandas(X.evaluate(tree, inputs, len(frame)))
+        inputs = {name: pandas_input(frame[name], kind) for name, kind in KINDS.items()}
+        got = to_pandas(evaluate(tree, inputs, len(frame)))
     assert _comparable(got) == _comparable(want)
 
 

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from engine.features import expressions as X
+from engine.features.dask_expressions import MaskedColumn, evaluate, pandas_input, to_pandas
 from engine.features.definitions import FeatureSet, check_inputs, event_kinds
+from engine.features.expressions import KIND_TYPES, columns_of
 from engine.features.plan import AS_OF_MICROS, Plan
 
 if TYPE_CHECKING:
@@ -222,15 +223,15 @@ def _prepared_inputs(plan: Plan, events: pd.DataFrame, kinds: dict[str, str]
     is a greater value (strings by code point, false < true, times by time)."""
     n = len(events)
     computed = plan.fs.computed()
-    cache: dict[str, X._Value] = {}
+    cache: dict[str, MaskedColumn] = {}
 
-    def column(name: str) -> X._Value:
+    def column(name: str) -> MaskedColumn:
         if name not in cache:
             if name in computed:
-                sources = {c: column(c) for c in X.columns_of(computed[name].tree)}
-                cache[name] = X.evaluate(computed[name].tree, sources, n)
+                sources = {c: column(c) for c in columns_of(computed[name].tree)}
+                cache[name] = evaluate(computed[name].tree, sources, n)
             else:
-                cache[name] = X.pandas_input(events[name], kinds[name])
+                cache[name] = pandas_input(events[name], kinds[name])
         return cache[name]
 
     out: list[np.ndarray] = []
@@ -238,7 +239,7 @@ def _prepared_inputs(plan: Plan, events: pd.DataFrame, kinds: dict[str, str]
     for item in plan.inputs:
         keep = np.ones(n, dtype=bool)
         if item.where is not None:
-            condition = X.evaluate(item.where.tree, {c: column(c) for c in X.columns_of(item.where.tree)}, n)
+            condition = evaluate(item.where.tree, {c: column(c) for c in columns_of(item.where.tree)}, n)
             keep = condition.data.astype(bool) & condition.valid
         if item.column is None:
             out.append(np.where(keep, 1.0, np.nan))
@@ -256,16 +257,16 @@ def _prepared_inputs(plan: Plan, events: pd.DataFrame, kinds: dict[str, str]
     return out, raw
 
 
-def _decoded(kind: str, uniques: np.ndarray, codes: np.ndarray, found: np.ndarray) -> X._Value:
+def _decoded(kind: str, uniques: np.ndarray, codes: np.ndarray, found: np.ndarray) -> MaskedColumn:
     """Codes (float, NaN where not ``found``) of a raw input back to its values, as an
     expression value of ``kind`` (``str``, ``bool`` or ``time``)."""
     at = np.where(found, codes, 0).astype("int64")
     picked = uniques[at] if len(uniques) else np.zeros(len(at), dtype=object)
     if kind == "str":
-        return X._Value("str", np.where(found, picked, ""), found)
+        return MaskedColumn("str", np.where(found, picked, ""), found)
     if kind == "bool":
-        return X._Value("bool", np.where(found, picked, False).astype(bool), found)
-    return X._Value("time", np.where(found, picked, 0).astype("int64"), found)
+        return MaskedColumn("bool", np.where(found, picked, False).astype(bool), found)
+    return MaskedColumn("time", np.where(found, picked, 0).astype("int64"), found)
 
 
 def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: FeatureSet,
@@ -282,7 +283,7 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
     ev_times, ev_codes = ev_times[ev_valid], ev_codes[ev_valid]
     prepared, raw_values = _prepared_inputs(plan, events, kinds)
     inputs = [values[ev_valid] for values in prepared]
-    raw_last = {name: X.KIND_TYPES[kind] for name, kind in plan.raw_last_kinds().items()}
+    raw_last = {name: KIND_TYPES[kind] for name, kind in plan.raw_last_kinds().items()}
 
     q_times, q_valid = _micros(spine[fs.as_of])
     q_valid &= q_codes >= 0
@@ -300,7 +301,7 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
     hi, *los = _positions(ev_codes, ev_times, q_codes, [upper, *(q_times - w for w in windows)])
     lo_of = {w: np.where(q_valid, lo, hi) for w, lo in zip(windows, los)}
 
-    stats: dict[str, X._Value] = {}
+    stats: dict[str, MaskedColumn] = {}
     for stat in plan.stats:
         values, lo = inputs[stat.input], lo_of[stat.micros]
         if stat.kind in ("count", "n"):
@@ -327,15 +328,15 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
             if stat.name in raw_last:
                 stats[stat.name] = _decoded(raw_last[stat.name], raw_values[stat.input], result, found)
                 continue
-        stats[stat.name] = X._Value("num", result, ~np.isnan(result))
-    stats[AS_OF_MICROS] = X._Value("num", q_times.astype("float64"), q_valid.copy())
+        stats[stat.name] = MaskedColumn("num", result, ~np.isnan(result))
+    stats[AS_OF_MICROS] = MaskedColumn("num", q_times.astype("float64"), q_valid.copy())
 
     columns: dict[str, pd.Series] = {}
     dtypes = fs.dtypes(all_kinds)
     for name in fs.feature_names():
-        value = X.evaluate(plan.features[name], stats, len(spine))
+        value = evaluate(plan.features[name], stats, len(spine))
         stats[name] = value
-        series = X.to_pandas(value, index=spine.index)
+        series = to_pandas(value, index=spine.index)
         columns[name] = series.astype(dtypes[name])
     return spine.assign(**columns)
 

@@ -4,9 +4,10 @@ A feature definition writes expressions as strings (``"category = 'travel'"``,
 ``"CASE WHEN amount > 100 THEN log(amount) ELSE 0 END"``). ``parse_expression`` turns one into
 a tree of frozen nodes with a recursive-descent parser of our own, so nothing is ever handed to
 ``eval`` or to an engine's SQL parser, and anything outside the grammar is rejected when the
-definition is loaded. The tree is compiled to a Spark ``Column`` by
-``engine.features.spark_expressions.to_spark`` and evaluated on a pandas frame
-(``evaluate_pandas``); both follow the rules below, which the parity tests check against DuckDB.
+definition is loaded. This module holds the tree, the parser and the type rules; the tree is
+compiled to a Spark ``Column`` by ``engine.features.spark_expressions.to_spark`` and evaluated
+with NumPy on a pandas partition by ``engine.features.dask_expressions.evaluate``. Both follow
+the rules below, which the parity tests check against DuckDB.
 
 Grammar (keywords case-insensitive)::
 
@@ -47,14 +48,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Union
-
-import numpy as np
+from typing import Any, Union
 
 from engine.errors import DefinitionError, SchemaMismatch
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 Type = str  # "num" | "str" | "bool" | "time" | "null"
 
@@ -474,172 +470,3 @@ def infer_type(expr: Expr, kinds: Mapping[str, str]) -> Type:
         case Call(name, args):
             need(args[0], ("num",), f"{name}()")
             return "num"
-
-
-# ---------------------------------------------------------------------------------------------
-# pandas / NumPy
-
-
-@dataclass(frozen=True)
-class _Value:
-    """One evaluated expression: ``data`` (float64 with NaN for num, object for str, bool for
-    bool, int64 microseconds for time) and ``valid`` (False where null)."""
-
-    type: Type
-    data: np.ndarray
-    valid: np.ndarray
-
-
-def pandas_input(column: pd.Series, kind: str) -> _Value:
-    """A pandas column as expressions read it (see ``to_spark``'s inputs)."""
-    import pandas as pd
-
-    kind_type = KIND_TYPES.get(kind, "str")
-    if kind_type == "num":
-        data = pd.to_numeric(column, errors="raise").astype("float64").to_numpy(na_value=np.nan)
-        return _Value("num", data, ~np.isnan(data))
-    if kind_type == "time":
-        utc = pd.to_datetime(column, utc=True)
-        valid = utc.notna().to_numpy()
-        micros = utc.dt.as_unit("us").array.asi8.copy()
-        return _Value("time", micros, valid)
-    valid = column.notna().to_numpy()
-    if kind_type == "bool":
-        return _Value("bool", column.fillna(False).astype(bool).to_numpy(), valid)
-    data = column.astype(object).to_numpy()
-    data[~valid] = ""  # nulls are in ``valid``; a plain placeholder keeps comparisons total
-    return _Value("str", data, valid)
-
-
-def _broadcast(value: Any, n: int) -> _Value:
-    if value is None:
-        return _Value("null", np.full(n, np.nan), np.zeros(n, dtype=bool))
-    if isinstance(value, datetime):
-        return _Value("time", np.full(n, time_micros(value), dtype="int64"), np.ones(n, dtype=bool))
-    if isinstance(value, bool):
-        return _Value("bool", np.full(n, value), np.ones(n, dtype=bool))
-    if isinstance(value, float):
-        return _Value("num", np.full(n, value), np.ones(n, dtype=bool))
-    return _Value("str", np.full(n, value, dtype=object), np.ones(n, dtype=bool))
-
-
-def _num(data: np.ndarray, valid: np.ndarray) -> _Value:
-    valid = valid & ~np.isnan(data)
-    return _Value("num", np.where(valid, data, np.nan), valid)
-
-
-def evaluate(expr: Expr, inputs: Mapping[str, _Value], n: int) -> _Value:
-    """Evaluate ``expr`` over ``n`` rows whose columns are ``inputs`` (see ``pandas_input``)."""
-    def go(node: Expr) -> _Value:
-        if isinstance(node, Col):
-            return inputs[node.name]
-        if isinstance(node, Lit):
-            return _broadcast(node.value, n)
-        if isinstance(node, Unary):
-            v = go(node.operand)
-            if node.op == "NOT":
-                return _Value("bool", ~v.data.astype(bool), v.valid)
-            return _num(-v.data.astype("float64"), v.valid)
-        if isinstance(node, Binary):
-            return binary(node.op, go(node.left), go(node.right))
-        if isinstance(node, InList):
-            v = go(node.operand)
-            values = [x.value for x in node.values]
-            if v.type == "num":
-                found = np.isin(v.data, np.asarray(values, dtype="float64"))
-            else:
-                found = np.isin(v.data.astype(object), np.asarray(values, dtype=object))
-            return _Value("bool", ~found if node.negated else found, v.valid.copy())
-        if isinstance(node, IsNull):
-            v = go(node.operand)
-            return _Value("bool", v.valid.copy() if node.negated else ~v.valid, np.ones(n, dtype=bool))
-        if isinstance(node, Case):
-            branches = [(go(c), go(v)) for c, v in node.whens]
-            out = go(node.otherwise) if node.otherwise is not None else _broadcast(None, n)
-            for condition, value in reversed(branches):
-                out = choose(condition.data.astype(bool) & condition.valid, value, out)
-            return out
-        args = [go(a) for a in node.args]
-        if node.name == "coalesce":
-            out = args[-1]
-            for value in reversed(args[:-1]):
-                out = choose(value.valid, value, out)
-            return out
-        x = args[0]
-        if node.name == "abs":
-            return _num(np.abs(x.data.astype("float64")), x.valid)
-        if node.name == "log":
-            data = x.data.astype("float64")
-            positive = x.valid & (data > 0)
-            with np.errstate(all="ignore"):
-                return _num(np.log(np.where(positive, data, 1.0)), positive)
-        import pandas as pd
-
-        times = pd.to_datetime(np.where(x.valid, x.data, 0), unit="us", utc=True)
-        parts = {"year": times.year, "month": times.month, "day": times.day, "hour": times.hour,
-                 "minute": times.minute, "dayofweek": times.dayofweek + 1}
-        return _num(np.asarray(parts[node.name], dtype="float64"), x.valid)
-
-    def choose(mask: np.ndarray, when: _Value, otherwise: _Value) -> _Value:
-        kind = when.type if when.type != "null" else otherwise.type
-        if kind == "null":
-            return otherwise
-        fill = {"num": np.nan, "str": None, "bool": False, "time": 0}[kind]
-        a = when.data if when.type != "null" else np.full(n, fill, dtype=object if kind == "str" else None)
-        b = otherwise.data if otherwise.type != "null" else np.full(n, fill, dtype=object if kind == "str" else None)
-        return _Value(kind, np.where(mask, a, b), np.where(mask, when.valid, otherwise.valid))
-
-    def binary(op: str, a: _Value, b: _Value) -> _Value:
-        if op in ("AND", "OR"):
-            x, y = a.data.astype(bool), b.data.astype(bool)
-            if op == "AND":
-                false = (a.valid & ~x) | (b.valid & ~y)
-                valid = false | (a.valid & b.valid)
-                return _Value("bool", ~false & x & y, valid)
-            true = (a.valid & x) | (b.valid & y)
-            valid = true | (a.valid & b.valid)
-            return _Value("bool", true, valid)
-        valid = a.valid & b.valid
-        if op == "-" and "time" in (a.type, b.type):
-            x, y = (np.where(valid, v.data, 0).astype("int64") if v.type == "time" else np.zeros(n, "int64")
-                    for v in (a, b))
-            return _num((x - y).astype("float64") / 1e6, valid)
-        if op in ("+", "-", "*", "/", "%"):
-            x, y = a.data.astype("float64"), b.data.astype("float64")
-            with np.errstate(all="ignore"):
-                if op == "+":
-                    return _num(x + y, valid)
-                if op == "-":
-                    return _num(x - y, valid)
-                if op == "*":
-                    return _num(x * y, valid)
-                nonzero = valid & (y != 0)
-                safe = np.where(nonzero, y, 1.0)
-                return _num(x / safe if op == "/" else np.fmod(x, safe), nonzero)
-        if a.type == "null" or b.type == "null":
-            return _Value("bool", np.zeros(n, dtype=bool), np.zeros(n, dtype=bool))
-        x, y = a.data, b.data
-        if a.type == "str":
-            x, y = np.where(valid, x, ""), np.where(valid, y, "")
-        elif a.type == "num":
-            x, y = np.where(valid, x, 0.0), np.where(valid, y, 0.0)
-        compare = {"=": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
-                   ">": np.greater, ">=": np.greater_equal}[op]
-        return _Value("bool", np.asarray(compare(x, y), dtype=bool), valid)
-
-    return go(expr)
-
-
-def to_pandas(value: _Value, index: Any = None) -> pd.Series:
-    """An evaluated expression as a pandas Series: float64 (NaN null), object strings (None
-    null), nullable ``boolean``, or UTC ``datetime64[us]``."""
-    import pandas as pd
-
-    if value.type in ("num", "null"):
-        return pd.Series(np.where(value.valid, value.data, np.nan).astype("float64"), index=index)
-    if value.type == "bool":
-        return pd.Series(pd.arrays.BooleanArray(value.data.astype(bool), ~value.valid), index=index)
-    if value.type == "time":
-        times = pd.to_datetime(value.data, unit="us", utc=True)
-        return pd.Series(times, index=index).where(value.valid)
-    return pd.Series(np.where(value.valid, value.data, None), index=index, dtype=object)
