@@ -3,6 +3,8 @@
 # and workers, and the MOJO scoring jars on the classpath:
 #   ./spark-submit.sh [spark-submit options] jobs/<job>.py --conf conf/<file>.yaml [job options]
 # Spark options (--master, --driver-memory, --conf spark.x=y, --jars) go before the job file.
+# LAKESCORE_VENV names the venv (and so the pyspark) to run with: .venv (`make setup`, the main
+# pins) unless set, e.g. build/venv-spark40 for the version matrix's second set.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 [ -f "$here/build/env.sh" ] || { echo "run 'make setup' first" >&2; exit 1; }
@@ -28,7 +30,12 @@ if [ "${java_version%%.*}" != "17" ]; then
   exit 7
 fi
 echo "spark-submit.sh: Java $java_version at $JAVA_HOME (from $java_source)" >&2
-py="$here/.venv/bin/python"
+venv="${LAKESCORE_VENV:-$here/.venv}"
+py="$venv/bin/python"
+if [ ! -x "$py" ]; then
+  echo "spark-submit.sh: EnvironmentProblem: no executable $py (LAKESCORE_VENV=${LAKESCORE_VENV:-unset}); run 'make setup' or point LAKESCORE_VENV at a venv with lakescore's requirements" >&2
+  exit 7
+fi
 export PYSPARK_PYTHON="$py" PYSPARK_DRIVER_PYTHON="$py" SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
 export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" LAKESCORE_HOME="$here"
 spark_home="$("$py" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"

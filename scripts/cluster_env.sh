@@ -6,20 +6,34 @@
 # and compile the same ~150 packages again (~2.5 CPU minutes of a fresh clone's set-up); the
 # copy leaves out .venv's lakescore.pth (the checkout on the path) and its console scripts (the
 # tests start `python -m dask …`). Needs .venv (`make setup`).
+# LAKESCORE_VENV picks another source venv (e.g. build/venv-spark40, the version matrix's second
+# set): its env is build/cluster-env-<that venv's name>, so the two sets' clusters never mix.
 # Usage: scripts/cluster_env.sh   (prints the env's python on its last line)
-# Skips what is done: the dependencies when pyproject.toml and constraints.txt are unchanged, the
-# wheel when engine/, jobs/ and pyproject.toml are unchanged.
+# Skips what is done: the dependencies when pyproject.toml and the source venv's packages are
+# unchanged, the wheel when engine/, jobs/ and pyproject.toml are unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
-env_dir=build/cluster-env
+venv=${LAKESCORE_VENV:-.venv}
+venv=${venv%/}
+if [ "$(realpath -m "$venv")" = "$(realpath -m .venv)" ]; then
+  env_dir=build/cluster-env
+else
+  env_dir=build/cluster-env-$(basename "$venv")
+fi
 dist=build/dist
 mkdir -p build "$dist"
 
 step() { printf '[cluster-env] %s\n' "$*" >&2; }
 
 source_hash=$(cat pyproject.toml README.md $(find engine jobs -name '*.py' | sort) | sha256sum | cut -c1-16)
-deps_hash=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+if [ ! -f "$venv/.lakescore-installed" ]; then
+  echo "[cluster-env] error: $venv is not set up; run \`make setup\` first (or scripts/setup_matrix.sh for build/venv-spark40)" >&2
+  exit 1
+fi
+theirs=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+# the source venv's packages at their versions (the names of its dist-info folders)
+deps_hash=$( (cat pyproject.toml; ls "$theirs" | grep '\.dist-info$' | sort) | sha256sum | cut -c1-16)
 wheel=$dist/lakescore-0.1.0-py3-none-any.whl
 
 if [ ! -f "$dist/.source-$source_hash" ] || [ ! -f "$wheel" ]; then
@@ -36,14 +50,9 @@ if [ ! -f "$dist/.source-$source_hash" ] || [ ! -f "$wheel" ]; then
 fi
 
 if [ ! -f "$env_dir/.deps-$deps_hash" ]; then
-  if [ ! -f .venv/.lakescore-installed ]; then
-    echo "[cluster-env] error: .venv is not set up; run \`make setup\` first" >&2
-    exit 1
-  fi
-  step "creating $env_dir: .venv's pinned packages, lakescore from its wheel"
+  step "creating $env_dir: $venv's pinned packages, lakescore from its wheel"
   rm -rf "$env_dir"
   "$PY" -m venv --without-pip "$env_dir"
-  theirs=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   ours=$("$env_dir/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   cp -a "$theirs/." "$ours/"
   rm -f "$ours/lakescore.pth"

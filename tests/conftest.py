@@ -20,6 +20,11 @@ from engine.session import dask_client, h2o_connection, prepare_process_env, spa
 
 prepare_process_env()
 
+# The venv these tests run in is the one every job they start runs with: spark-submit.sh, the
+# clusters' env (scripts/cluster_env.sh) and the Airflow DAG's local runner read LAKESCORE_VENV,
+# so the suite run from build/venv-spark40 tests Spark 4.0 end to end, clusters included.
+os.environ.setdefault("LAKESCORE_VENV", sys.prefix)
+
 
 def separate_h2o_ports_per_worker() -> None:
     """`make test` runs the suite in two pytest-xdist processes (one module per process). Each

@@ -18,6 +18,7 @@ Airflow task as their parent run.
 Environment of the scheduler/worker (all optional):
   LAKESCORE_RUNNER   local | kubernetes (default local)
   LAKESCORE_HOME     the checkout, for local (default /opt/lakescore)
+  LAKESCORE_VENV     the venv of the local runner's jobs, for local (default .venv in the checkout)
   LAKESCORE_CONF     the job conf, relative to LAKESCORE_HOME or absolute (default
                      /etc/lakescore/cluster.yaml)
   LAKESCORE_ENGINE   spark | dask (default spark)
@@ -40,6 +41,8 @@ from airflow.sdk import DAG, Param
 HERE = Path(__file__).resolve().parent
 RUNNER = os.environ.get("LAKESCORE_RUNNER", "local")
 HOME = os.environ.get("LAKESCORE_HOME", "/opt/lakescore")
+# the venv the local runner's jobs run with (spark-submit.sh reads the same variable)
+VENV = os.environ.get("LAKESCORE_VENV", ".venv")
 CONF = os.environ.get("LAKESCORE_CONF", "/etc/lakescore/cluster.yaml")
 ENGINE = os.environ.get("LAKESCORE_ENGINE", "spark")
 OVERRIDES = os.environ.get("LAKESCORE_SET", "").split()
@@ -107,7 +110,7 @@ def local_task(task_id: str, module: str, args: list[str], on_engine: bool):
     if on_engine and ENGINE == "spark":
         command = ["./spark-submit.sh", f"jobs/{module}.py", *arguments]
     else:
-        command = [".venv/bin/python", "-m", f"jobs.{module}", *arguments]
+        command = [f"{VENV}/bin/python", "-m", f"jobs.{module}", *arguments]
     return BashOperator(task_id=task_id, cwd=HOME, env=PARENT_ENV, append_env=True,
                         bash_command=" ".join(shlex.quote(c) if "{{" not in c else c for c in command))
 
