@@ -102,7 +102,7 @@ class CanConcat:
 
 class CanQuarantine:
     """Mixin: the backend can split a frame into the rows failed row-level expectations blame
-    (with their reasons) and the rest (``engine.validation.quarantine``)."""
+    (with their reasons) and the rest (``engine.policies.quarantine``)."""
 
     def quarantine_split(self, frame: Any, rules: Sequence[Any],
                          constants: Mapping[str, str]) -> tuple[Any, Any]:
@@ -110,7 +110,7 @@ class CanQuarantine:
 
 
 class CanProfile:
-    """Mixin: the backend computes exact per-column statistics (``engine.validation.profile``)."""
+    """Mixin: the backend computes exact per-column statistics (``engine.policies.profile``)."""
 
     def profile_columns(self, frame: Any, kinds: Mapping[str, str],
                         max_values: int) -> tuple[int, dict[str, dict]]:
@@ -118,7 +118,7 @@ class CanProfile:
 
 
 class CanMeasureDrift:
-    """Mixin: exact quantiles and binned counts of columns (``engine.validation.drift``)."""
+    """Mixin: exact quantiles and binned counts of columns (``engine.policies.drift``)."""
 
     def column_quantiles(self, frame: Any, columns: Sequence[str],
                          probabilities: Sequence[float]) -> dict[str, list]:
@@ -135,7 +135,7 @@ class CanMeasureDrift:
 
 class CanCountDefaults:
     """Mixin: count the rows in which every given column holds its default
-    (``engine.validation.guards``)."""
+    (``engine.policies.guards``)."""
 
     def count_all_default(self, frame: Any, defaults: Mapping[str, Any]) -> tuple[int, int]:
         """(rows, rows where each column equals its default; a None default means null)."""

@@ -155,9 +155,9 @@ def check_inputs_usable(ctx: RunContext, definition: FeatureSet, events: Any, sp
                         spine_table: str) -> None:
     """Before any feature is computed (so nothing is written): a labels spine has its label,
     there are events, and the spine's as-of times are not beyond them
-    (``engine.validation.guards``)."""
+    (``engine.policies.guards``)."""
     from engine.features.definitions import parse_duration
-    from engine.validation.guards import check_as_of_fresh, check_spine_columns
+    from engine.policies.guards import check_as_of_fresh, check_spine_columns
 
     if spine_table == "labels":
         check_spine_columns(spine.table, spine.version, {ctx.conf.train.label: "label"})
@@ -203,7 +203,7 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
     Data Docs HTML (``validation/<engine>/``), so a failed run leaves the evidence behind; the
     summary lists both paths. Under policy ``quarantine`` (``validation.policy_for``) the
     rows failed row-level expectations blame go to the quarantine table and the table keeps
-    only the others (``engine.validation.quarantine.quarantine_rows``)."""
+    only the others (``engine.policies.quarantine.quarantine_rows``)."""
     from engine.validation.suite import enforce, load_suite
 
     loaded = [load_suite(ctx.conf.resolve(path), engine=backend.name) for path in suites]
@@ -237,7 +237,7 @@ def _check_default_share(backend: Backend, ctx: RunContext, read: Any, policy: s
     under policy ``warn`` only log it."""
     from engine.backend import CanCountDefaults
     from engine.errors import ValidationFailed
-    from engine.validation.guards import check_default_share, defaults_of
+    from engine.policies.guards import check_default_share, defaults_of
 
     columns = set(read.frame.columns)
     defaults = {k: v for k, v in defaults_of(feature_set(ctx.conf)).items() if k in columns}
@@ -310,7 +310,7 @@ def model_registry(conf: Conf):
 
 def _quarantine(backend: Backend, ctx: RunContext, read: Any, reports: list[ValidationReport],
                 validate: Any, record: Any) -> None:
-    from engine.validation.quarantine import QUARANTINE_RUN_ID, QUARANTINE_SOURCE, quarantine_rows
+    from engine.policies.quarantine import QUARANTINE_RUN_ID, QUARANTINE_SOURCE, quarantine_rows
 
     base = ctx.table("quarantine")
     target = TableRef(name=f"quarantine_{read.table.name}", path=f"{base.path}/{read.table.name}",
@@ -578,7 +578,7 @@ def describe_scores(backend: Backend, out: TableRef, result: WriteResult, model_
 def check_drift(backend: Backend, ctx: RunContext, model: ModelRecord) -> WriteResult | None:
     """Compare each model feature in the scoring set with the model's training set (PSI over the
     training deciles, or over the training levels for string and boolean features, and null
-    rate, ``engine.validation.drift``); log a warning per drifted feature and append the figures
+    rate, ``engine.policies.drift``); log a warning per drifted feature and append the figures
     to the drift metrics table with lineage.
 
     Drift informs, it never gates: whatever goes wrong while measuring or recording it (a type
@@ -599,8 +599,8 @@ def check_drift(backend: Backend, ctx: RunContext, model: ModelRecord) -> WriteR
 
 
 def _measure_drift(backend: Backend, ctx: RunContext, model: ModelRecord, record: Any) -> WriteResult:
-    from engine.validation.drift import measure_drift, write_drift_metrics
-    from engine.validation.profile import column_kinds
+    from engine.policies.drift import measure_drift, write_drift_metrics
+    from engine.validation.kinds import column_kinds
 
     drift = ctx.conf.drift
     name = Path(model.training_table.rstrip("/")).name

@@ -13,7 +13,7 @@ from deltalake import write_deltalake
 from engine.backends.dask import DaskBackend
 from engine.backends.spark import SparkBackend
 from engine.storage.table import TableRef
-from engine.validation.profile import profile_table, suite_from_profile, write_suite
+from engine.policies.profile import profile_table, suite_from_profile, write_suite
 from engine.validation.suite import load_suite
 from tests.test_validation import ROWS, feature_frame
 

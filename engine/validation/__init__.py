@@ -34,9 +34,11 @@ type, GE's pandas engine in every partition, verdicts ANDed   ``expect_column_va
                                                               names, e.g. ``["LongType", "int64"]``)
 ============================================================  ==========================================
 
-Modules: ``suite`` (definitions, report, gate), ``spark``/``dask`` (the engines), ``quarantine``
-(policy ``quarantine``), ``docs`` (Data Docs HTML), ``profile`` (starting suites),
-``drift`` (PSI and null rates between training and scoring).
+Two floors, both below the backend: engine-free definitions (``suite``: suites, reports, the
+gate, row rules; ``kinds``: column kinds from a Delta schema; ``docs``: Data Docs HTML of a
+report), and the engines (``spark``, ``dask``), which import only those. What a run does with the
+verdicts (quarantine, guards, profiles, drift) is a policy above the backend
+(``engine.policies``).
 
 ``row_condition`` is supported on the row-level types only. Row-level types and the two
 uniqueness types can quarantine rows (policy ``quarantine``); the others only pass or fail.

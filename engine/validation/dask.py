@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.validation.quarantine import QUARANTINE_REASONS, RowRule
 from engine.validation.suite import (
     AGGREGATE_EXPECTATIONS,
     MAP_EXPECTATIONS,
+    QUARANTINE_REASONS,
     RESULT_FORMAT,
     TYPE_EXPECTATIONS,
     ExpectationSpec,
@@ -460,7 +460,7 @@ def profile_columns_dask(ddf: dd.DataFrame, kinds: Mapping[str, str],
     ``max_values``) distinct values: one Dask computation, then one more for the value sets."""
     import dask
 
-    from engine.validation.profile import BOOLEAN, OTHER
+    from engine.validation.kinds import BOOLEAN, OTHER
 
     lazy: dict[str, dict[str, Any]] = {}
     for name, kind in kinds.items():

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.validation.quarantine import QUARANTINE_REASONS, RowRule
 from engine.validation.suite import (
+    QUARANTINE_REASONS,
     RESULT_FORMAT,
     Suite,
     ValidationReport,
@@ -130,7 +130,7 @@ def profile_columns_spark(df: DataFrame, kinds: Mapping[str, str],
     ``max_values``) distinct values: one aggregation, then one more for the value sets."""
     from pyspark.sql import functions as F
 
-    from engine.validation.profile import BOOLEAN, OTHER
+    from engine.validation.kinds import BOOLEAN, OTHER
 
     names = list(kinds)
     aggs = [F.count(F.lit(1)).alias("rows")]

@@ -73,6 +73,9 @@ ROW_LEVEL_EXPECTATIONS = MAP_EXPECTATIONS | frozenset({
 })
 SUPPORTED_ON_DASK = MAP_EXPECTATIONS | SCHEMA_EXPECTATIONS | AGGREGATE_EXPECTATIONS | TYPE_EXPECTATIONS
 
+# The column a quarantined row carries its reasons in (the labels of the rules it breaks, "; ").
+QUARANTINE_REASONS = "quarantine_reasons"
+
 # Counts only: no example values. On Spark each example list is a separate job that scans the
 # whole frame when the data is clean (``limit(20)`` over a filter that finds nothing).
 RESULT_FORMAT: dict[str, Any] = {"result_format": "BASIC", "partial_unexpected_count": 0}
@@ -109,6 +112,28 @@ class ExpectationSpec:
     def label(self) -> str:
         """``type(column)`` or ``type``, as used in messages."""
         return f"{self.type}({self.column_label})" if self.column_label else self.type
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """A failed row-level expectation: which rows it blames, and the reason they carry.
+
+    What policy ``quarantine`` (``engine.policies.quarantine``) asks an engine to set aside: each
+    engine compiles it into a predicate over its own frame, and a set-aside row carries the
+    reasons of every rule it breaks in ``QUARANTINE_REASONS``."""
+
+    expectation_type: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+    @property
+    def column(self) -> str | None:
+        column = self.kwargs.get("column")
+        return None if column is None else str(column)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.column,) if self.column else tuple(self.kwargs.get("column_list") or ())
 
 
 @dataclass(frozen=True)
