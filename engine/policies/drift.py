@@ -150,16 +150,10 @@ def write_drift_metrics(drifts: Sequence[FeatureDrift], table: Any, commit: Any,
                         constants: Mapping[str, Any]) -> Any:
     """Append the figures to the Delta metrics table ``table`` in one commit (skipped when this
     commit's app transaction is already in, so a rerun writes nothing twice)."""
-    from engine.storage import delta_log
-    from engine.storage.table import WriteMode, WriteResult
+    from engine.storage.arrow import write_arrow
+    from engine.storage.table import WriteMode
 
-    if delta_log.is_committed(table, commit):
-        return WriteResult(table=table, version=delta_log.table_version(table) or 0, rows=0,
-                           files=0, skipped=True)
-    data = drift_rows(drifts, constants)
-    files = delta_log.write_parquet_file(data, table)
-    version = delta_log.commit_files(table, files, data.schema, WriteMode.APPEND, commit)
-    return WriteResult(table=table, version=version, rows=data.num_rows, files=len(files))
+    return write_arrow(drift_rows(drifts, constants), table, WriteMode.APPEND, commit)
 
 
 def _rate(part: int, whole: int) -> float | None:
