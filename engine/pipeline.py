@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.backend import Backend, CanConcat, CanTrainMllib, require
+from engine.backend import Backend, CanConcat, CanScoreMllib, require, require_suite, require_trainer
 from engine.conf import Conf
 from engine.errors import ConfError, LakescoreError, ModelMismatch
 from engine.lineage import Lineage
@@ -206,7 +206,7 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
     only the others (``engine.policies.quarantine.quarantine_rows``)."""
     from engine.validation.suite import enforce, load_suite
 
-    loaded = [load_suite(ctx.conf.resolve(path), engine=backend.name) for path in suites]
+    loaded = [require_suite(backend, load_suite(ctx.conf.resolve(path))) for path in suites]
     policy = ctx.conf.validation.policy_for(logical)
     reports = []
     with ctx.summary.stage(stage, backend.name) as record:
@@ -295,7 +295,7 @@ def _validate_scores(backend: Backend, ctx: RunContext, frame: Any, out: TableRe
     paths = ctx.conf.validation.suites_for("scores")
     if not paths:
         return
-    suites = [load_suite(ctx.conf.resolve(path), engine=backend.name) for path in paths]
+    suites = [require_suite(backend, load_suite(ctx.conf.resolve(path))) for path in paths]
     policy = ctx.conf.validation.policy_for("scores")
     for report in _run_suites(backend, ctx, suites, frame, f"{out.name} (batch)", out.name, record):
         enforce(report, "warn" if policy == "warn" else "fail")
@@ -373,6 +373,7 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
                          # no entity (all keys) straddles two folds.
                          folds=conf.train.folds, group_column=definition.entity_keys[0])
         trainer = trainer_for(conf.train.algorithm)
+        require_trainer(backend, trainer)
         files = tuple(delta.file_uris())
         if trainer.family == "h2o":
             h2o_connection(conf.h2o)
@@ -381,7 +382,6 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
                 files = stage_locally(table, files, out_dir.parent / "training_set")
             data = TrainingData(files)
         else:
-            require(backend, CanTrainMllib, f"Spark MLlib training (train.algorithm: {conf.train.algorithm})")
             data = TrainingData(files, backend.read(table, version=version).frame)
         trained = trainer.train(data, spec, out_dir)
         carried = model_companions(conf.resolve(conf.features), definition, ctx.table("events").path,
@@ -463,7 +463,7 @@ def _score_frame(backend: Backend, frame: Any, model: ModelRecord, keys: list[st
                  constants: dict[str, str]) -> Any:
     if model.kind == "mojo":
         return backend.score_mojo(frame, str(model.artifact_path), keys, constants)
-    spark_backend = require(backend, CanTrainMllib, "Spark MLlib scoring")
+    spark_backend = require(backend, CanScoreMllib, "Spark MLlib scoring")
     return spark_backend.score_mllib(frame, str(model.artifact_path), keys, constants)
 
 

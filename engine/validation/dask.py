@@ -25,8 +25,10 @@ from engine.validation.suite import (
     MAP_EXPECTATIONS,
     QUARANTINE_REASONS,
     RESULT_FORMAT,
+    SCHEMA_EXPECTATIONS,
     TYPE_EXPECTATIONS,
     ExpectationSpec,
+    ExpectationSupport,
     Outcome,
     Suite,
     ValidationReport,
@@ -43,6 +45,13 @@ if TYPE_CHECKING:
     import dask.dataframe as dd
     import pandas as pd
 
+SUPPORTED_EXPECTATIONS = ExpectationSupport(
+    types=MAP_EXPECTATIONS | SCHEMA_EXPECTATIONS | AGGREGATE_EXPECTATIONS | TYPE_EXPECTATIONS,
+    row_condition_types=MAP_EXPECTATIONS, without_mostly=TYPE_EXPECTATIONS)
+"""What this module evaluates exactly (the table in ``engine.validation``): row conditions only
+on row-level types, whose counts it sums (aggregates are computed by lakescore itself); type
+checks without ``mostly``. The Dask backend declares it (``engine.backend.Capabilities``)."""
+
 
 def validate_dask(ddf: dd.DataFrame, suite: Suite, table: str) -> ValidationReport:
     """Run ``suite`` over the whole of ``ddf`` in one Dask computation; never raises on failures.
@@ -52,7 +61,7 @@ def validate_dask(ddf: dd.DataFrame, suite: Suite, table: str) -> ValidationRepo
     """
     import dask
 
-    check_supported(suite, "dask")
+    check_supported(suite, "dask", SUPPORTED_EXPECTATIONS)
     columns = set(ddf.columns)
     outcomes: dict[int, Outcome] = {}
     map_indices, schema_indices, aggregate_indices, type_indices = [], [], [], []

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from engine.validation.suite import (
     QUARANTINE_REASONS,
     RESULT_FORMAT,
+    ExpectationSupport,
     Suite,
     ValidationReport,
     build_report,
@@ -24,6 +25,9 @@ from engine.validation.suite import (
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+
+SUPPORTED_EXPECTATIONS = ExpectationSupport()
+"""Every type Great Expectations' own Spark engine runs (the Spark backend declares it)."""
 
 
 def validate_spark(df: DataFrame, suite: Suite, table: str) -> ValidationReport:
