@@ -6,7 +6,8 @@ imported only by the backend that uses them.
 Spark runs every Great Expectations 1.x core expectation through GE's own Spark engine. Dask
 (which GE does not support) runs the types below exactly, over every row, never a sample, with
 the same success flags, counts and observed values as Spark (``tests/test_validation_parity.py``);
-a suite with any other type is rejected when it is loaded for Dask, naming the type:
+a suite with any other type is refused before any data is read (the Dask backend declares what it
+runs, ``dask.SUPPORTED_EXPECTATIONS``, and ``engine.backend.require_suite`` asks it), naming the type:
 
 ============================================================  ==========================================
 row-level, GE's pandas engine per partition, counts summed    ``expect_column_values_to_not_be_null``,
