@@ -293,14 +293,15 @@ def child_spark(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     mojo = str(work / "model" / "gbm.zip")
     mllib_dir, trained = None, None
     if not args.no_mllib:
-        from engine.training.mllib_trainer import train_mllib_gbt
+        from engine.training import TrainingData, TrainSpec, trainer_for
         from engine.training.split import OutOfTimeSplit
 
         def train():
             frame = spark.read.parquet(str(work / "train.parquet")).where(f"row_id < {MLLIB_TRAIN_ROWS}")
-            return train_mllib_gbt(frame, FEATURES, "y", "t",
-                                   OutOfTimeSplit(datetime(2025, 10, 1, tzinfo=timezone.utc)),
-                                   {"ntrees": 20, "max_depth": 5, "seed": 1}, work / "mllib")
+            spec = TrainSpec(features=tuple(FEATURES), label="y", time_column="t",
+                             split=OutOfTimeSplit(datetime(2025, 10, 1, tzinfo=timezone.utc)),
+                             params={"ntrees": 20, "max_depth": 5, "seed": 1})
+            return trainer_for("mllib_gbt").train(TrainingData((), frame), spec, work / "mllib")
 
         trained, model = timed(train)
         mllib_dir = str(model.artifact)

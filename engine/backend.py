@@ -1,9 +1,11 @@
 """The one small interface every engine implements, and the registry that picks one by name.
 
 The engine is chosen once, at the edge (``--engine`` or ``engine:`` in conf), by ``open_backend``;
-nothing above this module asks "is this Spark?". Capabilities that only some engines have are
-small mixins (``CanTrainMllib``), checked once with ``require``, which fails with a
-``NotSupportedByBackend`` naming the engine and the capability.
+nothing above this module asks "is this Spark?". What a backend can run is declared by its class
+and asked, never inferred from its name: ``Capabilities`` (the expectation types it evaluates, the
+trainer families it hosts; ``require_suite``, ``require_trainer``), and small mixins for the
+operations only some engines have (``CanScoreMllib``), checked once with ``require``. Each fails
+with a ``NotSupportedByBackend`` naming the engine and what it cannot do.
 
 Backends are registered lazily by import path, so importing ``engine`` never imports Spark,
 Dask or H2O.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -23,7 +26,18 @@ if TYPE_CHECKING:
     from engine.features.definitions import FeatureSet
     from engine.storage.delta_log import TableFile, WrittenFile
     from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteMode, WriteResult
-    from engine.validation.suite import Suite, ValidationReport
+    from engine.training import Trainer
+    from engine.validation.suite import ExpectationSupport, RowRule, Suite, ValidationReport
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend runs, declared once by its class and asked by its callers."""
+
+    expectations: ExpectationSupport
+    """The Great Expectations types (and options) it evaluates exactly."""
+    trainer_families: frozenset[str]
+    """The trainer families (``engine.training.Trainer.family``) whose training data it can hold."""
 
 
 @runtime_checkable
@@ -31,6 +45,7 @@ class Backend(Protocol):
     """What the pipeline needs from an engine. Frames are the engine's own lazy frames."""
 
     name: str
+    capabilities: Capabilities
 
     def read(self, table: TableRef, version: int | datetime | None = None,
              columns: Sequence[str] | None = None,
@@ -82,11 +97,8 @@ class Backend(Protocol):
         """Release what the backend started (never a session it was handed)."""
 
 
-class CanTrainMllib:
-    """Mixin: the backend can train and score Spark MLlib pipelines."""
-
-    def train_mllib(self, frame: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
+class CanScoreMllib:
+    """Mixin: the backend can score Spark MLlib pipelines."""
 
     def score_mllib(self, frame: Any, model_path: str, keep: Sequence[str],
                     constants: Mapping[str, str]) -> Any:
@@ -102,15 +114,15 @@ class CanConcat:
 
 class CanQuarantine:
     """Mixin: the backend can split a frame into the rows failed row-level expectations blame
-    (with their reasons) and the rest (``engine.validation.quarantine``)."""
+    (with their reasons) and the rest (``engine.policies.quarantine``)."""
 
-    def quarantine_split(self, frame: Any, rules: Sequence[Any],
+    def quarantine_split(self, frame: Any, rules: Sequence[RowRule],
                          constants: Mapping[str, str]) -> tuple[Any, Any]:
         raise NotImplementedError
 
 
 class CanProfile:
-    """Mixin: the backend computes exact per-column statistics (``engine.validation.profile``)."""
+    """Mixin: the backend computes exact per-column statistics (``engine.policies.profile``)."""
 
     def profile_columns(self, frame: Any, kinds: Mapping[str, str],
                         max_values: int) -> tuple[int, dict[str, dict]]:
@@ -118,7 +130,7 @@ class CanProfile:
 
 
 class CanMeasureDrift:
-    """Mixin: exact quantiles and binned counts of columns (``engine.validation.drift``)."""
+    """Mixin: exact quantiles and binned counts of columns (``engine.policies.drift``)."""
 
     def column_quantiles(self, frame: Any, columns: Sequence[str],
                          probabilities: Sequence[float]) -> dict[str, list]:
@@ -135,7 +147,7 @@ class CanMeasureDrift:
 
 class CanCountDefaults:
     """Mixin: count the rows in which every given column holds its default
-    (``engine.validation.guards``)."""
+    (``engine.policies.guards``)."""
 
     def count_all_default(self, frame: Any, defaults: Mapping[str, Any]) -> tuple[int, int]:
         """(rows, rows where each column equals its default; a None default means null)."""
@@ -171,6 +183,25 @@ def require(backend: Backend, capability: type[C], feature: str) -> C:
     return backend  # type: ignore[return-value]
 
 
+def require_suite(backend: Backend | type[Backend], suite: Suite) -> Suite:
+    """``suite`` when ``backend`` (or a backend class) evaluates every expectation of it exactly;
+    else ``NotSupportedByBackend`` naming the backend and the first one it cannot, before any data
+    is read."""
+    from engine.validation.suite import check_supported
+
+    check_supported(suite, backend.name, backend.capabilities.expectations)
+    return suite
+
+
+def require_trainer(backend: Backend, trainer: Trainer) -> None:
+    """Fail unless ``backend`` hosts ``trainer``'s family, naming the backend and the algorithm."""
+    from engine.training import TRAINER_FAMILIES
+
+    if trainer.family not in backend.capabilities.trainer_families:
+        raise NotSupportedByBackend(backend.name, f"{TRAINER_FAMILIES[trainer.family]} training "
+                                                  f"(train.algorithm: {trainer.algorithm})")
+
+
 _REGISTRY: dict[str, str] = {
     "spark": "engine.backends.spark:SparkBackend",
     "dask": "engine.backends.dask:DaskBackend",
@@ -181,17 +212,22 @@ def backend_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def backend_class(name: str) -> type[Backend]:
+    """The class registered as ``name``, imported (nothing is started): its ``capabilities`` can be
+    asked before any engine runs."""
+    try:
+        module_name, class_name = _REGISTRY[name].split(":")
+    except KeyError:
+        raise ConfError(f"unknown engine {name!r}; choose one of {', '.join(backend_names())}") from None
+    return getattr(importlib.import_module(module_name), class_name)
+
+
 def open_backend(name: str, conf: Conf, preflight: bool = True) -> Backend:
     """Start the named engine from conf (``Class.from_conf``). With ``preflight`` the engine
     first checks its executors/workers against this process (``engine.environment``) and
     raises ``EnvironmentProblem`` at the first side that differs; ``jobs.doctor`` opens it
     without, to report every side."""
-    try:
-        module_name, class_name = _REGISTRY[name].split(":")
-    except KeyError:
-        raise ConfError(f"unknown engine {name!r}; choose one of {', '.join(backend_names())}") from None
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls.from_conf(conf, preflight=preflight)
+    return backend_class(name).from_conf(conf, preflight=preflight)
 
 
 # The package a frame's class comes from → the backend that computes on such frames.
@@ -207,5 +243,4 @@ def backend_of_frame(frame: Any) -> Backend:
         raise ConfError(f"rows of type {type(frame).__module__}.{type(frame).__name__} are not a frame "
                         f"of any engine ({', '.join(sorted(_FRAME_PACKAGES))}): pass a Spark or Dask "
                         "DataFrame of entity keys and as-of times")
-    module_name, class_name = _REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name).for_frame(frame)
+    return backend_class(name).for_frame(frame)

@@ -91,7 +91,7 @@ class ValidationConf:
     # suites of the other tables, by logical name: events, labels and to_score are checked
     # before features are built from them, scores before a batch is written
     suites: dict[str, list[str]] = field(default_factory=dict)
-    # guards against garbage in (engine.validation.guards): as-of times may be this far beyond
+    # guards against garbage in (engine.policies.guards): as-of times may be this far beyond
     # the newest event (a duration; None: the feature set's longest window), and at most this
     # share of a feature table's rows may have every feature at its no-event default
     max_as_of_lag: str | None = None

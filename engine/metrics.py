@@ -124,8 +124,8 @@ def table_label(label: str) -> str:
 def _samples(engine: str, stages: list[Any], observed: Iterable[Any], exit_code: int,
              now: float) -> Iterable[tuple[str, dict[str, str], float]]:
     from engine.training.registry import ModelRecord
-    from engine.validation.drift import FeatureDrift
-    from engine.validation.quarantine import QuarantineResult
+    from engine.policies.drift import FeatureDrift
+    from engine.policies.quarantine import QuarantineResult
     from engine.validation.suite import ValidationReport
 
     yield "lakescore_run_exit_code", {}, exit_code

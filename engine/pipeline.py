@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.backend import Backend, CanConcat, CanTrainMllib, require
+from engine.backend import Backend, CanConcat, CanScoreMllib, require, require_suite, require_trainer
 from engine.conf import Conf
 from engine.errors import ConfError, LakescoreError, ModelMismatch
 from engine.lineage import Lineage
@@ -155,9 +155,9 @@ def check_inputs_usable(ctx: RunContext, definition: FeatureSet, events: Any, sp
                         spine_table: str) -> None:
     """Before any feature is computed (so nothing is written): a labels spine has its label,
     there are events, and the spine's as-of times are not beyond them
-    (``engine.validation.guards``)."""
+    (``engine.policies.guards``)."""
     from engine.features.definitions import parse_duration
-    from engine.validation.guards import check_as_of_fresh, check_spine_columns
+    from engine.policies.guards import check_as_of_fresh, check_spine_columns
 
     if spine_table == "labels":
         check_spine_columns(spine.table, spine.version, {ctx.conf.train.label: "label"})
@@ -203,10 +203,10 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
     Data Docs HTML (``validation/<engine>/``), so a failed run leaves the evidence behind; the
     summary lists both paths. Under policy ``quarantine`` (``validation.policy_for``) the
     rows failed row-level expectations blame go to the quarantine table and the table keeps
-    only the others (``engine.validation.quarantine.quarantine_rows``)."""
+    only the others (``engine.policies.quarantine.quarantine_rows``)."""
     from engine.validation.suite import enforce, load_suite
 
-    loaded = [load_suite(ctx.conf.resolve(path), engine=backend.name) for path in suites]
+    loaded = [require_suite(backend, load_suite(ctx.conf.resolve(path))) for path in suites]
     policy = ctx.conf.validation.policy_for(logical)
     reports = []
     with ctx.summary.stage(stage, backend.name) as record:
@@ -237,7 +237,7 @@ def _check_default_share(backend: Backend, ctx: RunContext, read: Any, policy: s
     under policy ``warn`` only log it."""
     from engine.backend import CanCountDefaults
     from engine.errors import ValidationFailed
-    from engine.validation.guards import check_default_share, defaults_of
+    from engine.policies.guards import check_default_share, defaults_of
 
     columns = set(read.frame.columns)
     defaults = {k: v for k, v in defaults_of(feature_set(ctx.conf)).items() if k in columns}
@@ -295,7 +295,7 @@ def _validate_scores(backend: Backend, ctx: RunContext, frame: Any, out: TableRe
     paths = ctx.conf.validation.suites_for("scores")
     if not paths:
         return
-    suites = [load_suite(ctx.conf.resolve(path), engine=backend.name) for path in paths]
+    suites = [require_suite(backend, load_suite(ctx.conf.resolve(path))) for path in paths]
     policy = ctx.conf.validation.policy_for("scores")
     for report in _run_suites(backend, ctx, suites, frame, f"{out.name} (batch)", out.name, record):
         enforce(report, "warn" if policy == "warn" else "fail")
@@ -310,7 +310,7 @@ def model_registry(conf: Conf):
 
 def _quarantine(backend: Backend, ctx: RunContext, read: Any, reports: list[ValidationReport],
                 validate: Any, record: Any) -> None:
-    from engine.validation.quarantine import QUARANTINE_RUN_ID, QUARANTINE_SOURCE, quarantine_rows
+    from engine.policies.quarantine import QUARANTINE_RUN_ID, QUARANTINE_SOURCE, quarantine_rows
 
     base = ctx.table("quarantine")
     target = TableRef(name=f"quarantine_{read.table.name}", path=f"{base.path}/{read.table.name}",
@@ -373,6 +373,7 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
                          # no entity (all keys) straddles two folds.
                          folds=conf.train.folds, group_column=definition.entity_keys[0])
         trainer = trainer_for(conf.train.algorithm)
+        require_trainer(backend, trainer)
         files = tuple(delta.file_uris())
         if trainer.family == "h2o":
             h2o_connection(conf.h2o)
@@ -381,7 +382,6 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
                 files = stage_locally(table, files, out_dir.parent / "training_set")
             data = TrainingData(files)
         else:
-            require(backend, CanTrainMllib, f"Spark MLlib training (train.algorithm: {conf.train.algorithm})")
             data = TrainingData(files, backend.read(table, version=version).frame)
         trained = trainer.train(data, spec, out_dir)
         carried = model_companions(conf.resolve(conf.features), definition, ctx.table("events").path,
@@ -463,7 +463,7 @@ def _score_frame(backend: Backend, frame: Any, model: ModelRecord, keys: list[st
                  constants: dict[str, str]) -> Any:
     if model.kind == "mojo":
         return backend.score_mojo(frame, str(model.artifact_path), keys, constants)
-    spark_backend = require(backend, CanTrainMllib, "Spark MLlib scoring")
+    spark_backend = require(backend, CanScoreMllib, "Spark MLlib scoring")
     return spark_backend.score_mllib(frame, str(model.artifact_path), keys, constants)
 
 
@@ -578,7 +578,7 @@ def describe_scores(backend: Backend, out: TableRef, result: WriteResult, model_
 def check_drift(backend: Backend, ctx: RunContext, model: ModelRecord) -> WriteResult | None:
     """Compare each model feature in the scoring set with the model's training set (PSI over the
     training deciles, or over the training levels for string and boolean features, and null
-    rate, ``engine.validation.drift``); log a warning per drifted feature and append the figures
+    rate, ``engine.policies.drift``); log a warning per drifted feature and append the figures
     to the drift metrics table with lineage.
 
     Drift informs, it never gates: whatever goes wrong while measuring or recording it (a type
@@ -599,8 +599,8 @@ def check_drift(backend: Backend, ctx: RunContext, model: ModelRecord) -> WriteR
 
 
 def _measure_drift(backend: Backend, ctx: RunContext, model: ModelRecord, record: Any) -> WriteResult:
-    from engine.validation.drift import measure_drift, write_drift_metrics
-    from engine.validation.profile import column_kinds
+    from engine.policies.drift import measure_drift, write_drift_metrics
+    from engine.validation.kinds import column_kinds
 
     drift = ctx.conf.drift
     name = Path(model.training_table.rstrip("/")).name

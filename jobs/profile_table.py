@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from engine.cli import job_parser, run_job
-from engine.validation.profile import profile_table, suite_from_profile, write_suite
+from engine.policies.profile import profile_table, suite_from_profile, write_suite
 from jobs._backend import backend_for
 
 

@@ -20,7 +20,7 @@ from engine.backends.spark import SparkBackend
 from engine.conf import load_conf
 from engine.pipeline import RunContext, check_drift
 from engine.training.registry import ModelRecord
-from engine.validation.drift import EPSILON, bin_edges, measure_drift, population_stability_index
+from engine.policies.drift import EPSILON, bin_edges, measure_drift, population_stability_index
 
 FEATURES = ["shifted", "stable", "nullier", "counts"]
 
@@ -79,7 +79,7 @@ def test_psi_of_identical_histograms_is_zero_and_grows_with_the_shift():
 def test_drift_figures_match_numpy_and_warn_on_the_shifted_feature(engine_name, request, caplog):
     train, score = frames()
     backend = backend_for(engine_name, request)
-    with caplog.at_level(logging.WARNING, logger="engine.validation.drift"):
+    with caplog.at_level(logging.WARNING, logger="engine.policies.drift"):
         drifts = measure_drift(backend, engine_frame(engine_name, request, train),
                                engine_frame(engine_name, request, score), FEATURES, bins=10,
                                psi_threshold=0.2, null_rate_threshold=0.05)
@@ -152,7 +152,7 @@ def test_string_features_drift_over_their_levels_with_unseen_levels_as_a_bin(eng
     kinds = {"category_last_30d": "string", "weekend_last_7d": "boolean",
              "amount_sum_7d": "float", "event_time_last_7d": "timestamp"}
     features = list(kinds)
-    with caplog.at_level(logging.WARNING, logger="engine.validation.drift"):
+    with caplog.at_level(logging.WARNING, logger="engine.policies.drift"):
         drifts = {d.feature: d for d in measure_drift(
             backend, engine_frame(engine_name, request, train), engine_frame(engine_name, request, score),
             features, bins=10, psi_threshold=0.2, null_rate_threshold=0.05, kinds=kinds)}

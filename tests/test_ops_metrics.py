@@ -15,8 +15,8 @@ from engine.metrics import METRICS, push_run_metrics, table_label
 from engine.openlineage import emit_run_event, run_uuid
 from engine.pipeline import RunContext
 from engine.summary import StageRecord
-from engine.validation.drift import FeatureDrift
-from engine.validation.quarantine import QuarantineResult
+from engine.policies.drift import FeatureDrift
+from engine.policies.quarantine import QuarantineResult
 from engine.validation.suite import Outcome, ValidationReport
 from ops_helpers import free_port, pushgateway, series
 

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 from deltalake import write_deltalake
 
+from engine.backend import backend_class, require_suite
 from engine.backends.dask import DaskBackend
 from engine.backends.spark import SparkBackend
 from engine.storage.table import TableRef
-from engine.validation.profile import profile_table, suite_from_profile, write_suite
+from engine.policies.profile import profile_table, suite_from_profile, write_suite
 from engine.validation.suite import load_suite
 from tests.test_validation import ROWS, feature_frame
 
@@ -71,7 +72,7 @@ def test_profile_is_exact_and_gives_a_suite_the_data_passes(engine_name, request
     assert "LongType" in checks[("expect_column_values_to_be_in_type_list", "customer_id")]["type_list"]
 
     path = write_suite(suite, tmp_path / "features_start.json")
-    loaded = load_suite(path, engine=engine_name)  # valid GE, supported on this engine
+    loaded = require_suite(backend_class(engine_name), load_suite(path))  # valid GE, supported on this engine
     report = backend.validate(read.frame, loaded, "features@v0")
     assert report.success, report.summary_lines()
 
@@ -94,7 +95,7 @@ def test_the_starting_suite_catches_new_defects(engine_name, request, table, tmp
     bad = tmp_path / "bad"
     write_deltalake(str(bad), frame, mode="overwrite")
     report = backend.validate(backend.read(TableRef("bad", str(bad))).frame,
-                              load_suite(path, engine=engine_name), "bad")
+                              require_suite(backend_class(engine_name), load_suite(path)), "bad")
     assert {(o.expectation_type, o.column, o.unexpected_count) for o in report.failures()} == {
         ("expect_column_values_to_be_in_set", "segment", 2),
         ("expect_column_values_to_be_between", "amount_count_90d", 1),
@@ -110,6 +111,6 @@ def test_profile_job_writes_a_suite_that_loads(dask_cluster_client, tmp_path, ca
                  "--scheduler", dask_cluster_client.scheduler.address, "--table", "training_set",
                  "--out", str(out), "--max-values", "5"])
     assert code == 0
-    suite = load_suite(out, engine="dask")
+    suite = require_suite(backend_class("dask"), load_suite(out))
     assert suite.name == "training_set" and len(suite.expectations) > 20
     assert f"suite training_set: {out}" in capsys.readouterr().out

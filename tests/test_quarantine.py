@@ -20,8 +20,8 @@ from engine.backends.spark import SparkBackend
 from engine.conf import load_conf
 from engine.errors import ValidationFailed
 from engine.pipeline import RunContext, validate_table
-from engine.validation.quarantine import QUARANTINE_REASONS, row_rules
-from engine.validation.suite import ExpectationSpec, Suite
+from engine.policies.quarantine import row_rules
+from engine.validation.suite import QUARANTINE_REASONS, ExpectationSpec, Suite
 from tests.test_validation import ROWS, feature_frame, run, spread
 
 SEGMENTS = ["retail", "sme", "corporate"]

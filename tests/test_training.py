@@ -91,11 +91,11 @@ def spark_frame(spark, training_table):
 
 @pytest.fixture(scope="module")
 def mllib_model(spark_frame, tmp_path_factory) -> TrainedModel:
-    from engine.training.mllib_trainer import train_mllib_gbt
+    from engine.training import TrainingData, trainer_for
 
-    model = train_mllib_gbt(spark_frame, FEATURES, LABEL, TIME, OutOfTimeSplit(VALID_FROM), PARAMS,
-                            tmp_path_factory.mktemp("mllib_model"))
-    return model
+    return trainer_for("mllib_gbt").train(TrainingData((), spark_frame),
+                                          gbm_spec(OutOfTimeSplit(VALID_FROM), PARAMS),
+                                          tmp_path_factory.mktemp("mllib_model"))
 
 
 def side_counts(table: pa.Table) -> tuple[int, int]:
@@ -215,11 +215,11 @@ def test_score_mllib_refuses_a_frame_without_a_feature_naming_it(mllib_model, sp
 
 
 def test_mllib_empty_training_side_is_a_definition_error(spark_frame, tmp_path):
-    from engine.training.mllib_trainer import train_mllib_gbt
+    from engine.training import TrainingData, trainer_for
 
     with pytest.raises(DefinitionError, match=r"leaves the training side empty \(0 rows before"):
-        train_mllib_gbt(spark_frame, FEATURES, LABEL, TIME, OutOfTimeSplit(datetime(2020, 1, 1)),
-                        PARAMS, tmp_path)
+        trainer_for("mllib_gbt").train(TrainingData((), spark_frame),
+                                       gbm_spec(OutOfTimeSplit(datetime(2020, 1, 1)), PARAMS), tmp_path)
 
 
 def test_mllib_unknown_parameter_is_a_conf_error_listing_the_shared_names(spark):

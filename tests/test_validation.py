@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from engine.backend import backend_class, require_suite
 from engine.errors import DefinitionError, NotSupportedByBackend, ValidationFailed
+from engine.validation.dask import SUPPORTED_EXPECTATIONS
 from engine.validation.suite import (
-    SUPPORTED_ON_DASK,
     ExpectationSpec,
     Outcome,
     Suite,
     ValidationReport,
-    check_supported,
     enforce,
     load_suite,
     write_report,
@@ -382,8 +382,8 @@ def test_demo_suites_load_with_the_expected_checks(features_suite, labels_suite)
     assert {(s.type, s.column) for s in labels_suite.expectations} == {
         ("expect_column_values_to_not_be_null", "churned"),
         ("expect_column_values_to_be_in_set", "churned")}
-    check_supported(features_suite, "dask")
-    check_supported(labels_suite, "dask")
+    require_suite(backend_class("dask"), features_suite)
+    require_suite(backend_class("dask"), labels_suite)
 
 
 def test_unknown_expectation_type_is_rejected_at_load_naming_file_and_type(tmp_path):
@@ -417,11 +417,11 @@ def test_unsupported_expectation_is_rejected_for_dask_naming_it(tmp_path):
     path.write_text(json.dumps({"name": "median", "expectations": [
         {"type": "expect_column_median_to_be_between", "kwargs": {"column": "a", "min_value": 0}}]}))
     suite = load_suite(path)
-    check_supported(suite, "spark")
+    require_suite(backend_class("spark"), suite)
     with pytest.raises(NotSupportedByBackend, match="expect_column_median_to_be_between") as caught:
-        check_supported(suite, "dask")
+        require_suite(backend_class("dask"), suite)
     assert caught.value.backend == "dask"
-    assert "expect_column_median_to_be_between" not in SUPPORTED_ON_DASK
+    assert "expect_column_median_to_be_between" not in SUPPORTED_EXPECTATIONS.types
 
 
 def test_validate_dask_refuses_an_unsupported_expectation_before_computing(dask_cluster_client):
@@ -447,7 +447,7 @@ def test_unsupported_expectation_is_rejected_when_the_suite_is_loaded_for_dask(t
     path.write_text(json.dumps({"name": "stdev", "expectations": [
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}},
         {"type": "expect_column_stdev_to_be_between", "kwargs": {"column": "a", "max_value": 3}}]}))
-    assert len(load_suite(path, engine="spark").expectations) == 2
+    assert len(require_suite(backend_class("spark"), load_suite(path)).expectations) == 2
     with pytest.raises(NotSupportedByBackend,
                        match=r"expect_column_stdev_to_be_between \(suite .*stdev\.json; supported there"):
-        load_suite(path, engine="dask")
+        require_suite(backend_class("dask"), load_suite(path))

@@ -3,8 +3,9 @@
 Two kinds of checks, both on the same pandas data handed to each engine (Dask in 3 partitions):
 
 * every expectation type Dask supports, once with arguments it meets and once with arguments it
-  does not, compared field by field between the engines (a type added to ``SUPPORTED_ON_DASK``
-  without a case here fails ``test_every_supported_type_has_a_parity_case``);
+  does not, compared field by field between the engines (a type added to the Dask engine's
+  ``SUPPORTED_EXPECTATIONS`` without a case here fails
+  ``test_every_supported_type_has_a_parity_case``);
 * injected defects (nulls, out-of-range values, unknown categories, duplicate keys, a shifted
   mean, a missing column, an empty batch) each caught on both engines with the exact counts
   written here, and a clean batch that passes.
@@ -16,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.validation.suite import SUPPORTED_ON_DASK, TYPE_EXPECTATIONS, ExpectationSpec, Suite, ValidationReport
+from engine.validation.dask import SUPPORTED_EXPECTATIONS
+from engine.validation.suite import TYPE_EXPECTATIONS, ExpectationSpec, Suite, ValidationReport
 from tests.test_validation import ROWS, feature_frame, run, spread
 
 SEGMENTS = ["retail", "sme", "corporate"]
@@ -102,7 +104,7 @@ def both(frame: pd.DataFrame, suite: Suite) -> ValidationReport:
 
 
 def test_every_supported_type_has_a_parity_case():
-    assert set(CASES) == set(SUPPORTED_ON_DASK)
+    assert set(CASES) == set(SUPPORTED_EXPECTATIONS.types)
 
 
 def test_every_supported_type_passes_and_fails_alike_on_both_engines(spark, dask_cluster_client):

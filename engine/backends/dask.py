@@ -8,9 +8,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.backend import CanConcat, CanCountDefaults, CanInspectWorkers, CanMeasureDrift, CanProfile, CanQuarantine
+from engine.backend import (CanConcat, CanCountDefaults, CanInspectWorkers, CanMeasureDrift, CanProfile,
+                            CanQuarantine, Capabilities)
 from engine.conf import Conf
 from engine.session import dask_client
+from engine.validation.dask import SUPPORTED_EXPECTATIONS
 
 if TYPE_CHECKING:
     from dask.distributed import Client
@@ -26,6 +28,7 @@ class DaskBackend(CanConcat, CanQuarantine, CanProfile, CanMeasureDrift, CanCoun
     scorer_checked: bool = False
     checked_mojos: set[str] = field(default_factory=set)
     workers_load_scorer_jars = True
+    capabilities = Capabilities(expectations=SUPPORTED_EXPECTATIONS, trainer_families=frozenset({"h2o"}))
 
     @classmethod
     def from_conf(cls, conf: Conf, preflight: bool = True) -> DaskBackend:

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.backend import (CanConcat, CanCountDefaults, CanInspectWorkers, CanMeasureDrift,
-                            CanProfile, CanQuarantine,
-                            CanTrainMllib)
+                            CanProfile, CanQuarantine, CanScoreMllib, Capabilities)
 from engine.conf import Conf
 from engine.session import spark_session
+from engine.validation.spark import SUPPORTED_EXPECTATIONS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -25,10 +25,12 @@ def _with_constants(frame: DataFrame, constants: Mapping[str, str]) -> DataFrame
 
 
 @dataclass
-class SparkBackend(CanTrainMllib, CanConcat, CanQuarantine, CanProfile, CanMeasureDrift,
+class SparkBackend(CanScoreMllib, CanConcat, CanQuarantine, CanProfile, CanMeasureDrift,
                    CanCountDefaults, CanInspectWorkers):
     spark: SparkSession
     name: str = "spark"
+    capabilities = Capabilities(expectations=SUPPORTED_EXPECTATIONS,
+                                trainer_families=frozenset({"h2o", "mllib"}))
 
     @classmethod
     def from_conf(cls, conf: Conf, preflight: bool = True) -> SparkBackend:
@@ -142,11 +144,6 @@ class SparkBackend(CanTrainMllib, CanConcat, CanQuarantine, CanProfile, CanMeasu
                                                list(probabilities), 10_000).alias("q")).first()
         values = row["q"] if row is not None else None
         return [None] * len(probabilities) if values is None else [float(v) for v in values]
-
-    def train_mllib(self, frame, **kwargs):
-        from engine.training.mllib_trainer import train_mllib_gbt
-
-        return train_mllib_gbt(frame, **kwargs)
 
     def score_mllib(self, frame, model_path, keep, constants):
         from engine.training.mllib_trainer import score_mllib

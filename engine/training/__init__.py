@@ -33,6 +33,11 @@ TRAINERS: dict[str, str] = {
 """Algorithm name → trainer class, imported when first used (so importing ``engine.training``
 never imports H2O or Spark)."""
 
+TRAINER_FAMILIES: dict[str, str] = {"h2o": "H2O", "mllib": "Spark MLlib"}
+"""Trainer family → its name in messages. A backend declares the families it hosts
+(``engine.backend.Capabilities.trainer_families``): ``h2o`` reads the training set's files,
+so any backend; ``mllib`` a Spark DataFrame."""
+
 
 @dataclass(frozen=True)
 class TrainSpec:

@@ -30,7 +30,6 @@ from engine.errors import ConfError, DefinitionError, ModelMismatch, SchemaMisma
 from engine.training import (DEFAULT_PARAMS, TrainedModel, TrainingData, TrainSpec, model_id_for,
                              shares, write_evaluation, write_metrics)
 from engine.training.metrics import PROBABILITY_EPS, evaluate
-from engine.training.split import OutOfTimeSplit
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ALGORITHM = "mllib_gbt"
 PIPELINE_DIR = "pipeline"
 MISSING_FILL = -1.0e9
 FILLED_PREFIX = "__ls_filled__"
@@ -225,15 +223,6 @@ class MllibTrainer:
             raise DefinitionError(f"{self.algorithm} trains on a Spark DataFrame of the training set; "
                                   "none was given")
         return train_mllib(self.algorithm, data.frame, spec, out_dir)
-
-
-def train_mllib_gbt(df: DataFrame, features: Sequence[str], label: str, time_column: str,
-                    split: OutOfTimeSplit, params: Mapping[str, Any] | None,
-                    out_dir: Path) -> TrainedModel:
-    """A GBT classifier (``train_mllib`` with ``mllib_gbt``), kept for callers of the first API."""
-    spec = TrainSpec(features=tuple(features), label=label, time_column=time_column, split=split,
-                     params=dict(params or {}))
-    return train_mllib(ALGORITHM, df, spec, out_dir)
 
 
 def train_mllib(algorithm: str, df: DataFrame, spec: TrainSpec, out_dir: Path) -> TrainedModel:

@@ -6,7 +6,8 @@ imported only by the backend that uses them.
 Spark runs every Great Expectations 1.x core expectation through GE's own Spark engine. Dask
 (which GE does not support) runs the types below exactly, over every row, never a sample, with
 the same success flags, counts and observed values as Spark (``tests/test_validation_parity.py``);
-a suite with any other type is rejected when it is loaded for Dask, naming the type:
+a suite with any other type is refused before any data is read (the Dask backend declares what it
+runs, ``dask.SUPPORTED_EXPECTATIONS``, and ``engine.backend.require_suite`` asks it), naming the type:
 
 ============================================================  ==========================================
 row-level, GE's pandas engine per partition, counts summed    ``expect_column_values_to_not_be_null``,
@@ -34,9 +35,11 @@ type, GE's pandas engine in every partition, verdicts ANDed   ``expect_column_va
                                                               names, e.g. ``["LongType", "int64"]``)
 ============================================================  ==========================================
 
-Modules: ``suite`` (definitions, report, gate), ``spark``/``dask`` (the engines), ``quarantine``
-(policy ``quarantine``), ``docs`` (Data Docs HTML), ``profile`` (starting suites),
-``drift`` (PSI and null rates between training and scoring).
+Two floors, both below the backend: engine-free definitions (``suite``: suites, reports, the
+gate, row rules; ``kinds``: column kinds from a Delta schema; ``docs``: Data Docs HTML of a
+report), and the engines (``spark``, ``dask``), which import only those. What a run does with the
+verdicts (quarantine, guards, profiles, drift) is a policy above the backend
+(``engine.policies``).
 
 ``row_condition`` is supported on the row-level types only. Row-level types and the two
 uniqueness types can quarantine rows (policy ``quarantine``); the others only pass or fail.

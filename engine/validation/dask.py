@@ -20,13 +20,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.validation.quarantine import QUARANTINE_REASONS, RowRule
 from engine.validation.suite import (
     AGGREGATE_EXPECTATIONS,
     MAP_EXPECTATIONS,
+    QUARANTINE_REASONS,
     RESULT_FORMAT,
+    SCHEMA_EXPECTATIONS,
     TYPE_EXPECTATIONS,
     ExpectationSpec,
+    ExpectationSupport,
     Outcome,
     Suite,
     ValidationReport,
@@ -43,6 +45,13 @@ if TYPE_CHECKING:
     import dask.dataframe as dd
     import pandas as pd
 
+SUPPORTED_EXPECTATIONS = ExpectationSupport(
+    types=MAP_EXPECTATIONS | SCHEMA_EXPECTATIONS | AGGREGATE_EXPECTATIONS | TYPE_EXPECTATIONS,
+    row_condition_types=MAP_EXPECTATIONS, without_mostly=TYPE_EXPECTATIONS)
+"""What this module evaluates exactly (the table in ``engine.validation``): row conditions only
+on row-level types, whose counts it sums (aggregates are computed by lakescore itself); type
+checks without ``mostly``. The Dask backend declares it (``engine.backend.Capabilities``)."""
+
 
 def validate_dask(ddf: dd.DataFrame, suite: Suite, table: str) -> ValidationReport:
     """Run ``suite`` over the whole of ``ddf`` in one Dask computation; never raises on failures.
@@ -52,7 +61,7 @@ def validate_dask(ddf: dd.DataFrame, suite: Suite, table: str) -> ValidationRepo
     """
     import dask
 
-    check_supported(suite, "dask")
+    check_supported(suite, "dask", SUPPORTED_EXPECTATIONS)
     columns = set(ddf.columns)
     outcomes: dict[int, Outcome] = {}
     map_indices, schema_indices, aggregate_indices, type_indices = [], [], [], []
@@ -460,7 +469,7 @@ def profile_columns_dask(ddf: dd.DataFrame, kinds: Mapping[str, str],
     ``max_values``) distinct values: one Dask computation, then one more for the value sets."""
     import dask
 
-    from engine.validation.profile import BOOLEAN, OTHER
+    from engine.validation.kinds import BOOLEAN, OTHER
 
     lazy: dict[str, dict[str, Any]] = {}
     for name, kind in kinds.items():

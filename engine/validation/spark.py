@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.validation.quarantine import QUARANTINE_REASONS, RowRule
 from engine.validation.suite import (
+    QUARANTINE_REASONS,
     RESULT_FORMAT,
+    ExpectationSupport,
     Suite,
     ValidationReport,
     build_report,
@@ -24,6 +25,9 @@ from engine.validation.suite import (
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+
+SUPPORTED_EXPECTATIONS = ExpectationSupport()
+"""Every type Great Expectations' own Spark engine runs (the Spark backend declares it)."""
 
 
 def validate_spark(df: DataFrame, suite: Suite, table: str) -> ValidationReport:
@@ -130,7 +134,7 @@ def profile_columns_spark(df: DataFrame, kinds: Mapping[str, str],
     ``max_values``) distinct values: one aggregation, then one more for the value sets."""
     from pyspark.sql import functions as F
 
-    from engine.validation.profile import BOOLEAN, OTHER
+    from engine.validation.kinds import BOOLEAN, OTHER
 
     names = list(kinds)
     aggs = [F.count(F.lit(1)).alias("rows")]

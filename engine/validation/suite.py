@@ -71,7 +71,9 @@ ROW_LEVEL_EXPECTATIONS = MAP_EXPECTATIONS | frozenset({
     "expect_column_values_to_be_unique",
     "expect_compound_columns_to_be_unique",
 })
-SUPPORTED_ON_DASK = MAP_EXPECTATIONS | SCHEMA_EXPECTATIONS | AGGREGATE_EXPECTATIONS | TYPE_EXPECTATIONS
+
+# The column a quarantined row carries its reasons in (the labels of the rules it breaks, "; ").
+QUARANTINE_REASONS = "quarantine_reasons"
 
 # Counts only: no example values. On Spark each example list is a separate job that scans the
 # whole frame when the data is clean (``limit(20)`` over a filter that finds nothing).
@@ -109,6 +111,28 @@ class ExpectationSpec:
     def label(self) -> str:
         """``type(column)`` or ``type``, as used in messages."""
         return f"{self.type}({self.column_label})" if self.column_label else self.type
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """A failed row-level expectation: which rows it blames, and the reason they carry.
+
+    What policy ``quarantine`` (``engine.policies.quarantine``) asks an engine to set aside: each
+    engine compiles it into a predicate over its own frame, and a set-aside row carries the
+    reasons of every rule it breaks in ``QUARANTINE_REASONS``."""
+
+    expectation_type: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+    @property
+    def column(self) -> str | None:
+        column = self.kwargs.get("column")
+        return None if column is None else str(column)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.column,) if self.column else tuple(self.kwargs.get("column_list") or ())
 
 
 @dataclass(frozen=True)
@@ -185,14 +209,13 @@ class ValidationReport:
         return json.dumps(self.to_dict(), indent=2, default=_json_default, allow_nan=False)
 
 
-def load_suite(path: str | Path, engine: str | None = None) -> Suite:
+def load_suite(path: str | Path) -> Suite:
     """Read a GE 1.x suite JSON file and check every expectation against GE's own models.
 
     Raises ``DefinitionError`` naming the file (and the expectation, by index and type) when
     the file is missing or not JSON, an expectation type is unknown to Great Expectations, or
-    its kwargs are rejected by GE (e.g. a missing ``column``). With ``engine``, also raises
-    ``NotSupportedByBackend`` naming an expectation type that engine cannot evaluate exactly
-    (see ``check_supported``), so a job fails at load, before reading any data.
+    its kwargs are rejected by GE (e.g. a missing ``column``). Whether a backend can run it is
+    asked of the backend (``engine.backend.require_suite``), before any data is read.
     """
     path = Path(path)
     try:
@@ -217,8 +240,6 @@ def load_suite(path: str | Path, engine: str | None = None) -> Suite:
         specs.append(ExpectationSpec(type=item["type"], kwargs=kwargs))
     suite = Suite(name=str(name), path=str(path), expectations=tuple(specs))
     _check_with_great_expectations(suite)
-    if engine is not None:
-        check_supported(suite, engine)
     return suite
 
 
@@ -240,27 +261,38 @@ def _check_with_great_expectations(suite: Suite) -> None:
             raise DefinitionError(f"{where}: invalid kwargs: {exc}") from exc
 
 
-def check_supported(suite: Suite, engine: str) -> None:
-    """Fail before running when ``engine`` cannot evaluate every expectation of ``suite``.
+@dataclass(frozen=True)
+class ExpectationSupport:
+    """The expectations an engine evaluates exactly, declared by its backend
+    (``engine.backend.Capabilities``) and asked before a suite runs, never inferred from a name."""
 
-    Spark runs anything Great Expectations supports. Dask supports ``SUPPORTED_ON_DASK``; row
-    conditions only on row-level expectations (aggregates are computed by lakescore itself).
-    """
-    if engine == "spark":
-        return
-    if engine != "dask":
-        raise DefinitionError(f"suite {suite.path}: unknown engine {engine!r} (spark or dask)")
-    for spec in suite.expectations:
-        if spec.type not in SUPPORTED_ON_DASK:
-            raise NotSupportedByBackend(
-                engine, f"expectation {spec.type} (suite {suite.path}; supported there: "
-                        f"{', '.join(sorted(SUPPORTED_ON_DASK))})")
-        if spec.kwargs.get("row_condition") and spec.type not in MAP_EXPECTATIONS:
-            raise NotSupportedByBackend(
-                engine, f"row_condition on {spec.label()} (suite {suite.path})")
-        if spec.type in TYPE_EXPECTATIONS and spec.kwargs.get("mostly", 1) != 1:
-            raise NotSupportedByBackend(
-                engine, f"mostly on {spec.label()} (suite {suite.path})")
+    types: frozenset[str] | None = None
+    """The types it runs; None: every type Great Expectations' own engine runs."""
+    row_condition_types: frozenset[str] | None = None
+    """The types it runs with a ``row_condition``; None: every type it runs."""
+    without_mostly: frozenset[str] = frozenset()
+    """Types it runs only without ``mostly`` (a verdict per partition cannot be a share)."""
+
+    def unsupported(self, suite: Suite) -> str | None:
+        """The first thing in ``suite`` it cannot evaluate, described for a message, or None."""
+        for spec in suite.expectations:
+            if self.types is not None and spec.type not in self.types:
+                return (f"expectation {spec.type} (suite {suite.path}; supported there: "
+                        f"{', '.join(sorted(self.types))})")
+            if spec.kwargs.get("row_condition") and self.row_condition_types is not None \
+                    and spec.type not in self.row_condition_types:
+                return f"row_condition on {spec.label()} (suite {suite.path})"
+            if spec.type in self.without_mostly and spec.kwargs.get("mostly", 1) != 1:
+                return f"mostly on {spec.label()} (suite {suite.path})"
+        return None
+
+
+def check_supported(suite: Suite, backend: str, support: ExpectationSupport) -> None:
+    """Fail before running when ``support`` lacks an expectation of ``suite``:
+    ``NotSupportedByBackend`` naming ``backend`` and the expectation."""
+    problem = support.unsupported(suite)
+    if problem is not None:
+        raise NotSupportedByBackend(backend, problem)
 
 
 def enforce(report: ValidationReport, policy: Literal["fail", "warn"]) -> None:

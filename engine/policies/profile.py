@@ -25,10 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.validation.kinds import BOOLEAN, FLOAT, INTEGER, STRING, column_kinds
 from engine.validation.suite import plain_value
-
-INTEGER, FLOAT, STRING, BOOLEAN, TIMESTAMP, OTHER = (
-    "integer", "float", "string", "boolean", "timestamp", "other")
 
 # Type names GE compares with: Spark's type classes, pandas dtypes (an integer column holding
 # nulls is float64 in pandas), Python types for object columns judged value by value.
@@ -60,20 +58,6 @@ class TableProfile:
     version: int
     rows: int
     columns: tuple[ColumnProfile, ...]
-
-
-def column_kinds(schema: Any) -> dict[str, str]:
-    """Column name → kind, from the table's Arrow schema."""
-    import pyarrow as pa
-
-    kinds = {}
-    for f in schema:
-        t = f.type
-        kinds[f.name] = (INTEGER if pa.types.is_integer(t) else FLOAT if pa.types.is_floating(t)
-                         else STRING if pa.types.is_string(t) or pa.types.is_large_string(t)
-                         else BOOLEAN if pa.types.is_boolean(t)
-                         else TIMESTAMP if pa.types.is_timestamp(t) else OTHER)
-    return kinds
 
 
 def profile_table(backend: Any, read: Any, max_values: int = 20) -> TableProfile:

@@ -28,11 +28,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from engine.validation.kinds import BOOLEAN, FLOAT, INTEGER, STRING
+
 log = logging.getLogger(__name__)
 
 EPSILON = 1e-4
-NUMERIC_KINDS = frozenset({"integer", "float"})
-CATEGORICAL_KINDS = frozenset({"string", "boolean"})
+NUMERIC_KINDS = frozenset({INTEGER, FLOAT})
+CATEGORICAL_KINDS = frozenset({STRING, BOOLEAN})
 
 
 @dataclass(frozen=True)
@@ -73,13 +75,13 @@ def measure_drift(backend: Any, train_frame: Any, score_frame: Any, features: Se
                   kinds: Mapping[str, str] | None = None, max_levels: int = 20) -> list[FeatureDrift]:
     """Each feature's drift from the training frame to the scoring frame (see the module doc).
 
-    ``kinds`` maps a feature to its column kind (``engine.validation.profile.column_kinds``);
+    ``kinds`` maps a feature to its column kind (``engine.validation.kinds.column_kinds``);
     a feature missing from it is taken as numeric."""
     from engine.backend import CanMeasureDrift, require
 
     measurer = require(backend, CanMeasureDrift, "drift measurement")
     kinds = dict(kinds or {})
-    numeric = [f for f in features if kinds.get(f, "float") in NUMERIC_KINDS]
+    numeric = [f for f in features if kinds.get(f, FLOAT) in NUMERIC_KINDS]
     categorical = [f for f in features if kinds.get(f) in CATEGORICAL_KINDS]
     figures: dict[str, tuple[list[int], list[int], dict, dict]] = {}
     if numeric:
@@ -148,16 +150,10 @@ def write_drift_metrics(drifts: Sequence[FeatureDrift], table: Any, commit: Any,
                         constants: Mapping[str, Any]) -> Any:
     """Append the figures to the Delta metrics table ``table`` in one commit (skipped when this
     commit's app transaction is already in, so a rerun writes nothing twice)."""
-    from engine.storage import delta_log
-    from engine.storage.table import WriteMode, WriteResult
+    from engine.storage.arrow import write_arrow
+    from engine.storage.table import WriteMode
 
-    if delta_log.is_committed(table, commit):
-        return WriteResult(table=table, version=delta_log.table_version(table) or 0, rows=0,
-                           files=0, skipped=True)
-    data = drift_rows(drifts, constants)
-    files = delta_log.write_parquet_file(data, table)
-    version = delta_log.commit_files(table, files, data.schema, WriteMode.APPEND, commit)
-    return WriteResult(table=table, version=version, rows=data.num_rows, files=len(files))
+    return write_arrow(drift_rows(drifts, constants), table, WriteMode.APPEND, commit)
 
 
 def _rate(part: int, whole: int) -> float | None:

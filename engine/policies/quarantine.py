@@ -17,34 +17,15 @@ for ``expect_column_values_to_not_be_null``; ``strict_min``/``strict_max`` exclu
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import ValidationFailed
 from engine.lineage import Lineage
-from engine.validation.suite import ROW_LEVEL_EXPECTATIONS, Outcome, ValidationReport
+from engine.validation.suite import ROW_LEVEL_EXPECTATIONS, Outcome, RowRule, ValidationReport
 
-QUARANTINE_REASONS = "quarantine_reasons"
 QUARANTINE_RUN_ID = "quarantine_run_id"
 QUARANTINE_SOURCE = "quarantine_source"
-
-
-@dataclass(frozen=True)
-class RowRule:
-    """A failed row-level expectation: which rows it blames, and the reason they carry."""
-
-    expectation_type: str
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    reason: str = ""
-
-    @property
-    def column(self) -> str | None:
-        column = self.kwargs.get("column")
-        return None if column is None else str(column)
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (self.column,) if self.column else tuple(self.kwargs.get("column_list") or ())
 
 
 def blames_rows(outcome: Outcome) -> bool:
