@@ -19,7 +19,8 @@ from engine.backends.dask import DaskBackend
 from engine.backends.spark import SparkBackend
 from engine.conf import load_conf
 from engine.errors import ValidationFailed
-from engine.pipeline import RunContext, validate_table
+from engine.pipeline import validate_table
+from engine.run_context import RunContext
 from engine.validation.quarantine import QUARANTINE_REASONS, row_rules
 from engine.validation.suite import ExpectationSpec, Suite
 from tests.test_validation import ROWS, feature_frame, run, spread
