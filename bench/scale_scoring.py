@@ -113,7 +113,8 @@ def generate(lakehouse: Path, rows: int, dates: int, seed: int = 5) -> None:
 def child_train(workdir: Path) -> dict:
     from engine.backend import open_backend
     from engine.conf import load_conf
-    from engine.pipeline import RunContext, train_model
+    from engine.pipeline import train_model
+    from engine.run_context import RunContext
 
     conf = load_conf(None, overrides=conf_overrides(workdir, "spark"))
     ctx = RunContext.start(conf)
@@ -149,7 +150,8 @@ def _worker_peak_mib() -> float | None:
 def child_score(workdir: Path, engine: str) -> dict:
     from engine.backend import open_backend
     from engine.conf import load_conf
-    from engine.pipeline import RunContext, resolve_model, score_rows
+    from engine.pipeline import resolve_model, score_rows
+    from engine.run_context import RunContext
 
     conf = load_conf(None, overrides=conf_overrides(workdir, engine))
     started = time.perf_counter()

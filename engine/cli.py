@@ -97,7 +97,7 @@ def run_job(name: str, parser: argparse.ArgumentParser,
     """Parse, load conf, run ``body``, print the summary (jobs that only report skip it);
     return the exit code."""
     from engine.manifest import write_manifest
-    from engine.pipeline import RunContext
+    from engine.run_context import RunContext
     from engine.storage.files import check_reachable
 
     args = parser.parse_args(argv)

@@ -28,7 +28,7 @@ from engine.errors import ConfError
 
 if TYPE_CHECKING:
     from engine.conf import Conf
-    from engine.pipeline import RunContext
+    from engine.run_context import RunContext
 
 MANIFEST_FORMAT = 1
 MANIFEST_NAME = "manifest.json"

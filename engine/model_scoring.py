@@ -29,7 +29,8 @@ def score_batch(model: str | ModelRecord, rows: Any, *, events: Any = None, conf
     artifact is missing."""
     from engine.backend import backend_of_frame
     from engine.conf import load_conf
-    from engine.pipeline import _score_frame, model_registry
+    from engine.pipeline import _score_frame
+    from engine.run_context import model_registry
     from engine.storage.table import TableRef
     from engine.training.carried import carried_features, require_artifact
 

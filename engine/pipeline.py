@@ -4,6 +4,10 @@ Each stage reads Delta tables at a known version, writes at most one Delta commi
 table, and records in that commit what it read (tables and versions), the feature definition's
 hash and, for scores, the model. A stage that fails raises before it commits, so a table is never
 left half-written, and the stages after it do not run.
+
+What a stage reads and writes goes into the run summary once, through the run context
+(``ctx.record_read`` / ``ctx.record_write``, ``engine.run_context``); the demo tables are written
+by ``engine.demo_data`` and the engines' scores compared by ``engine.replay.compare_scores``.
 """
 
 from __future__ import annotations
@@ -12,20 +16,18 @@ import logging
 import shutil
 import tempfile
 import time
-import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.backend import Backend, CanConcat, CanScoreMllib, require, require_suite, require_trainer
-from engine.conf import Conf
-from engine.errors import ConfError, LakescoreError, ModelMismatch
+from engine.errors import ModelMismatch
 from engine.lineage import Lineage
+from engine.run_context import INPUT_TABLES, RunContext
 from engine.storage import delta_log
 from engine.storage.delta_log import row_count
-from engine.storage.table import CommitInfo, TableRef, WriteMode, WriteResult
-from engine.summary import RunSummary
+from engine.storage.table import TableRef, WriteMode, WriteResult
 
 if TYPE_CHECKING:
     from engine.features.definitions import FeatureSet
@@ -34,86 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lakescore")
 
-INPUT_TABLES = ("events", "labels", "to_score")
-
-
-def new_run_id() -> str:
-    """Sortable and unique: UTC time of the start plus a random suffix."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-
-
-@dataclass
-class RunContext:
-    """What every stage of one run shares. ``output_suffix`` keeps each engine's outputs apart
-    when one pipeline runs on several engines (``scores`` → ``scores_dask``)."""
-
-    conf: Conf
-    run_id: str
-    summary: RunSummary
-    output_suffix: str = ""
-    validation_ids: dict[str, list[str]] = field(default_factory=dict)
-    """Result ids of the validations run in this run, by the name of the table they checked."""
-    observations: list[tuple[str, Any]] = field(default_factory=list)
-    """(engine, what a stage saw): validation reports, quarantine results, drift figures and
-    (role, model) pairs, for the run's metrics and lineage events (``engine.metrics``)."""
-
-    @classmethod
-    def start(cls, conf: Conf, run_id: str | None = None) -> RunContext:
-        run_id = run_id or new_run_id()
-        run_dir = conf.lakehouse_path("runs", run_id)
-        return cls(conf=conf, run_id=run_id, summary=RunSummary(run_id=run_id, run_dir=run_dir))
-
-    def table(self, logical: str, suffix: str | None = None) -> TableRef:
-        """The table for a logical name; outputs get ``suffix`` (default: ``output_suffix``)."""
-        path = getattr(self.conf.tables, logical)
-        name = logical
-        suffix = self.output_suffix if suffix is None else suffix
-        if logical not in INPUT_TABLES and suffix:
-            path, name = f"{path}_{suffix}", f"{logical}_{suffix}"
-        location = path if "://" in path or Path(path).is_absolute() else self.conf.lakehouse_path(path)
-        layout = self.conf.layout.get(logical)
-        extra = {} if layout is None else {"partition_by": tuple(layout.partition_by),
-                                           "keys": tuple(layout.keys),
-                                           "allow_new_columns": layout.allow_new_columns}
-        return TableRef(name=name, path=location, storage_options=dict(self.conf.storage_options),
-                        version=self.conf.input_versions.get(logical), **extra)
-
-    @property
-    def run_dir(self) -> Path:
-        """The run directory as a local path (tests, local lakehouses); what the run writes goes
-        through ``run_location`` so that an object-store lakehouse stays one."""
-        return Path(self.summary.run_dir)
-
-    def run_location(self, *parts: str) -> str:
-        """Where this run's files go: under ``<lakehouse>/runs/<run_id>``, local or a URI."""
-        from engine.storage.files import join
-
-        return join(self.summary.run_dir, *parts)
-
-    def commit(self, job: str, engine: str, table: TableRef, lineage: Lineage,
-               app_key: str | None = None) -> CommitInfo:
-        """Commit info whose app transaction makes a rerun of the same run (or key) a no-op."""
-        app_id = f"lakescore:{job}:{table.name}:{app_key or self.run_id}"
-        return CommitInfo(job=job, run_id=self.run_id, engine=engine, app_id=app_id, batch=0,
-                          metadata=lineage.to_metadata())
-
-
-def feature_set(conf: Conf) -> FeatureSet:
-    from engine.features.definitions import load_feature_set
-
-    if conf.features is None:
-        raise ConfError("features: is null; name the feature definition file (only jobs.score "
-                        "takes the definitions from its model when features is null)")
-    return load_feature_set(conf.resolve(conf.features))
-
-
-def _record_write(record: Any, result: WriteResult) -> None:
-    if result.skipped:
-        record.skipped.append(result.table.name)
-    else:
-        record.written[result.table.name] = result.version
-    record.outputs[result.table.name] = result.table.path
-
 
 def build_features(backend: Backend, ctx: RunContext, spine_table: str, output_table: str,
                    stage: str) -> WriteResult:
@@ -121,8 +43,8 @@ def build_features(backend: Backend, ctx: RunContext, spine_table: str, output_t
     the result to ``output_table`` (overwrite, one commit)."""
     from engine.features.definitions import definition_hash
 
-    definition = feature_set(ctx.conf)
-    with ctx.summary.stage(stage, backend.name) as record:
+    definition = ctx.feature_set()
+    with ctx.stage(stage, backend.name) as record:
         events_version = check_input_files(ctx.table("events"), definition.source_version,
                                            definition.event_columns())
         spine_version = check_input_files(ctx.table(spine_table))
@@ -131,7 +53,7 @@ def build_features(backend: Backend, ctx: RunContext, spine_table: str, output_t
         spine = backend.read(ctx.table(spine_table), version=spine_version)
         check_inputs_usable(ctx, definition, events, spine, spine_table)
         frame = backend.training_set(definition, events.frame, spine.frame)
-        record.rows_in = row_count(spine.table, spine.version)
+        ctx.record_read(spine)
         record.note = f"{row_count(events.table, events.version):,} events"
         out = ctx.table(output_table)
         lineage = Lineage(inputs={events.table.name: events.version, spine.table.name: spine.version},
@@ -146,8 +68,7 @@ def build_features(backend: Backend, ctx: RunContext, spine_table: str, output_t
         else:
             result = backend.write(frame, out, WriteMode.OVERWRITE,
                                    ctx.commit(stage, backend.name, out, lineage))
-            record.rows_out = result.rows
-        _record_write(record, result)
+        ctx.record_write(result)
         return result
 
 
@@ -209,9 +130,9 @@ def validate_table(backend: Backend, ctx: RunContext, logical: str, suites: list
     loaded = [require_suite(backend, load_suite(ctx.conf.resolve(path))) for path in suites]
     policy = ctx.conf.validation.policy_for(logical)
     reports = []
-    with ctx.summary.stage(stage, backend.name) as record:
+    with ctx.stage(stage, backend.name) as record:
         read = backend.read(ctx.table(logical), version=check_input_files(ctx.table(logical)))
-        record.rows_in = row_count(read.table, read.version)
+        ctx.record_read(read)
 
         def validate(frame: Any, table: str) -> list[ValidationReport]:
             return _run_suites(backend, ctx, loaded, frame, table, read.table.name, record)
@@ -240,7 +161,7 @@ def _check_default_share(backend: Backend, ctx: RunContext, read: Any, policy: s
     from engine.policies.guards import check_default_share, defaults_of
 
     columns = set(read.frame.columns)
-    defaults = {k: v for k, v in defaults_of(feature_set(ctx.conf)).items() if k in columns}
+    defaults = {k: v for k, v in defaults_of(ctx.feature_set()).items() if k in columns}
     if not defaults:
         return "no features of the definition in this table"
     counter = require(backend, CanCountDefaults, "the all-default rows guard")
@@ -301,20 +222,12 @@ def _validate_scores(backend: Backend, ctx: RunContext, frame: Any, out: TableRe
         enforce(report, "warn" if policy == "warn" else "fail")
 
 
-def model_registry(conf: Conf):
-    """The MLflow registry of conf (``registry.*``; by default a SQLite file in the lakehouse)."""
-    from engine.training.registry import Registry
-
-    return Registry.from_conf(conf.registry, conf.lakehouse_path(), dict(conf.storage_options))
-
-
 def _quarantine(backend: Backend, ctx: RunContext, read: Any, reports: list[ValidationReport],
                 validate: Any, record: Any) -> None:
     from engine.policies.quarantine import QUARANTINE_RUN_ID, QUARANTINE_SOURCE, quarantine_rows
 
-    base = ctx.table("quarantine")
-    target = TableRef(name=f"quarantine_{read.table.name}", path=f"{base.path}/{read.table.name}",
-                      storage_options=base.storage_options)
+    target = ctx.table_at(f"quarantine_{read.table.name}",
+                          f"{ctx.table('quarantine').path}/{read.table.name}")
     result = quarantine_rows(
         backend, read, reports, target,
         commit_for=lambda job, table, lineage: ctx.commit(job, backend.name, table, lineage),
@@ -323,12 +236,11 @@ def _quarantine(backend: Backend, ctx: RunContext, read: Any, reports: list[Vali
                    QUARANTINE_SOURCE: f"{read.table.name}@v{read.version}"})
     if result is not None:
         ctx.observations.append((backend.name, result))
-        record.rows_out = result.kept
-        if result.kept_version is not None:
-            record.written[read.table.name] = result.kept_version
-        if result.quarantine_version is not None:
-            record.written[target.name] = result.quarantine_version
-        record.outputs[target.name] = target.path
+        # The kept rows replace the table read in place: it stays the output of the stage
+        # that made it (so the run's manifest keeps that commit's lineage); they are what
+        # goes on, the stage's rows out.
+        record.add_write(read.table.name, None, result.kept, result.kept_version)
+        record.add_write(target.name, target.path, None, result.quarantine_version)
         record.note = (f"quarantined {result.quarantined:,} rows ({'; '.join(result.reasons)}), "
                        f"kept {result.kept:,}")
 
@@ -339,8 +251,6 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
 
     H2O imports the Delta table's Parquet files itself, so training does not pass through the
     engine's driver; MLlib needs the Spark backend."""
-    from deltalake import DeltaTable
-
     from engine.conf import REPO_ROOT
     from engine.features.definitions import definition_hash
     from engine.session import h2o_connection
@@ -351,7 +261,7 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
     from engine.training.split import OutOfTimeSplit
 
     conf = ctx.conf
-    definition = feature_set(conf)
+    definition = ctx.feature_set()
     table = ctx.table("training_set")
     split = OutOfTimeSplit(datetime.fromisoformat(conf.train.valid_from).replace(tzinfo=timezone.utc))
     # The trainer writes the MOJO and its reports to a local directory, which the registry
@@ -362,10 +272,9 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
                if is_remote(ctx.summary.run_dir) else ctx.run_dir / "model")
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    registry = model_registry(conf)
-    with ctx.summary.stage("train", backend.name) as record:
-        delta = DeltaTable(table.path, storage_options=table.storage_options or None)
-        version = delta.version()
+    registry = ctx.model_registry()
+    with ctx.stage("train", backend.name) as record:
+        version = delta_log.readable_version(table)
         spec = TrainSpec(features=tuple(definition.feature_names()), label=conf.train.label,
                          time_column=definition.as_of, split=split, params=dict(conf.train.params),
                          task=conf.train.task, threshold=conf.train.threshold,
@@ -374,7 +283,7 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
                          folds=conf.train.folds, group_column=definition.entity_keys[0])
         trainer = trainer_for(conf.train.algorithm)
         require_trainer(backend, trainer)
-        files = tuple(delta.file_uris())
+        files = tuple(delta_log.file_uris(table, version))
         if trainer.family == "h2o":
             h2o_connection(conf.h2o)
             if remote_uri(files[0] if files else ""):
@@ -426,7 +335,7 @@ def stage_locally(table: TableRef, files: tuple[str, ...], directory: Path) -> t
 def resolve_model(ctx: RunContext, ref: str | None = None) -> ModelRecord:
     """The registered version ``ref`` (default ``score.model``) names: ``name@alias``,
     ``name/version``, a name or ``latest``."""
-    return model_registry(ctx.conf).resolve(ref or ctx.conf.score.model)
+    return ctx.model_registry().resolve(ref or ctx.conf.score.model)
 
 
 def check_model_fits(model: ModelRecord, definition: FeatureSet) -> None:
@@ -480,26 +389,27 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
     from engine.features.definitions import definition_hash
     from engine.scoring.batches import BATCH_KEY, previous_batch_partitions
 
-    definition = feature_set(ctx.conf)
+    definition = ctx.feature_set()
     models = [model] + ([challenger] if challenger is not None else [])
     for each in models:
         check_model_fits(each, definition)
     check_drift(backend, ctx, model)
-    with ctx.summary.stage("score", backend.name) as record:
+    with ctx.stage("score", backend.name) as record:
         scoring = backend.read(ctx.table("scoring_set"))
-        record.rows_in = row_count(scoring.table, scoring.version)
+        ctx.record_read(scoring)
         out = ctx.table("scores")
         commits = {each.model_id: ctx.commit("score", backend.name, out, Lineage(),
                                              app_key=f"{each.model_id}:{scoring.table.name}@v{scoring.version}")
                    for each in models}
         done = [m for m in models if delta_log.is_committed(out, commits[m.model_id])]
         if done:
-            record.skipped.extend(f"{out.name} of {m.model_id}" for m in done)
+            skipped = WriteResult(table=out, version=delta_log.table_version(out) or 0, rows=0,
+                                  files=0, skipped=True)
+            for each in done:
+                ctx.record_write(skipped, name=f"{out.name} of {each.model_id}")
             models = [m for m in models if m not in done]
             if not models:
-                record.rows_out = 0
-                return WriteResult(table=out, version=delta_log.table_version(out) or 0, rows=0,
-                                   files=0, skipped=True)
+                return skipped
         keys = [*definition.entity_keys, definition.as_of]
         scored = [_score_frame(backend, scoring.frame, each, keys,
                                {"model_id": each.model_id, "run_id": ctx.run_id}) for each in models]
@@ -514,7 +424,7 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
                           validation_ids=ctx.validation_ids.get(scoring.table.name, []),
                           models=[{"role": role, "name": each.name, "version": str(each.version),
                                    "mlflow_run_id": each.mlflow_run_id,
-                                   "registry": model_registry(ctx.conf).tracking_uri}
+                                   "registry": ctx.model_registry().tracking_uri}
                                   for role, each in zip(roles, models)])
         frame = backend.with_utc_date(frame, definition.as_of, SCORE_DATE)
         _validate_scores(backend, ctx, frame, out, record)
@@ -528,9 +438,7 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
         started = time.perf_counter()
         result = backend.write(frame, out, scores_write_mode(out), commit)
         seconds = time.perf_counter() - started
-        record.rows_out = result.rows
-        _record_write(record, result)
-        record.outputs[out.name] = out.path
+        ctx.record_write(result)
         record.note = describe_scores(backend, out, result, [m.model_id for m in models],
                                       ctx.run_id, seconds)
         return result
@@ -587,7 +495,7 @@ def check_drift(backend: Backend, ctx: RunContext, model: ModelRecord) -> WriteR
     drift = ctx.conf.drift
     if not drift.enabled:
         return None
-    with ctx.summary.stage("drift", backend.name) as record:
+    with ctx.stage("drift", backend.name) as record:
         try:
             return _measure_drift(backend, ctx, model, record)
         except Exception as exc:  # noqa: BLE001 - drift must never fail a job (see docstring)
@@ -604,8 +512,7 @@ def _measure_drift(backend: Backend, ctx: RunContext, model: ModelRecord, record
 
     drift = ctx.conf.drift
     name = Path(model.training_table.rstrip("/")).name
-    train_ref = TableRef(name=name, path=model.training_table,
-                         storage_options=dict(ctx.conf.storage_options))
+    train_ref = ctx.table_at(name, model.training_table)
     train = backend.read(train_ref, version=model.training_version)
     scoring = backend.read(ctx.table("scoring_set"))
     features = list(model.features)
@@ -624,88 +531,11 @@ def _measure_drift(backend: Backend, ctx: RunContext, model: ModelRecord, record
         "run_id": ctx.run_id, "model_id": model.model_id, "engine": backend.name,
         "training_table": f"{name}@v{train.version}",
         "scoring_table": f"{scoring.table.name}@v{scoring.version}"})
-    _record_write(record, result)
-    record.rows_in = row_count(scoring.table, scoring.version)
+    ctx.record_write(result)
+    ctx.record_read(scoring)
     ctx.observations.extend((backend.name, d) for d in drifts)
     warned = [d.feature for d in drifts if d.warn]
     worst = max((d for d in drifts if d.psi is not None), key=lambda d: d.psi, default=None)
     record.note = (f"max PSI {worst.psi:.3f} ({worst.feature}); " if worst else "") + \
         (f"drift warned: {', '.join(warned)}" if warned else "no drift above thresholds")
     return result
-
-
-def write_demo_tables(ctx: RunContext) -> None:
-    """Generate the demo's events, labels and rows to score (seeded) into Delta tables.
-
-    Skipped when the tables already hold data generated from the same demo conf, so a second
-    ``make demo`` reuses them; a changed size or seed regenerates all three."""
-    import dataclasses
-    import hashlib
-    import json
-
-    from deltalake import DeltaTable, write_deltalake
-    from deltalake.exceptions import TableNotFoundError
-    from deltalake.transaction import CommitProperties
-
-    from engine.demo_data import generate_demo
-
-    demo = ctx.conf.demo
-    demo_hash = hashlib.sha256(json.dumps(dataclasses.asdict(demo), sort_keys=True).encode()).hexdigest()[:16]
-    with ctx.summary.stage("generate", "deltalake") as record:
-        refs = {name: ctx.table(name) for name in INPUT_TABLES}
-        try:
-            existing = [DeltaTable(r.path, storage_options=r.storage_options or None).history(1)[0]
-                        .get("lakescore.demo_hash") for r in refs.values()]
-        except TableNotFoundError:
-            existing = []
-        if existing == [demo_hash] * len(refs):
-            record.note = "demo tables already generated with this conf; reused"
-            for r in refs.values():
-                record.outputs[r.name] = r.path
-            return
-        data = generate_demo(demo)
-        tables = {"events": data.events, "labels": data.labels, "to_score": data.to_score}
-        for name, arrow in tables.items():
-            ref = refs[name]
-            meta = {"lakescore.job": "generate", "lakescore.run_id": ctx.run_id,
-                    "lakescore.engine": "deltalake",
-                    "lakescore.demo_hash": demo_hash}
-            write_deltalake(ref.path, arrow, mode="overwrite", schema_mode="overwrite",
-                            commit_properties=CommitProperties(custom_metadata=meta),
-                            storage_options=ref.storage_options or None)
-            record.written[name] = DeltaTable(ref.path, storage_options=ref.storage_options or None).version()
-            record.outputs[name] = ref.path
-        record.rows_out = sum(t.num_rows for t in tables.values())
-        record.note = f"{data.events.num_rows:,} events, {data.labels.num_rows:,} labels"
-
-
-def compare_scores(ctx: RunContext, engines: list[str]) -> float:
-    """Max absolute difference between the engines' scores for the same rows and model.
-
-    Reads each engine's scores table with deltalake (independently of both engines) and joins
-    on the keys; a row scored by one engine and not the other is a failure too."""
-    import pandas as pd
-    from deltalake import DeltaTable
-
-    definition = feature_set(ctx.conf)
-    keys = [*definition.entity_keys, definition.as_of, "model_id"]
-    frames = []
-    for engine in engines:
-        ref = ctx.table("scores", suffix=engine)
-        frame = DeltaTable(ref.path, storage_options=ref.storage_options or None).to_pandas(
-            columns=[*keys, "score", "run_id"])
-        frame = frame[frame["run_id"] == ctx.run_id] if (frame["run_id"] == ctx.run_id).any() else frame
-        frames.append(frame.drop(columns="run_id").rename(columns={"score": f"score_{engine}"}))
-    merged = frames[0]
-    for frame in frames[1:]:
-        merged = pd.merge(merged, frame, on=keys, how="outer", indicator=True)
-        unmatched = int((merged["_merge"] != "both").sum())
-        if unmatched:
-            raise LakescoreError(f"{unmatched} rows of the scores tables were scored by only one "
-                                 f"of {engines}; rerun the score stage on each engine")
-        merged = merged.drop(columns="_merge")
-    base = merged[f"score_{engines[0]}"]
-    diff = max(float((merged[f"score_{e}"] - base).abs().max()) for e in engines[1:])
-    ctx.summary.facts[f"scores {' vs '.join(engines)}"] = (
-        f"{len(merged):,} rows, max abs difference {diff:.3g}")
-    return diff

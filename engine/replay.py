@@ -31,10 +31,13 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import ConfError, InputVersionGone, LakescoreError
 from engine.manifest import REDACTED, InputVersion, Manifest, read_manifest
+
+if TYPE_CHECKING:
+    from engine.run_context import RunContext
 
 log = logging.getLogger("lakescore.replay")
 
@@ -208,7 +211,7 @@ def training_tables(original: Any, models: list[dict[str, str]]) -> tuple[str, .
     """The training tables the registry records for the run's models (those it still holds)."""
     if not models:
         return ()
-    from engine.pipeline import model_registry
+    from engine.run_context import model_registry
 
     registry = model_registry(original)
     records = (registry.describe(m["name"], int(m["version"])) for m in models)
@@ -374,7 +377,7 @@ def replay(manifest_uri: str, *, engine: str | None = None, into: str | None = N
     import yaml
 
     from engine.conf import Conf, _coerce, load_conf
-    from engine.pipeline import new_run_id
+    from engine.run_context import new_run_id
 
     options = dict(storage_options or {})
     manifest = read_manifest(manifest_uri, options)
@@ -445,3 +448,36 @@ def replay(manifest_uri: str, *, engine: str | None = None, into: str | None = N
             name, read_output(where["path"], where["version"], manifest.run_id, options),
             read_output(target, None, replay_id, replay_options), tolerance, where["path"], target))
     return report
+
+
+def compare_scores(ctx: RunContext, engines: list[str]) -> float:
+    """Max absolute difference between the engines' scores for the same rows and model.
+
+    Reads each engine's scores table through the storage layer (independently of both engines)
+    and joins on the keys; a row scored by one engine and not the other is a failure too."""
+    import pandas as pd
+
+    from engine.storage import delta_log
+
+    definition = ctx.feature_set()
+    keys = [*definition.entity_keys, definition.as_of, "model_id"]
+    frames = []
+    for engine in engines:
+        ref = ctx.table("scores", suffix=engine)
+        frame = delta_log.open_table(ref, delta_log.readable_version(ref)).to_pandas(
+            columns=[*keys, "score", "run_id"])
+        frame = frame[frame["run_id"] == ctx.run_id] if (frame["run_id"] == ctx.run_id).any() else frame
+        frames.append(frame.drop(columns="run_id").rename(columns={"score": f"score_{engine}"}))
+    merged = frames[0]
+    for frame in frames[1:]:
+        merged = pd.merge(merged, frame, on=keys, how="outer", indicator=True)
+        unmatched = int((merged["_merge"] != "both").sum())
+        if unmatched:
+            raise LakescoreError(f"{unmatched} rows of the scores tables were scored by only one "
+                                 f"of {engines}; rerun the score stage on each engine")
+        merged = merged.drop(columns="_merge")
+    base = merged[f"score_{engines[0]}"]
+    diff = max(float((merged[f"score_{e}"] - base).abs().max()) for e in engines[1:])
+    ctx.summary.facts[f"scores {' vs '.join(engines)}"] = (
+        f"{len(merged):,} rows, max abs difference {diff:.3g}")
+    return diff

@@ -29,6 +29,20 @@ class StageRecord:
     status: str = "ok"
     note: str = ""
 
+    def add_write(self, table: str, location: str | None, rows: int | None, version: int | None,
+                  skipped_as: str | None = None) -> None:
+        """One write of this stage: ``version`` None means it was skipped (the same commit was
+        already in), listed as ``skipped_as`` (default ``table``); ``location`` None leaves the
+        table out of ``outputs``; ``rows`` (None: not counted) add to ``rows_out``."""
+        if version is None:
+            self.skipped.append(skipped_as or table)
+        else:
+            self.written[table] = version
+        if location is not None:
+            self.outputs[table] = location
+        if rows is not None:
+            self.rows_out = (self.rows_out or 0) + rows
+
 
 @dataclass
 class RunSummary:

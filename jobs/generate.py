@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from engine.cli import job_parser, run_job
-from engine.pipeline import write_demo_tables
+from engine.demo_data import write_demo_tables
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,6 @@ import sys
 
 from engine.cli import job_parser, run_job
 from engine.lineage import model_lineage, render, trace
-from engine.pipeline import model_registry
 
 
 def body(conf, ctx, args) -> None:
@@ -18,7 +17,7 @@ def body(conf, ctx, args) -> None:
         if args.table == logical or args.table.startswith(f"{logical}_"):
             path = ctx.table(logical, suffix=args.table[len(logical) + 1:]).path
             break
-    registry = model_registry(conf)
+    registry = ctx.model_registry()
 
     def lookup(name: str, version: int):
         record = registry.describe(name, version)

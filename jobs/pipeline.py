@@ -14,9 +14,10 @@ import sys
 
 from engine.cli import job_parser, run_job
 from engine.errors import LakescoreError
-from engine.pipeline import (build_features, check_model_fits, compare_scores, feature_set,
-                             resolve_model, score_rows, train_model, validate_inputs,
-                             validate_table, write_demo_tables)
+from engine.demo_data import write_demo_tables
+from engine.pipeline import (build_features, check_model_fits, resolve_model, score_rows,
+                             train_model, validate_inputs, validate_table)
+from engine.replay import compare_scores
 from engine.training.carried import require_artifact
 from jobs._backend import backend_for
 
@@ -29,7 +30,7 @@ def body(conf, ctx, args) -> None:
     if args.model:  # scored with a registered version: refused before anything is written
         model = resolve_model(ctx, args.model)
         require_artifact(model)
-        check_model_fits(model, feature_set(conf))
+        check_model_fits(model, ctx.feature_set())
     if not args.skip_generate:
         write_demo_tables(ctx)
     for engine in engines:

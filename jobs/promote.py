@@ -6,11 +6,10 @@ from __future__ import annotations
 import sys
 
 from engine.cli import job_parser, run_job
-from engine.pipeline import model_registry
 
 
 def body(conf, ctx, args) -> None:
-    registry = model_registry(conf)
+    registry = ctx.model_registry()
     before = registry.resolve(args.model)
     previous = registry.aliases(before.name).get(args.alias)
     after = registry.set_alias(before.model_id, args.alias)

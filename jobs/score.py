@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 
 from engine.cli import job_parser, run_job
-from engine.pipeline import (build_features, check_model_fits, feature_set, require_scorer,
-                             resolve_model, score_rows, validate_inputs, validate_table)
+from engine.pipeline import (build_features, check_model_fits, require_scorer, resolve_model,
+                             score_rows, validate_inputs, validate_table)
 from engine.training.carried import conf_with_carried_features, require_artifact
 from jobs._backend import backend_for
 
@@ -22,7 +22,7 @@ def body(conf, ctx, args) -> None:
         require_artifact(each)
     if conf.features is None:
         ctx.conf = conf = conf_with_carried_features(conf, model, ctx.run_dir)
-    definition = feature_set(conf)
+    definition = ctx.feature_set()
     for each in filter(None, [model, challenger]):  # refused before anything is computed or written
         check_model_fits(each, definition)
     with backend_for(conf) as backend:

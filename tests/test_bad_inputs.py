@@ -24,8 +24,10 @@ from engine.backends.spark import SparkBackend
 from engine.cli import job_parser, run_job
 from engine.conf import load_conf
 from engine.errors import EXIT_CODES, UnreadableFile
-from engine.pipeline import (RunContext, build_features, score_rows, train_model, validate_inputs,
-                             validate_table, write_demo_tables)
+from engine.demo_data import write_demo_tables
+from engine.pipeline import (build_features, score_rows, train_model, validate_inputs,
+                             validate_table)
+from engine.run_context import RunContext
 
 INPUTS = ("events", "labels", "to_score")
 

@@ -148,7 +148,7 @@ def cluster_run(spark_cluster, dask_cluster, h2o_url, lakehouse, spark):
     # session), cheaper than a third whole job.
     from engine.backends.spark import SparkBackend
     from engine.conf import load_conf
-    from engine.pipeline import model_registry
+    from engine.run_context import model_registry
 
     started = time.perf_counter()
     conf = load_conf(REPO / "conf" / "test.yaml", overrides=[f"lakehouse={lakehouse}"])
@@ -174,7 +174,7 @@ def test_every_job_runs_on_both_clusters_with_the_local_scores(cluster_run, lake
     assert np.abs(on_spark["score"] - local["score"]).max() <= TOLERANCE
     assert "scores_dask" in cluster_run["lineage"] and "training_set" in cluster_run["lineage"]
     from engine.conf import load_conf
-    from engine.pipeline import model_registry
+    from engine.run_context import model_registry
 
     registry = model_registry(load_conf(REPO / "conf" / "test.yaml", overrides=[f"lakehouse={lakehouse}"]))
     on_dask_cluster = registry.resolve("churn_dask/1")  # trained by the Dask job on the H2O JVM

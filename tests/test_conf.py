@@ -58,7 +58,7 @@ def test_relative_paths_resolve_under_the_repo_and_uris_stay():
 
 def test_table_layout_reaches_the_table_refs_and_unknown_tables_are_refused():
     from engine.errors import ConfError
-    from engine.pipeline import RunContext
+    from engine.run_context import RunContext
 
     conf = load_conf(None, overrides=["layout.scores.partition_by=[score_date]",
                                       "layout.scores.keys=[customer_id,score_date]"])

@@ -18,7 +18,8 @@ from deltalake import DeltaTable, write_deltalake
 from engine.backends.dask import DaskBackend
 from engine.backends.spark import SparkBackend
 from engine.conf import load_conf
-from engine.pipeline import RunContext, check_drift
+from engine.pipeline import check_drift
+from engine.run_context import RunContext
 from engine.training.registry import ModelRecord
 from engine.policies.drift import EPSILON, bin_edges, measure_drift, population_stability_index
 

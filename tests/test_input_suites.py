@@ -11,7 +11,8 @@ from deltalake import DeltaTable, write_deltalake
 
 from engine.conf import load_conf
 from engine.errors import ConfError, ValidationFailed
-from engine.pipeline import RunContext, validate_inputs
+from engine.pipeline import validate_inputs
+from engine.run_context import RunContext
 
 
 def backend_for(engine_name, request):

@@ -13,7 +13,7 @@ from engine.conf import load_conf
 from engine.errors import ConfError
 from engine.metrics import METRICS, push_run_metrics, table_label
 from engine.openlineage import emit_run_event, run_uuid
-from engine.pipeline import RunContext
+from engine.run_context import RunContext
 from engine.summary import StageRecord
 from engine.policies.drift import FeatureDrift
 from engine.policies.quarantine import QuarantineResult

@@ -13,8 +13,9 @@ from engine.backends.dask import DaskBackend
 from engine.backends.spark import SparkBackend
 from engine.conf import load_conf
 from engine.errors import ModelMismatch, NotSupportedByBackend, ValidationFailed
-from engine.pipeline import (RunContext, build_features, score_rows, train_model, validate_table,
-                             write_demo_tables)
+from engine.demo_data import write_demo_tables
+from engine.pipeline import build_features, score_rows, train_model, validate_table
+from engine.run_context import RunContext
 
 
 @pytest.fixture(scope="module")

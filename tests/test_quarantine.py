@@ -19,8 +19,9 @@ from engine.backends.dask import DaskBackend
 from engine.backends.spark import SparkBackend
 from engine.conf import load_conf
 from engine.errors import ValidationFailed
-from engine.pipeline import RunContext, validate_table
+from engine.pipeline import validate_table
 from engine.policies.quarantine import row_rules
+from engine.run_context import RunContext
 from engine.validation.suite import QUARANTINE_REASONS, ExpectationSpec, Suite
 from tests.test_validation import ROWS, feature_frame, run, spread
 

@@ -16,8 +16,10 @@ from engine.backends.dask import DaskBackend
 from engine.backends.spark import SparkBackend
 from engine.conf import REPO_ROOT, load_conf
 from engine.errors import ModelMismatch, ValidationFailed
-from engine.pipeline import (RunContext, build_features, model_registry, resolve_model, score_rows,
-                             train_model, validate_table, write_demo_tables)
+from engine.demo_data import write_demo_tables
+from engine.pipeline import (build_features, resolve_model, score_rows, train_model,
+                             validate_table)
+from engine.run_context import RunContext, model_registry
 
 OVERRIDES = ("demo.customers=300",)
 

@@ -15,7 +15,8 @@ from engine.backends.dask import DaskBackend
 from engine.backends.spark import SparkBackend
 from engine.conf import load_conf
 from engine.errors import ValidationFailed
-from engine.pipeline import RunContext, validate_table
+from engine.pipeline import validate_table
+from engine.run_context import RunContext
 from engine.validation.docs import write_data_docs
 from engine.validation.suite import load_suite
 from tests.test_validation import FEATURES_SUITE, LABELS_SUITE, ROWS, feature_frame, run, spread
