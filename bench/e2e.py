@@ -23,8 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (begin, RESULTS_DIR, close, exact_sum, fmt, load_average,  # noqa: E402
-                           markdown_table, report, run_child, timed, write_results)
+from bench.harness import (begin, RESULTS_DIR, close, delta_files, exact_sum, fmt,  # noqa: E402
+                           load_average, markdown_table, report, run_child, timed, write_results)
 
 CORES = 2
 H2O_PORT = 54622
@@ -80,12 +80,6 @@ def write_delta(path: Path, table, files: int) -> None:
     per_file = -(-table.num_rows // files)
     for i, first in enumerate(range(0, table.num_rows, per_file)):
         write_deltalake(str(path), table.slice(first, per_file), mode="overwrite" if i == 0 else "append")
-
-
-def delta_files(path: Path) -> list[str]:
-    from deltalake import DeltaTable
-
-    return [u.removeprefix("file://") for u in DeltaTable(str(path)).file_uris()]
 
 
 # --- the hand-written DuckDB job --------------------------------------------------------------

@@ -39,19 +39,16 @@ matched DuckDB). Exit code 0 when ``ok``, else 1 (the files are written either w
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import (RESULTS_DIR, begin, header_lines, load_average, report,  # noqa: E402
+                           run_child, write_results)
 
 CATEGORIES = ("grocery", "dining", "electronics", "travel", "fashion")
 CATEGORY_P = (0.40, 0.25, 0.12, 0.08, 0.15)
@@ -333,18 +330,9 @@ def compare(reference: str, output: str) -> dict:
             "checksum": [float(v) if v is not None else None for v in checksum]}
 
 
-# make bench / build/env.sh set JAVA_HOME to the Java 17 that `make setup` found.
-JAVA_HOME = os.environ.get("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
 TARGET = 1.1
+CHILD_TIMEOUT = 3600
 PAIRS = {"spark": ("lakescore-spark", "pyspark-hand"), "dask": ("lakescore-dask", "dask-hand")}
-
-
-def machine() -> dict:
-    """CPU, cores, RAM, Java, Python, library versions and the commit (``bench.harness``)."""
-    from bench.harness import machine as harness_machine
-
-    facts = harness_machine()
-    return {**facts, "lakescore_commit": facts["lakescore"], "load_avg_start": os.getloadavg()}
 
 
 def summarize(results: dict, labels: int) -> dict:
@@ -372,16 +360,13 @@ def summarize(results: dict, labels: int) -> dict:
 
 
 def markdown(meta: dict, results: dict, summary: dict) -> str:
-    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
     lines = [
         f"## features bench, {meta['date']}",
         "",
         f"{meta['events']:,} events, {meta['labels']:,} label rows, {meta['features']} features over "
         f"{len(WINDOWS)} windows (6 filtered); scale {meta['scale']}.",
-        f"Machine: {meta['cpu']}, {meta['cores']} cores, {meta['ram_gib']} GiB; {meta['java']}; "
-        f"Python {meta['python']}; {versions}; lakescore {meta['lakescore_commit']}.",
-        f"Load average (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in meta['load_avg_start'])} at the start, "
-        f"{', '.join(f'{x:.2f}' for x in meta['load_avg_end'])} at the end. Order run: {', '.join(meta['order'])}.",
+        *header_lines(meta["machine"]),
+        f"Load average at the end: {meta['load_average_end']}. Order run: {', '.join(meta['order'])}.",
         "",
         "| contender | time (s) | x fastest | start (s) | warm-up (s) | output check |",
         "|---|---:|---:|---:|---:|---|",
@@ -417,57 +402,43 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child:
-        print("RESULT " + json.dumps(child(args.child, args.workdir)), flush=True)
+        report(child(args.child, args.workdir))
         return
 
     events, labels = int(10_000_000 * args.scale), int(1_000_000 * args.scale)
+    workdir, facts, stamp = begin(args.workdir, "lakescore-bench-features-")
     meta = {"benchmark": "features", "scale": args.scale, "events": events, "labels": labels,
-            "features": len(FEATURES), "windows_days": list(WINDOWS), **machine(),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "load_avg_start": list(os.getloadavg())}
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="lakescore-bench-features-"))
+            "features": len(FEATURES), "windows_days": list(WINDOWS), "machine": facts,
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     print(f"# features bench: {events:,} events, {labels:,} label rows, {len(FEATURES)} features "
-          f"over {len(WINDOWS)} windows (6 filtered)")
-    print(f"# {meta['date']}; {meta['cpu']}, {meta['cores']} cores, {meta['ram_gib']} GiB, "
-          f"load {meta['load_avg_start'][0]:.2f}; Python {meta['python']}", flush=True)
+          f"over {len(WINDOWS)} windows (6 filtered)", flush=True)
     t = time.perf_counter()
     if not (workdir / "events").exists():
         generate(workdir, events, labels)
     meta["generate_s"] = round(time.perf_counter() - t, 2)
     print(f"# data generated in {meta['generate_s']:.1f} s under {workdir}", flush=True)
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable,
-           "PYSPARK_DRIVER_PYTHON": sys.executable}
-    env.setdefault("JAVA_HOME", JAVA_HOME)
     # DuckDB first: it is the reference every other output is checked against.
     meta["order"] = ["duckdb", *[c for c in args.contenders if c != "duckdb"]]
     results: dict = {}
     for contender in meta["order"]:
-        proc = subprocess.run([sys.executable, __file__, "--child", contender, "--workdir", str(workdir)],
-                              capture_output=True, text=True, env=env, cwd=REPO)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-        if proc.returncode != 0 or line is None:
-            print(f"# {contender} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", flush=True)
-            results[contender] = {"contender": contender, "error": f"exit {proc.returncode}: {proc.stderr[-500:]}"}
+        results[contender] = run_child([__file__, "--child", contender, "--workdir", str(workdir)],
+                                       RESULTS_DIR / f"logs-{stamp}" / f"features-{contender}.log", CHILD_TIMEOUT)
+        if not results[contender]["ok"]:
+            print(f"# {contender} failed: {results[contender]['error']}", flush=True)
             continue
-        results[contender] = json.loads(line[len("RESULT "):])
         print(f"# {contender}: {results[contender]['seconds']:.1f} s", flush=True)
     summary = summarize(results, labels)
-    meta["load_avg_end"] = list(os.getloadavg())
+    meta["load_average_end"] = load_average()
     text = markdown(meta, results, summary)
     print()
     print(text)
-    results_dir = REPO / "bench" / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    base = results_dir / f"features-{events}-{stamp}"
     ok = bool(results) and all(f["ok"] for f in results.values())
     document = {"meta": meta, "contenders": {name: results[name] for name in CONTENDERS if name in results},
                 **summary, "target": TARGET, "ok": ok}
-    base.with_suffix(".md").write_text(text)
-    base.with_suffix(".json").write_text(json.dumps(document, indent=1, default=str))
-    print(f"wrote {base}.md and .json")
+    write_results(f"features-{events}", stamp, text, facts, document)
     if not args.keep and args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
+    report({**document, "markdown": text})
     if not ok:
         raise SystemExit(1)
 
