@@ -1,10 +1,11 @@
-"""What every benchmark in ``bench/`` shares: child processes, repetitions, checksums, the header.
+"""What every benchmark in ``bench/`` uses, once: the child runner, timing, checksums, the header, results.
 
-Each contender runs in its own child process so that one engine's JVM, caches and threads never
-slow another's; the parent only generates data, starts children, checks their answers and
-prints. A child reports one JSON object on a line starting with ``RESULT ``; its other output
-goes to a log file, so a failing child leaves its traceback where the report can point to it.
-"""
+Each contender runs in its own child process (``run_child``) so that one engine's JVM, caches and
+threads never slow another's; the parent only generates data, starts children, checks their
+answers and prints. A child reports one JSON object on a line starting with ``RESULT `` (``report``);
+all its output also goes to a log file, so a failing child leaves its traceback where the report
+can point to it. A script run by another (``bench/run.py``) ends the same way, with its results.
+Each script writes its table and JSON with ``write_results`` under ``bench/results/``."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def run_child(argv: Sequence[str], log: Path, timeout: float, echo: str | None =
     wall = time.perf_counter() - start
     result = json.loads(found[len(prefix):]) if found else {}
     if code != 0 or found is None:
-        reason = "timed out" if code < 0 and wall >= timeout else f"exit {code}"
+        reason = f"timed out after {timeout:.0f} s" if code < 0 and wall >= timeout else f"exit {code}"
         result.update(ok=False, error=f"{reason}; log {log}: " + tail(log))
     result.setdefault("ok", True)
     result["wall_s"] = wall
