@@ -23,21 +23,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (begin, RESULTS_DIR, close, exact_sum, fmt, load_average,  # noqa: E402
-                           markdown_table, report, run_child, timed, write_results)
+from bench.features import DEFINITION, FEATURES, duckdb_features_sql  # noqa: E402
+from bench.harness import (begin, RESULTS_DIR, close, delta_files, exact_sum, fmt,  # noqa: E402
+                           load_average, markdown_table, report, run_child, timed, write_results)
 
 CORES = 2
 H2O_PORT = 54622
 TRAIN_SPINE_ROWS = 20_000
 TOLERANCE = 1e-6  # relative, on the exact sum of the scores
-WINDOWS = {"7d": 7, "30d": 30, "90d": 90}
-DEFINITION = {
-    "name": "bench_e2e", "entity": "customer_id", "timestamp": "event_time", "as_of": "as_of",
-    "source": "events",
-    "aggregations": [{"column": "amount", "functions": ["count", "sum", "mean"],
-                      "windows": list(WINDOWS)}],
-}
-FEATURES = [f"amount_{f}_{w}" for f in ("count", "sum", "mean") for w in WINDOWS]
 KEEP = ["row_id", "customer_id", "as_of"]
 CONSTANTS = {"model_id": "bench-e2e", "run_id": "bench"}
 YEAR_US = 365 * 86_400 * 1_000_000
@@ -82,35 +75,7 @@ def write_delta(path: Path, table, files: int) -> None:
         write_deltalake(str(path), table.slice(first, per_file), mode="overwrite" if i == 0 else "append")
 
 
-def delta_files(path: Path) -> list[str]:
-    from deltalake import DeltaTable
-
-    return [u.removeprefix("file://") for u in DeltaTable(str(path)).file_uris()]
-
-
-# --- the hand-written DuckDB job --------------------------------------------------------------
-
-def duckdb_features_sql(events: list[str], spine: list[str]) -> str:
-    """lakescore's window contract in SQL: ``as_of - window <= event_time < as_of`` in whole
-    microseconds; count 0 and sum 0.0 without events, mean null (sum / count, as lakescore)."""
-    def files(paths: list[str]) -> str:
-        return "[" + ", ".join(f"'{p}'" for p in paths) + "]"
-
-    aggregates = []
-    for name, days in WINDOWS.items():
-        inside = f"e.t >= s.t - {days * 86_400_000_000}"
-        aggregates += [f"count(e.amount) FILTER (WHERE {inside}) AS amount_count_{name}",
-                       f"coalesce(sum(e.amount) FILTER (WHERE {inside}), 0.0) AS amount_sum_{name}",
-                       f"sum(e.amount) FILTER (WHERE {inside}) / nullif(count(e.amount) FILTER (WHERE {inside}), 0) "
-                       f"AS amount_mean_{name}"]
-    widest = max(WINDOWS.values()) * 86_400_000_000
-    return f"""
-        WITH e AS (SELECT customer_id, epoch_us(event_time) AS t, amount FROM read_parquet({files(events)})),
-             s AS (SELECT row_id, customer_id, as_of, epoch_us(as_of) AS t FROM read_parquet({files(spine)}))
-        SELECT s.row_id, s.customer_id, s.as_of, {', '.join(aggregates)}
-        FROM s LEFT JOIN e ON e.customer_id = s.customer_id AND e.t >= s.t - {widest} AND e.t < s.t
-        GROUP BY s.row_id, s.customer_id, s.as_of"""
-
+# --- the hand-written DuckDB job (its features: features.duckdb_features_sql) --------------------------------------------------------------
 
 def score_arrow(table, mojo: str, batch_rows: int = 1_000_000):
     """Scores of an Arrow table's feature columns through ``MojoScorer.scoreColumns`` (one JVM

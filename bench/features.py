@@ -1,117 +1,128 @@
-"""The point-in-time feature join: lakescore against hand-written code and DuckDB, in one run.
+"""The point-in-time feature join: lakescore against the best hand-written code per engine, and DuckDB.
 
 Run by hand from the repository root (not a test)::
 
-    .venv/bin/python bench/features.py                 # 10,000,000 events, 1,000,000 label rows
-    .venv/bin/python bench/features.py --scale 0.05    # 500,000 events, 50,000 labels (quick)
+    .venv/bin/python bench/features.py                                  # 2M events, 200k label rows
+    .venv/bin/python bench/features.py --events 10000000 --labels 1000000
+    .venv/bin/python bench/features.py --skew                           # one entity with 20 % of the events
+    .venv/bin/python bench/features.py --contenders duckdb spark-arrow --reps 3
 
-The parent process generates events (``customer_id`` int64 over events/100 customers,
-``event_time`` over 2025, log-normal ``amount``, 5 ``category`` values) and label rows (a random
-customer and as-of time each, ``row_id``, ``label``) with numpy and writes them once as Parquet.
-It then runs itself once per contender, each in a fresh child process:
+The workload (issue 17): count, sum and mean of ``amount`` over 7, 30 and 90 days strictly before
+each label row's ``as_of`` (9 features; count 0, sum 0.0 and mean null without events), events of
+``--entities`` customers (100,000) uniform over 2025, amounts in whole cents (so every sum is
+exact whatever the order, and prefix-sum differences are exact). ``--skew``: one customer has 20 %
+of the events and the others a Zipf activity (weight 1/rank); label rows pick customers
+uniformly either way.
 
-  lakescore-spark   ``training_set_spark`` of the feature set below, written to Parquet
-  pyspark-hand      the same features written by hand as window functions (union + rangeBetween)
-  lakescore-dask    ``training_set_dask``, written to Parquet
-  dask-hand         the same features by hand: entity shuffle + pandas groupby-rolling per partition
-  duckdb            one SQL range join + FILTERed aggregates, COPY to Parquet
+Contenders, each in its own child process (``harness.run_child``); the engine's start and a
+warm-up on a small slice are reported apart; the timed region is read Parquet + compute + write
+Parquet, ``--reps`` times (min and median):
 
-Feature set: count, sum, mean, max of ``amount`` over 7, 30 and 90 days (12), the sum of
-``amount`` where ``category = 'travel'`` and the count of events with ``amount >= 100`` over
-the same windows (6 filtered): 18 features, as of each label row (events strictly before it).
+  duckdb           one SQL range join with FILTERed aggregates (the reference), 2 threads
+  lakescore-spark  ``training_set_spark``
+  spark-window     union of labels and events, one window ``rangeBetween`` per window (the usual idiom)
+  spark-arrow      both sides bucketed by an entity hash, ``cogroup().applyInArrow``: per bucket one
+                   sort, NumPy prefix sums and ``searchsorted`` for each window's bounds
+  lakescore-dask   ``training_set_dask``
+  dask-rolling     entity shuffle, pandas ``groupby().rolling(..., closed="left")`` (the usual idiom)
+  dask-numpy       entity shuffle, the same NumPy kernel as spark-arrow per partition
+  dask-asof        entity shuffle, pandas ``merge_asof`` on per-entity cumulative counts and sums
 
-Spark: ``local[2]``, 4 shuffle partitions, driver memory 4g. Dask: 2 worker processes x 1
-thread. DuckDB: 2 threads. The timed region is read + compute + write of the output Parquet;
-session/cluster start and one warm-up run on a small slice are excluded (reported apart). Every
-output is then compared, row by row on ``row_id``, with DuckDB's (counts exactly, floats within
-1e-9 relative, nulls in the same places); a time is shown only when its output matches.
-
-Prints one table (each contender's time and its ratio to the fastest, plus lakescore /
-hand-written per engine) and writes it to ``bench/results/features-<events>-<UTC
-yyyymmddTHHMMSSZ>.md`` and ``.json``. The JSON's keys: ``meta`` (scale, events, labels,
-features, windows_days, cpu, cores, ram_gib, java, python, versions, lakescore_commit, date,
-load_avg_start, load_avg_end, generate_s, order), ``contenders`` (per name: seconds, start_s,
-warmup_s, output, check, ok, ratio_to_fastest; or error), ``fastest``, ``lakescore_vs_hand``
-(``spark``/``dask`` → ratio or null), ``target`` (1.1) and ``ok`` (every contender ran and
-matched DuckDB). Exit code 0 when ``ok``, else 1 (the files are written either way).
+Spark ``local[2]``, 4 shuffle partitions, driver 4g; Dask 2 workers x 1 thread, 5 GiB each. Every
+output is compared with DuckDB's row by row on ``row_id`` (counts exactly, floats within 1e-9
+relative, nulls in the same places) before its time counts. The table names the fastest checked
+contender of each engine (its winner) and gives lakescore / the best hand-written one (medians
+and minimums; target <= 1.1) and / DuckDB. The results go to ``bench/results/features-<events>-<UTC time>.md`` and
+``.json`` (keys ``meta``, ``contenders``, ``engines``, ``target``, ``ok``); the last line printed is
+the same as one ``RESULT`` line (``bench/run.py`` reads it). Exit 1 when a contender failed or
+differed from DuckDB.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CATEGORIES = ("grocery", "dining", "electronics", "travel", "fashion")
-CATEGORY_P = (0.40, 0.25, 0.12, 0.08, 0.15)
-WINDOWS = (7, 30, 90)
+from bench.harness import (RESULTS_DIR, begin, fmt, header_lines, load_average,  # noqa: E402
+                           markdown_table, report, run_child, spread, timed, write_results)
+
+WINDOWS = {"7d": 7, "30d": 30, "90d": 90}
 US_PER_DAY = 86_400_000_000
+START_US = int(datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp() * 1_000_000)
+YEAR_US = 365 * US_PER_DAY
 EVENT_FILES = 8
+HOT_SHARE = 0.20  # --skew: the one customer's share of the events
 REL_TOL = 1e-9
-CONTENDERS = ("lakescore-spark", "pyspark-hand", "lakescore-dask", "dask-hand", "duckdb")
-
+TARGET = 1.1
+CHILD_TIMEOUT = 3600
+SPARK_BUCKETS = 16  # spark-arrow's entity-hash groups: each is one Python call holding its rows
 DEFINITION = {
-    "name": "bench_features",
-    "entity": "customer_id",
-    "timestamp": "event_time",
-    "as_of": "as_of",
-    "aggregations": [
-        {"column": "amount", "functions": ["count", "sum", "mean", "max"], "windows": ["7d", "30d", "90d"]},
-        {"column": "amount", "prefix": "travel_amount", "where": "category = 'travel'",
-         "functions": ["sum"], "windows": ["7d", "30d", "90d"]},
-        {"column": "amount", "prefix": "big", "where": "amount >= 100", "functions": ["count"],
-         "windows": ["7d", "30d", "90d"]},
-    ],
+    "name": "bench_features", "entity": "customer_id", "timestamp": "event_time", "as_of": "as_of",
+    "source": "events",
+    "aggregations": [{"column": "amount", "functions": ["count", "sum", "mean"], "windows": list(WINDOWS)}],
 }
-FEATURES = ([f"amount_{f}_{w}d" for f in ("count", "sum", "mean", "max") for w in WINDOWS]
-            + [f"travel_amount_sum_{w}d" for w in WINDOWS] + [f"big_count_{w}d" for w in WINDOWS])
+FEATURES = [f"amount_{f}_{w}" for f in ("count", "sum", "mean") for w in WINDOWS]
 INTEGER_FEATURES = [f for f in FEATURES if "_count_" in f]
+
+
+@dataclass(frozen=True)
+class Contender:
+    engine: str  # duckdb, spark or dask
+    kind: str  # reference, lakescore or hand-written
+    what: str
+
+
+CONTENDERS = {
+    "duckdb": Contender("duckdb", "reference", "SQL range join + FILTERed aggregates"),
+    "lakescore-spark": Contender("spark", "lakescore", "training_set_spark"),
+    "spark-window": Contender("spark", "hand-written", "union + window rangeBetween (usual idiom)"),
+    "spark-arrow": Contender("spark", "hand-written", "cogroup by entity hash, applyInArrow, NumPy prefix sums"),
+    "lakescore-dask": Contender("dask", "lakescore", "training_set_dask"),
+    "dask-rolling": Contender("dask", "hand-written", "shuffle, pandas groupby-rolling (usual idiom)"),
+    "dask-numpy": Contender("dask", "hand-written", "shuffle, NumPy prefix sums + searchsorted"),
+    "dask-asof": Contender("dask", "hand-written", "shuffle, pandas merge_asof on cumulative sums"),
+}
 
 
 # --- data -------------------------------------------------------------------------------------
 
-def generate(workdir: Path, events: int, labels: int, seed: int = 11) -> None:
+def generate(workdir: Path, events: int, labels: int, entities: int, skew: bool, seed: int = 11) -> None:
+    """Events (8 files, in no particular order) and label rows (2 files) as Parquet."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
-    customers = max(events // 100, 1)
-    start = int(datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp() * 1_000_000)
+    if skew:
+        weights = 1.0 / np.arange(1, entities, dtype="float64")  # Zipf over the others
+        others = rng.permutation(np.arange(1, entities))
+        hot = rng.random(events) < HOT_SHARE
+        customer = np.where(hot, 0, rng.choice(others, size=events, p=weights / weights.sum()))
+    else:
+        customer = rng.integers(0, entities, size=events)
+    event_time = START_US + rng.integers(0, YEAR_US, size=events)
+    amount = np.round(rng.lognormal(8.0, 1.0, size=events))  # whole cents
     (workdir / "events").mkdir(parents=True)
     per_file = -(-events // EVENT_FILES)
-    for i in range(EVENT_FILES):
-        n = min(per_file, events - i * per_file)
-        if n <= 0:
-            break
-        codes = rng.choice(len(CATEGORIES), size=n, p=CATEGORY_P).astype(np.int8)
-        table = pa.table({
-            "customer_id": pa.array(rng.integers(0, customers, n, dtype=np.int64)),
-            "event_time": pa.array(start + rng.integers(0, 365 * US_PER_DAY, n, dtype=np.int64))
-            .cast(pa.timestamp("us", tz="UTC")),
-            "amount": pa.array(np.round(rng.lognormal(np.log(25.0), 0.9, n), 2)),
-            "category": pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(CATEGORIES)).cast(pa.string()),
-        })
-        pq.write_table(table, workdir / "events" / f"part-{i:03d}.parquet")
-    (workdir / "labels").mkdir()
+    for i, first in enumerate(range(0, events, per_file)):
+        part = slice(first, first + per_file)
+        pq.write_table(pa.table({
+            "customer_id": pa.array(customer[part].astype("int64")),
+            "event_time": pa.array(event_time[part], pa.timestamp("us", tz="UTC")),
+            "amount": pa.array(amount[part])}), workdir / "events" / f"part-{i:03d}.parquet")
     table = pa.table({
-        "row_id": pa.array(np.arange(labels, dtype=np.int64)),
-        "customer_id": pa.array(rng.integers(0, customers, labels, dtype=np.int64)),
-        "as_of": pa.array(start + rng.integers(0, 365 * US_PER_DAY, labels, dtype=np.int64))
-        .cast(pa.timestamp("us", tz="UTC")),
-        "label": pa.array(rng.integers(0, 2, labels, dtype=np.int64)),
-    })
+        "row_id": pa.array(np.arange(labels, dtype="int64")),
+        "customer_id": pa.array(rng.integers(0, entities, size=labels).astype("int64")),
+        "as_of": pa.array(START_US + rng.integers(0, YEAR_US, size=labels), pa.timestamp("us", tz="UTC"))})
+    (workdir / "labels").mkdir()
     half = labels // 2
     pq.write_table(table.slice(0, half), workdir / "labels" / "part-000.parquet")
     pq.write_table(table.slice(half), workdir / "labels" / "part-001.parquet")
@@ -131,7 +142,46 @@ def sample(workdir: Path) -> Path:
     return small
 
 
-# --- contenders (each runs in its own child process) ----------------------------------------------
+# --- the hand-written kernel (spark-arrow, dask-numpy) ------------------------------------------
+
+def window_features(ev_entity, ev_t, ev_amount, lb_entity, lb_t) -> dict[str, Any]:
+    """The 9 features of each label (entity, time in µs) from the events given, in label order.
+
+    One int64 key (dense entity code x span + time) sorts the events once; prefix sums of the
+    amounts; per window two binary searches give the events in ``[t - w, t)``, so count and sum
+    are differences. A sum is exact when the amounts are whole numbers (cents), as here; with
+    arbitrary floats it carries the rounding of the prefix sums.
+    """
+    import numpy as np
+
+    if not len(lb_t):
+        return {name: np.zeros(0, "int64" if name in INTEGER_FEATURES else "float64") for name in FEATURES}
+    codes = np.unique(np.concatenate([ev_entity, lb_entity]), return_inverse=True)[1]
+    ev_code, lb_code = codes[:len(ev_entity)], codes[len(ev_entity):]
+    widest = max(WINDOWS.values()) * US_PER_DAY
+    times = np.concatenate([ev_t, lb_t, lb_t - widest])
+    low, span = int(times.min()), int(times.max() - times.min()) + 1
+    if (int(codes.max()) + 1) * span >= 2**62:
+        raise ValueError(f"{int(codes.max()) + 1} entities x {span} µs do not fit one int64 key")
+    key = ev_code * span + (ev_t - low)
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    prefix = np.concatenate([[0.0], np.cumsum(ev_amount[order])])
+    base = lb_code * span - low
+    hi = np.searchsorted(key, base + lb_t, "left")
+    out = {}
+    for name, days in WINDOWS.items():
+        lo = np.searchsorted(key, base + lb_t - days * US_PER_DAY, "left")
+        count = (hi - lo).astype("int64")
+        total = prefix[hi] - prefix[lo]
+        out[f"amount_count_{name}"] = count
+        out[f"amount_sum_{name}"] = total
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"amount_mean_{name}"] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return {name: out[name] for name in FEATURES}
+
+
+# --- Spark contenders ---------------------------------------------------------------------------
 
 def spark_session():
     from engine.conf import SparkConf
@@ -149,32 +199,53 @@ def run_lakescore_spark(spark, data: Path, out: Path) -> None:
     training_set_spark(load_feature_set(DEFINITION), events, labels).write.mode("overwrite").parquet(str(out))
 
 
-def run_pyspark_hand(spark, data: Path, out: Path) -> None:
+def run_spark_window(spark, data: Path, out: Path) -> None:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    events = spark.read.parquet(str(data / "events"))
     labels = spark.read.parquet(str(data / "labels"))
-    ev = events.where(F.col("customer_id").isNotNull() & F.col("event_time").isNotNull()).select(
-        "customer_id", F.unix_micros("event_time").alias("t"), F.lit(1).alias("is_event"), "amount",
-        F.when(F.col("category") == "travel", F.col("amount")).alias("travel"),
-        F.when(F.col("amount") >= 100, F.lit(1)).alias("big"))
-    rows = labels.withColumn("t", F.unix_micros("as_of")).unionByName(ev, allowMissingColumns=True)
+    events = spark.read.parquet(str(data / "events")).select(
+        "customer_id", F.unix_micros("event_time").alias("t"), "amount", F.lit(1).alias("is_event"))
+    rows = labels.withColumn("t", F.unix_micros("as_of")).unionByName(events, allowMissingColumns=True)
     by_time = Window.partitionBy("customer_id").orderBy("t")
     features = {}
-    for days in WINDOWS:
+    for name, days in WINDOWS.items():
         frame = by_time.rangeBetween(-days * US_PER_DAY, -1)
-        n = F.count("amount").over(frame)
-        total = F.sum("amount").over(frame)
-        features[f"amount_count_{days}d"] = F.count("is_event").over(frame)
-        features[f"amount_sum_{days}d"] = F.coalesce(total, F.lit(0.0))
-        features[f"amount_mean_{days}d"] = F.when(n > 0, total / n)
-        features[f"amount_max_{days}d"] = F.max("amount").over(frame)
-        features[f"travel_amount_sum_{days}d"] = F.coalesce(F.sum("travel").over(frame), F.lit(0.0))
-        features[f"big_count_{days}d"] = F.count("big").over(frame)
+        n, total = F.count("amount").over(frame), F.sum("amount").over(frame)
+        features[f"amount_count_{name}"] = n
+        features[f"amount_sum_{name}"] = F.coalesce(total, F.lit(0.0))
+        features[f"amount_mean_{name}"] = F.when(n > 0, total / n)
     (rows.withColumns(features).where(F.col("is_event").isNull())
      .select(*labels.columns, *FEATURES).write.mode("overwrite").parquet(str(out)))
 
+
+def run_spark_arrow(spark, data: Path, out: Path) -> None:
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType, LongType, StructField, StructType
+
+    labels = spark.read.parquet(str(data / "labels"))
+    events = spark.read.parquet(str(data / "events")).select(
+        "customer_id", F.unix_micros("event_time").alias("t"), "amount")
+    bucket = F.pmod(F.xxhash64("customer_id"), F.lit(SPARK_BUCKETS))
+    schema = StructType(labels.schema.fields + [
+        StructField(name, LongType() if name in INTEGER_FEATURES else DoubleType()) for name in FEATURES])
+
+    def features(ev: pa.Table, lb: pa.Table) -> pa.Table:
+        columns = window_features(
+            ev["customer_id"].to_numpy(), ev["t"].to_numpy(), ev["amount"].to_numpy(),
+            lb["customer_id"].to_numpy(), lb["as_of"].cast(pa.int64()).to_numpy())
+        lb = lb.drop_columns(["bucket"])
+        for name, values in columns.items():
+            lb = lb.append_column(name, pa.array(values, from_pandas=True))
+        return lb
+
+    (events.withColumn("bucket", bucket).groupBy("bucket")
+     .cogroup(labels.withColumn("bucket", bucket).groupBy("bucket"))
+     .applyInArrow(features, schema).write.mode("overwrite").parquet(str(out)))
+
+
+# --- Dask contenders ----------------------------------------------------------------------------
 
 def dask_client():
     from engine.conf import DaskConf
@@ -194,49 +265,14 @@ def run_lakescore_dask(client, data: Path, out: Path) -> None:
     training_set_dask(load_feature_set(DEFINITION), events, labels).to_parquet(str(out), write_index=False)
 
 
-def _rolling_features(labels, events):
-    """Hand-written per-partition features: pandas groupby-rolling over time windows closed on
-    the left ([as_of - window, as_of)), over the union of a partition's events and labels."""
-    import numpy as np
-    import pandas as pd
-
-    ev = pd.DataFrame({
-        "customer_id": events["customer_id"].to_numpy(), "t": events["event_time"].to_numpy(),
-        "one": 1.0, "amount": events["amount"].to_numpy(dtype="float64"),
-        "travel": events["amount"].where(events["category"] == "travel").to_numpy(dtype="float64"),
-        "big": np.where(events["amount"].to_numpy() >= 100, 1.0, np.nan), "is_label": False})
-    lb = pd.DataFrame({"customer_id": labels["customer_id"].to_numpy(), "t": labels["as_of"].to_numpy(),
-                       "one": np.nan, "amount": np.nan, "travel": np.nan, "big": np.nan, "is_label": True})
-    both = pd.concat([ev, lb], ignore_index=True)
-    both["t"] = pd.to_datetime(both["t"], utc=True)
-    both = both.sort_values(["customer_id", "t"], kind="stable").reset_index(drop=True)
-    is_label = both["is_label"].to_numpy()
-    out = {}
-    grouped = both.groupby("customer_id", sort=False)
-    for days in WINDOWS:
-        r = grouped.rolling(f"{days}D", on="t", closed="left")
-        # An empty time window counts NaN (min_periods), not 0.
-        count = np.nan_to_num(r["one"].count().to_numpy())
-        n = np.nan_to_num(r["amount"].count().to_numpy())
-        total = np.nan_to_num(r["amount"].sum().to_numpy())
-        out[f"amount_count_{days}d"] = count
-        out[f"amount_sum_{days}d"] = total
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[f"amount_mean_{days}d"] = np.where(n > 0, total / n, np.nan)
-        out[f"amount_max_{days}d"] = r["amount"].max().to_numpy()
-        out[f"travel_amount_sum_{days}d"] = np.nan_to_num(r["travel"].sum().to_numpy())
-        out[f"big_count_{days}d"] = np.nan_to_num(r["big"].count().to_numpy())
-    # groupby(sort=False).rolling keeps the rows grouped in order of first appearance, which is
-    # the sorted order here, so positions line up with `both`.
-    result = labels.sort_values(["customer_id", "as_of"], kind="stable").copy()
-    label_rows = both.index[is_label]
-    for name in FEATURES:
-        values = out[name][label_rows]
-        result[name] = values.astype("int64") if name in INTEGER_FEATURES else values
-    return result
+def micros(series) -> Any:
+    return series.dt.as_unit("us").astype("int64").to_numpy()
 
 
-def run_dask_hand(client, data: Path, out: Path) -> None:
+def per_entity_partition(data: Path, out: Path, features) -> None:
+    """Both tables shuffled on ``customer_id`` into as many partitions (the same hash puts an
+    entity in the same partition number on both sides), then ``features(labels, events)`` per
+    partition pair, written as Parquet."""
     import dask.dataframe as dd
 
     events = dd.read_parquet(str(data / "events"))
@@ -244,66 +280,154 @@ def run_dask_hand(client, data: Path, out: Path) -> None:
     n = max(events.npartitions, labels.npartitions)
     events = events.shuffle(on="customer_id", npartitions=n)
     labels = labels.shuffle(on="customer_id", npartitions=n)
-    meta = _rolling_features(labels._meta, events._meta)
-    dd.map_partitions(_rolling_features, labels, events, meta=meta, align_dataframes=False,
+    meta = features(labels._meta, events._meta)
+    dd.map_partitions(features, labels, events, meta=meta, align_dataframes=False,
                       enforce_metadata=False).to_parquet(str(out), write_index=False)
 
 
-def duckdb_sql(data: Path, out: Path) -> str:
-    features = []
-    for days in WINDOWS:
-        within = f"e.event_time >= l.as_of - INTERVAL {days} DAY"
-        features += [
-            f"count(e.event_time) FILTER (WHERE {within}) AS amount_count_{days}d",
-            f"coalesce(sum(e.amount) FILTER (WHERE {within}), 0.0) AS amount_sum_{days}d",
-            f"avg(e.amount) FILTER (WHERE {within}) AS amount_mean_{days}d",
-            f"max(e.amount) FILTER (WHERE {within}) AS amount_max_{days}d",
-            f"coalesce(sum(e.amount) FILTER (WHERE {within} AND e.category = 'travel'), 0.0) "
-            f"AS travel_amount_sum_{days}d",
-            f"count(*) FILTER (WHERE {within} AND e.amount >= 100) AS big_count_{days}d",
-        ]
-    return (f"COPY (SELECT l.row_id, any_value(l.customer_id) AS customer_id, any_value(l.as_of) AS as_of, "
-            f"any_value(l.label) AS label, {', '.join(features)} "
-            f"FROM read_parquet('{data}/labels/*.parquet') l LEFT JOIN read_parquet('{data}/events/*.parquet') e "
-            f"ON e.customer_id = l.customer_id AND e.event_time < l.as_of "
-            f"AND e.event_time >= l.as_of - INTERVAL {max(WINDOWS)} DAY GROUP BY l.row_id) "
-            f"TO '{out}' (FORMAT parquet)")
+def numpy_features(labels, events):
+    columns = window_features(events["customer_id"].to_numpy(), micros(events["event_time"]),
+                              events["amount"].to_numpy("float64"), labels["customer_id"].to_numpy(),
+                              micros(labels["as_of"]))
+    return labels.assign(**columns)
 
 
-def child(contender: str, workdir: Path) -> dict:
-    """Start the engine, warm it up on a slice, then time one full run. Returns JSON facts."""
-    started = time.perf_counter()
-    facts: dict = {"contender": contender}
-    if contender.endswith("spark") or contender == "pyspark-hand":
-        engine = spark_session()
-        run = {"lakescore-spark": run_lakescore_spark, "pyspark-hand": run_pyspark_hand}[contender]
-    elif contender in ("lakescore-dask", "dask-hand"):
-        engine = dask_client()
-        run = {"lakescore-dask": run_lakescore_dask, "dask-hand": run_dask_hand}[contender]
-    else:
-        import duckdb
+def asof_features(labels, events):
+    """Per entity, cumulative count and sum of the events in time order; ``merge_asof`` finds for
+    each label the last event strictly before ``as_of`` and strictly before ``as_of - w``: a
+    window's count and sum are the differences."""
+    import numpy as np
+    import pandas as pd
 
-        engine = duckdb.connect()
-        engine.execute("SET threads = 2")
-        engine.execute("SET TimeZone = 'UTC'")
+    ev = pd.DataFrame({"customer_id": events["customer_id"].to_numpy(), "t": micros(events["event_time"]),
+                       "amount": events["amount"].to_numpy("float64")}).sort_values("t", kind="stable")
+    by_entity = ev.groupby("customer_id", sort=False)
+    ev["n"] = by_entity.cumcount() + 1
+    ev["s"] = by_entity["amount"].cumsum()
+    ev = ev[["customer_id", "t", "n", "s"]]
+    t = micros(labels["as_of"])
+    order = np.argsort(t, kind="stable")
+    result = labels.iloc[order].reset_index(drop=True)
+    t, entity = t[order], result["customer_id"].to_numpy()
 
-        def run(con, data: Path, out: Path) -> None:
-            con.execute(duckdb_sql(data, out))
-    facts["start_s"] = time.perf_counter() - started
-    warm = workdir / f"out-warmup-{contender}"
-    t = time.perf_counter()
-    run(engine, sample(workdir), warm if contender != "duckdb" else warm.with_suffix(".parquet"))
-    facts["warmup_s"] = time.perf_counter() - t
-    out = workdir / f"out-{contender}"
-    target = out.with_suffix(".parquet") if contender == "duckdb" else out
-    t = time.perf_counter()
-    run(engine, workdir, target)
-    facts["seconds"] = time.perf_counter() - t
-    facts["output"] = str(target)
-    return facts
+    def before(times):
+        found = pd.merge_asof(pd.DataFrame({"customer_id": entity, "t": times}), ev, on="t",
+                              by="customer_id", allow_exact_matches=False)
+        return found["n"].fillna(0).to_numpy("int64"), found["s"].fillna(0.0).to_numpy("float64")
+
+    n_hi, s_hi = before(t)
+    columns = {}
+    for name, days in WINDOWS.items():
+        n_lo, s_lo = before(t - days * US_PER_DAY)
+        count, total = n_hi - n_lo, s_hi - s_lo
+        columns[f"amount_count_{name}"] = count
+        columns[f"amount_sum_{name}"] = total
+        with np.errstate(invalid="ignore", divide="ignore"):
+            columns[f"amount_mean_{name}"] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return result.assign(**{name: columns[name] for name in FEATURES})
 
 
-# --- comparison -------------------------------------------------------------------------------
+def rolling_features(labels, events):
+    """pandas groupby-rolling over time windows closed on the left ([as_of - w, as_of)), over
+    the union of a partition's events and labels: the usual pandas idiom."""
+    import numpy as np
+    import pandas as pd
+
+    ev = pd.DataFrame({"customer_id": events["customer_id"].to_numpy(), "t": events["event_time"].to_numpy(),
+                       "amount": events["amount"].to_numpy(dtype="float64"), "is_label": False})
+    lb = pd.DataFrame({"customer_id": labels["customer_id"].to_numpy(), "t": labels["as_of"].to_numpy(),
+                       "amount": np.nan, "is_label": True})
+    both = pd.concat([ev, lb], ignore_index=True)
+    both["t"] = pd.to_datetime(both["t"], utc=True)
+    both = both.sort_values(["customer_id", "t"], kind="stable").reset_index(drop=True)
+    out = {}
+    grouped = both.groupby("customer_id", sort=False)
+    for name, days in WINDOWS.items():
+        r = grouped.rolling(f"{days}D", on="t", closed="left")["amount"]
+        n = np.nan_to_num(r.count().to_numpy()).astype("int64")  # an empty window counts NaN
+        total = np.nan_to_num(r.sum().to_numpy())
+        out[f"amount_count_{name}"] = n
+        out[f"amount_sum_{name}"] = total
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"amount_mean_{name}"] = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+    # groupby(sort=False).rolling keeps the rows grouped in order of first appearance, which is
+    # the sorted order here, so positions line up with `both`.
+    result = labels.sort_values(["customer_id", "as_of"], kind="stable").copy()
+    label_rows = both.index[both["is_label"].to_numpy()]
+    for name in FEATURES:
+        result[name] = out[name][label_rows]
+    return result
+
+
+RUNS = {
+    "lakescore-spark": run_lakescore_spark,
+    "spark-window": run_spark_window,
+    "spark-arrow": run_spark_arrow,
+    "lakescore-dask": run_lakescore_dask,
+    "dask-rolling": lambda client, data, out: per_entity_partition(data, out, rolling_features),
+    "dask-numpy": lambda client, data, out: per_entity_partition(data, out, numpy_features),
+    "dask-asof": lambda client, data, out: per_entity_partition(data, out, asof_features),
+}
+
+
+# --- DuckDB (the reference; e2e.py's features too) ---------------------------------------------
+
+def duckdb_features_sql(events: list[str], spine: list[str]) -> str:
+    """lakescore's window contract in SQL: ``as_of - window <= event_time < as_of`` in whole
+    microseconds; count 0 and sum 0.0 without events, mean null (sum / count, as lakescore)."""
+    def files(paths: list[str]) -> str:
+        return "[" + ", ".join(f"'{p}'" for p in paths) + "]"
+
+    aggregates = []
+    for name, days in WINDOWS.items():
+        inside = f"e.t >= s.t - {days * US_PER_DAY}"
+        aggregates += [f"count(e.amount) FILTER (WHERE {inside}) AS amount_count_{name}",
+                       f"coalesce(sum(e.amount) FILTER (WHERE {inside}), 0.0) AS amount_sum_{name}",
+                       f"sum(e.amount) FILTER (WHERE {inside}) / nullif(count(e.amount) FILTER (WHERE {inside}), 0) "
+                       f"AS amount_mean_{name}"]
+    widest = max(WINDOWS.values()) * US_PER_DAY
+    return f"""
+        WITH e AS (SELECT customer_id, epoch_us(event_time) AS t, amount FROM read_parquet({files(events)})),
+             s AS (SELECT row_id, customer_id, as_of, epoch_us(as_of) AS t FROM read_parquet({files(spine)}))
+        SELECT s.row_id, s.customer_id, s.as_of, {', '.join(aggregates)}
+        FROM s LEFT JOIN e ON e.customer_id = s.customer_id AND e.t >= s.t - {widest} AND e.t < s.t
+        GROUP BY s.row_id, s.customer_id, s.as_of"""
+
+
+def duckdb_connection():
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads = 2; SET TimeZone = 'UTC'")
+    return con
+
+
+def run_duckdb(con, data: Path, out: Path) -> None:
+    sql = duckdb_features_sql([f"{data}/events/*.parquet"], [f"{data}/labels/*.parquet"])
+    con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet)")
+
+
+RUNS["duckdb"] = run_duckdb
+STARTS = {"duckdb": duckdb_connection, "spark": spark_session, "dask": dask_client}
+
+
+def child(name: str, workdir: Path, reps: int) -> dict[str, Any]:
+    """Start the engine, warm it up on a slice, then time ``reps`` full runs; the last output
+    is kept for the check."""
+    start_s, engine = timed(STARTS[CONTENDERS[name].engine])
+    run = RUNS[name]
+    warm = workdir / f"out-warmup-{name}"
+    warmup_s, _ = timed(lambda: run(engine, sample(workdir), warm))
+    times = []
+    for rep in range(reps):
+        out = workdir / f"out-{name}-{rep}"
+        times.append(timed(lambda: run(engine, workdir, out))[0])
+        if rep:
+            shutil.rmtree(workdir / f"out-{name}-{rep - 1}", ignore_errors=True)
+    return {"start_s": start_s, "warmup_s": warmup_s, "seconds": spread(times), "output": str(out)}
+
+
+# --- comparison and summary --------------------------------------------------------------------
 
 def compare(reference: str, output: str) -> dict:
     """Row-by-row comparison on row_id: rows missing or extra, and mismatching feature values."""
@@ -325,149 +449,124 @@ def compare(reference: str, output: str) -> dict:
         f"SELECT count(*) AS rows, sum(CASE WHEN a.row_id IS NULL OR b.row_id IS NULL THEN 1 ELSE 0 END) AS unmatched, "
         f"{', '.join(mismatch)} FROM {source(output)} a FULL JOIN {source(reference)} b ON a.row_id = b.row_id"
     ).fetchone()
-    checksum = con.execute(
-        f"SELECT count(*), {', '.join(f'sum({n})' for n in FEATURES)} FROM {source(output)}").fetchone()
     con.close()
     bad = {name: int(v) for name, v in zip(FEATURES, row[2:]) if v}
-    return {"rows": int(row[0]), "unmatched": int(row[1]), "mismatched": bad,
-            "checksum": [float(v) if v is not None else None for v in checksum]}
-
-
-# make bench / build/env.sh set JAVA_HOME to the Java 17 that `make setup` found.
-JAVA_HOME = os.environ.get("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
-TARGET = 1.1
-PAIRS = {"spark": ("lakescore-spark", "pyspark-hand"), "dask": ("lakescore-dask", "dask-hand")}
-
-
-def machine() -> dict:
-    """CPU, cores, RAM, Java, Python, library versions and the commit (``bench.harness``)."""
-    from bench.harness import machine as harness_machine
-
-    facts = harness_machine()
-    return {**facts, "lakescore_commit": facts["lakescore"], "load_avg_start": os.getloadavg()}
+    return {"rows": int(row[0]), "unmatched": int(row[1]), "mismatched": bad}
 
 
 def summarize(results: dict, labels: int) -> dict:
-    """Checks every output against DuckDB's, then times, ratios to the fastest checked
-    contender, and lakescore / hand-written per engine (None where either side is missing or
-    wrong)."""
-    reference = results.get("duckdb", {}).get("output")
+    """Checks every output against DuckDB's, then per engine: its winner (fastest checked
+    contender), its best hand-written contender, lakescore / that one and lakescore / DuckDB
+    (medians; None where a side is missing or wrong)."""
+    reference = results.get("duckdb", {}).get("output") if results.get("duckdb", {}).get("ok") else None
     for name, facts in results.items():
-        if "output" not in facts:
-            facts["ok"] = False
+        if not facts.get("ok"):
             continue
-        if reference is None:
-            facts["ok"], facts["check"] = False, {"error": "no DuckDB reference to compare with"}
+        facts["check"] = compare(reference, facts["output"]) if reference else {"error": "no DuckDB reference"}
+        check = facts["check"]
+        facts["ok"] = check.get("rows") == labels and not check.get("unmatched", 1) and not check.get("mismatched")
+    median = {name: f["seconds"]["median"] for name, f in results.items() if f["ok"]}
+    least = {name: f["seconds"]["min"] for name, f in results.items() if f["ok"]}
+
+    def fastest(names):
+        names = [n for n in names if n in median]
+        return min(names, key=median.get) if names else None
+
+    engines = {}
+    for engine in ("spark", "dask"):
+        mine = [n for n, c in CONTENDERS.items() if c.engine == engine and n in results]
+        if not mine:
             continue
-        check = compare(reference, facts["output"])
-        facts["check"] = check
-        facts["ok"] = check["rows"] == labels and not check["unmatched"] and not check["mismatched"]
-    good = {name: f["seconds"] for name, f in results.items() if f["ok"]}
-    fastest = min(good, key=good.get) if good else None
+        ours = next((n for n in mine if CONTENDERS[n].kind == "lakescore"), None)
+        best = fastest([n for n in mine if CONTENDERS[n].kind == "hand-written"])
+        engines[engine] = {
+            "winner": fastest(mine), "lakescore": ours, "best_hand_written": best,
+            "lakescore_vs_best_hand_written": median[ours] / median[best] if ours in median and best else None,
+            "lakescore_vs_best_hand_written_min": least[ours] / least[best] if ours in least and best else None,
+            "lakescore_vs_duckdb": median[ours] / median["duckdb"] if ours in median and "duckdb" in median else None}
     for name, facts in results.items():
-        facts["ratio_to_fastest"] = good[name] / good[fastest] if name in good else None
-    ratios = {engine: (good[ours] / good[hand] if ours in good and hand in good else None)
-              for engine, (ours, hand) in PAIRS.items()}
-    return {"fastest": fastest, "lakescore_vs_hand": ratios}
+        facts["vs_duckdb"] = median[name] / median["duckdb"] if name in median and "duckdb" in median else None
+    return engines
 
 
-def markdown(meta: dict, results: dict, summary: dict) -> str:
-    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
-    lines = [
-        f"## features bench, {meta['date']}",
-        "",
-        f"{meta['events']:,} events, {meta['labels']:,} label rows, {meta['features']} features over "
-        f"{len(WINDOWS)} windows (6 filtered); scale {meta['scale']}.",
-        f"Machine: {meta['cpu']}, {meta['cores']} cores, {meta['ram_gib']} GiB; {meta['java']}; "
-        f"Python {meta['python']}; {versions}; lakescore {meta['lakescore_commit']}.",
-        f"Load average (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in meta['load_avg_start'])} at the start, "
-        f"{', '.join(f'{x:.2f}' for x in meta['load_avg_end'])} at the end. Order run: {', '.join(meta['order'])}.",
-        "",
-        "| contender | time (s) | x fastest | start (s) | warm-up (s) | output check |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
-    for name in CONTENDERS:
+def markdown(meta: dict, results: dict, engines: dict) -> str:
+    rows = []
+    for name, contender in CONTENDERS.items():
         if name not in results:
             continue
         f = results[name]
-        if "output" not in f:
-            lines.append(f"| {name} | - | - | - | - | FAILED: {f.get('error', '?')[:80]} |")
-            continue
         check = ("reference" if name == "duckdb" and f["ok"] else "= duckdb" if f["ok"] else
-                 f"MISMATCH {f.get('check')}")
-        seconds = f"{f['seconds']:.1f}" if f["ok"] else "-"
-        ratio = f"{f['ratio_to_fastest']:.2f}" if f["ok"] else "-"
-        lines.append(f"| {name} | {seconds} | {ratio} | {f['start_s']:.1f} | {f['warmup_s']:.1f} | {check} |")
-    lines.append("")
-    for engine, ratio in summary["lakescore_vs_hand"].items():
-        ours, hand = PAIRS[engine]
-        if ours in results or hand in results:
-            shown = "-" if ratio is None else f"**{ratio:.2f}**"
-            lines.append(f"- lakescore / hand-written on {engine.capitalize()}: {shown} (target <= {TARGET})")
+                 f"FAILED {f.get('error', '')[:80]}" if "check" not in f else f"MISMATCH {f['check']}")
+        seconds = f.get("seconds") or {}
+        rows.append([name, contender.engine, contender.what, fmt(seconds.get("min")) if f["ok"] else "-",
+                     fmt(seconds.get("median")) if f["ok"] else "-", fmt(f.get("vs_duckdb")),
+                     fmt(f.get("start_s"), 1), fmt(f.get("warmup_s"), 1), check])
+    lines = [
+        f"## features bench, {meta['date']}", "",
+        f"{meta['events']:,} events of {meta['entities']:,} customers"
+        + (f" (skewed: one with {HOT_SHARE:.0%} of the events, Zipf activity)" if meta["skew"] else " (uniform)")
+        + f", {meta['labels']:,} label rows; count/sum/mean over {'/'.join(WINDOWS)}; "
+        f"{meta['reps']} timed run(s) each (read + compute + write).",
+        *header_lines(meta["machine"]),
+        f"Load average at the end: {meta['load_average_end']}. Order run: {', '.join(meta['order'])}.", "",
+        markdown_table(["contender", "engine", "what", "s min", "s median", "x duckdb", "start s", "warm-up s",
+                        "output check"], rows), ""]
+    for engine, e in engines.items():
+        ratio = e["lakescore_vs_best_hand_written"]
+        lines.append(f"- {engine.capitalize()}: winner **{e['winner'] or '-'}**; lakescore / best hand-written "
+                     f"({e['best_hand_written'] or '-'}): **{fmt(ratio)}** on medians, "
+                     f"{fmt(e['lakescore_vs_best_hand_written_min'])} on minimums (target <= {TARGET}); "
+                     f"lakescore / DuckDB: {fmt(e['lakescore_vs_duckdb'])}")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 10M events, 1M label rows")
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--labels", type=int, default=200_000)
+    parser.add_argument("--entities", type=int, default=100_000)
+    parser.add_argument("--skew", action="store_true", help=f"one customer with {HOT_SHARE:.0%} of the events, "
+                        "Zipf activity for the others")
+    parser.add_argument("--reps", type=int, default=3, help="timed runs per contender (min and median)")
     parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
+    parser.add_argument("--timeout", type=float, default=CHILD_TIMEOUT,
+                        help="seconds a contender's process may take before it is killed and reported failed")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the generated data and outputs")
     parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-
     if args.child:
-        print("RESULT " + json.dumps(child(args.child, args.workdir)), flush=True)
+        report(child(args.child, args.workdir, args.reps))
         return
 
-    events, labels = int(10_000_000 * args.scale), int(1_000_000 * args.scale)
-    meta = {"benchmark": "features", "scale": args.scale, "events": events, "labels": labels,
-            "features": len(FEATURES), "windows_days": list(WINDOWS), **machine(),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "load_avg_start": list(os.getloadavg())}
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="lakescore-bench-features-"))
-    print(f"# features bench: {events:,} events, {labels:,} label rows, {len(FEATURES)} features "
-          f"over {len(WINDOWS)} windows (6 filtered)")
-    print(f"# {meta['date']}; {meta['cpu']}, {meta['cores']} cores, {meta['ram_gib']} GiB, "
-          f"load {meta['load_avg_start'][0]:.2f}; Python {meta['python']}", flush=True)
-    t = time.perf_counter()
-    if not (workdir / "events").exists():
-        generate(workdir, events, labels)
-    meta["generate_s"] = round(time.perf_counter() - t, 2)
-    print(f"# data generated in {meta['generate_s']:.1f} s under {workdir}", flush=True)
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable,
-           "PYSPARK_DRIVER_PYTHON": sys.executable}
-    env.setdefault("JAVA_HOME", JAVA_HOME)
+    workdir, facts, stamp = begin(args.workdir, "lakescore-bench-features-")
+    meta = {"events": args.events, "labels": args.labels, "entities": args.entities, "skew": args.skew,
+            "reps": args.reps, "timeout_s": args.timeout, "features": FEATURES, "machine": facts,
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    generate_s, _ = timed(lambda: generate(workdir, args.events, args.labels, args.entities, args.skew))
+    meta["generate_s"] = round(generate_s, 2)
+    print(f"# {args.events:,} events, {args.labels:,} labels generated in {generate_s:.1f} s under {workdir}",
+          flush=True)
     # DuckDB first: it is the reference every other output is checked against.
     meta["order"] = ["duckdb", *[c for c in args.contenders if c != "duckdb"]]
     results: dict = {}
-    for contender in meta["order"]:
-        proc = subprocess.run([sys.executable, __file__, "--child", contender, "--workdir", str(workdir)],
-                              capture_output=True, text=True, env=env, cwd=REPO)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-        if proc.returncode != 0 or line is None:
-            print(f"# {contender} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", flush=True)
-            results[contender] = {"contender": contender, "error": f"exit {proc.returncode}: {proc.stderr[-500:]}"}
-            continue
-        results[contender] = json.loads(line[len("RESULT "):])
-        print(f"# {contender}: {results[contender]['seconds']:.1f} s", flush=True)
-    summary = summarize(results, labels)
-    meta["load_avg_end"] = list(os.getloadavg())
-    text = markdown(meta, results, summary)
+    for name in meta["order"]:
+        argv = [__file__, "--child", name, "--workdir", str(workdir), "--reps", str(args.reps)]
+        results[name] = run_child(argv, RESULTS_DIR / f"logs-{stamp}" / f"features-{name}.log", args.timeout)
+        got = results[name]
+        print(f"# {name}: " + (f"{got['seconds']['median']:.1f} s (load {load_average()})" if got["ok"]
+                               else f"FAILED: {got['error']}"), flush=True)
+    engines = summarize(results, args.labels)
+    meta["load_average_end"] = load_average()
+    text = markdown(meta, results, engines)
     print()
     print(text)
-    results_dir = REPO / "bench" / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    base = results_dir / f"features-{events}-{stamp}"
-    ok = bool(results) and all(f["ok"] for f in results.values())
-    document = {"meta": meta, "contenders": {name: results[name] for name in CONTENDERS if name in results},
-                **summary, "target": TARGET, "ok": ok}
-    base.with_suffix(".md").write_text(text)
-    base.with_suffix(".json").write_text(json.dumps(document, indent=1, default=str))
-    print(f"wrote {base}.md and .json")
+    ok = all(f["ok"] for f in results.values())
+    document = {"meta": meta, "contenders": results, "engines": engines, "target": TARGET, "ok": ok}
+    write_results(f"features-{args.events}{'-skew' if args.skew else ''}", stamp, text, facts, document)
     if not args.keep and args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
+    report({**document, "markdown": text, "summary": text[text.index("\n- "):].strip()})
     if not ok:
         raise SystemExit(1)
 

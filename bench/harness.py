@@ -1,10 +1,11 @@
-"""What every benchmark in ``bench/`` shares: child processes, repetitions, checksums, the header.
+"""What every benchmark in ``bench/`` uses, once: the child runner, timing, checksums, the header, results.
 
-Each contender runs in its own child process so that one engine's JVM, caches and threads never
-slow another's; the parent only generates data, starts children, checks their answers and
-prints. A child reports one JSON object on a line starting with ``RESULT ``; its other output
-goes to a log file, so a failing child leaves its traceback where the report can point to it.
-"""
+Each contender runs in its own child process (``run_child``) so that one engine's JVM, caches and
+threads never slow another's; the parent only generates data, starts children, checks their
+answers and prints. A child reports one JSON object on a line starting with ``RESULT `` (``report``);
+all its output also goes to a log file, so a failing child leaves its traceback where the report
+can point to it. A script run by another (``bench/run.py``) ends the same way, with its results.
+Each script writes its table and JSON with ``write_results`` under ``bench/results/``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,33 +40,44 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_child(argv: Sequence[str], log: Path, timeout: float) -> dict[str, Any]:
+def run_child(argv: Sequence[str], log: Path, timeout: float, echo: str | None = None) -> dict[str, Any]:
     """Run ``argv`` (a Python script and its options) and return its ``RESULT`` object.
 
-    The returned object always carries ``wall_s`` (measured here, around the whole process:
-    interpreter, imports, engine start-up and work) and ``ok``; a child that fails or times out
-    yields ``{"ok": False, "error": ...}`` with the tail of its log instead of raising, so one
-    broken contender never costs the rest of the run.
+    The child's stderr and stdout go to ``log`` as they come (and its stdout to this process's
+    too, each line after ``echo``, unless ``echo`` is None). The returned object always carries
+    ``wall_s`` (measured here, around the whole process: interpreter, imports, engine start-up
+    and work) and ``ok``; a child that exits non-zero, reports nothing or outlives ``timeout``
+    (it is killed) gets ``ok`` False and an ``error`` with the tail of its log instead of an
+    exception, so one broken contender never costs the rest of the run.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_bytes(b"")
+    prefix = RESULT_PREFIX.encode()
+    found: bytes | None = None
     start = time.perf_counter()
-    with log.open("w") as out:
+    with log.open("ab") as out:  # append mode: the child's stderr and our copy of its stdout interleave
+        proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=out,
+                                env=child_env(), cwd=REPO)
+        watchdog = threading.Timer(timeout, proc.kill)  # a silent hang ends too
+        watchdog.start()
         try:
-            proc = subprocess.run([sys.executable, *argv], stdout=subprocess.PIPE, stderr=out,
-                                  text=True, env=child_env(), cwd=REPO, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raw = exc.stdout or ""
-            stdout, code = raw.decode() if isinstance(raw, bytes) else raw, None
-        else:
-            stdout, code = proc.stdout, proc.returncode
+            assert proc.stdout is not None
+            for line in proc.stdout:  # bytes: Dask's progress bar redraws with '\r'
+                out.write(line)
+                out.flush()
+                if line.startswith(prefix):
+                    found = line
+                elif echo is not None:
+                    sys.stdout.buffer.write(echo.encode() + line)
+                    sys.stdout.flush()
+            code = proc.wait()
+        finally:
+            watchdog.cancel()
     wall = time.perf_counter() - start
-    with log.open("a") as out:
-        out.write("\n--- stdout ---\n" + stdout)
-    line = next((l for l in stdout.splitlines() if l.startswith(RESULT_PREFIX)), None)
-    if code != 0 or line is None:
-        reason = "timed out" if code is None else f"exit {code}"
-        return {"ok": False, "wall_s": wall, "error": f"{reason}; log {log}: " + tail(log)}
-    result = json.loads(line[len(RESULT_PREFIX):])
+    result = json.loads(found[len(prefix):]) if found else {}
+    if code != 0 or found is None:
+        reason = f"timed out after {timeout:.0f} s" if code < 0 and wall >= timeout else f"exit {code}"
+        result.update(ok=False, error=f"{reason}; log {log}: " + tail(log))
     result.setdefault("ok", True)
     result["wall_s"] = wall
     return result
@@ -81,6 +94,7 @@ def report(result: dict[str, Any]) -> None:
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(seconds ``fn()`` took, what it returned)."""
     start = time.perf_counter()
     value = fn()
     return time.perf_counter() - start, value
@@ -97,6 +111,26 @@ def exact_sum(values: Any) -> float:
     import numpy as np
 
     return math.fsum(np.asarray(values, dtype="float64").tolist())
+
+
+def delta_files(path: str | Path) -> list[str]:
+    """The data files of a Delta table's current version (local paths)."""
+    from deltalake import DeltaTable
+
+    return [u.removeprefix("file://") for u in DeltaTable(str(path)).file_uris()]
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """A process's peak resident memory (``VmHWM``), None if it is gone. Not ``ru_maxrss``:
+    Linux carries a parent's peak across fork + exec into it, so a child would report the
+    generating parent's peak as its own."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 def close(a: float, b: float, rel: float) -> bool:

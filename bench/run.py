@@ -1,7 +1,7 @@
 """``make bench``: every benchmark in one run, one table of ratios (printed, Markdown and JSON).
 
 Sections, each in its own child processes: scoring (``bench/scoring.py``), end to end
-(``bench/e2e.py``), the point-in-time feature join (``bench/features.py --scale``) and the
+(``bench/e2e.py``), the point-in-time feature join (``bench/features.py --events --labels``) and the
 storage layer (``bench/storage.py --rows``). A section that fails is reported as failed and
 the others still run, so one broken engine never hides the rest of the table.
 
@@ -12,34 +12,29 @@ Sizes: the default is chosen to finish in under 15 minutes on a quiet 2-core mac
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import e2e, scoring  # noqa: E402
-from bench.harness import (REPO, RESULTS_DIR, child_env, fmt, header_lines, load_average,  # noqa: E402
-                           machine, markdown_table)
+from bench.harness import (RESULTS_DIR, begin, fmt, header_lines, load_average,  # noqa: E402
+                           markdown_table, run_child, write_results)
 
 # Default: 5M rows scored 3 times by each of 5 pipelines (~4 min quiet), 3M events end to end,
-# the feature and storage benchmarks at a tenth and a fifth of their own defaults.
+# the feature join at issue 17's size (2M events, 200k labels, 2 timed runs per contender) and
+# the storage benchmark at a fifth of its own default.
 SIZES = {
     "default": {"scoring_rows": 5_000_000, "reps": 3, "h2o_rows": 1_000_000, "udf_rows": 100_000,
-                "e2e_events": 3_000_000, "features_scale": 0.1, "storage_rows": 2_000_000,
-                "storage_reps": 3},
+                "e2e_events": 3_000_000, "features_events": 2_000_000, "features_labels": 200_000,
+                "features_reps": 2, "storage_rows": 2_000_000, "storage_reps": 3},
     "quick": {"scoring_rows": 200_000, "reps": 2, "h2o_rows": 100_000, "udf_rows": 20_000,
-              "e2e_events": 200_000, "features_scale": 0.01, "storage_rows": 200_000,
-              "storage_reps": 1},
+              "e2e_events": 200_000, "features_events": 200_000, "features_labels": 20_000,
+              "features_reps": 1, "storage_rows": 200_000, "storage_reps": 1},
 }
 SECTIONS = ("scoring", "e2e", "features", "storage")
 SECTION_TIMEOUT = 1800
@@ -47,62 +42,10 @@ SECTION_TIMEOUT = 1800
 
 def sizes_for(quick: bool, scale: float) -> dict[str, Any]:
     base = dict(SIZES["quick" if quick else "default"])
-    for key in ("scoring_rows", "h2o_rows", "udf_rows", "e2e_events", "storage_rows"):
+    for key in ("scoring_rows", "h2o_rows", "udf_rows", "e2e_events", "features_events", "features_labels",
+                "storage_rows"):
         base[key] = max(10_000, int(base[key] * scale))
-    base["features_scale"] = base["features_scale"] * scale
     return base
-
-
-def run_script(argv: list[str], log: Path, timeout: float) -> tuple[int | None, str, float]:
-    """Run another benchmark script, echoing its output as it comes; returns (exit code or None
-    on timeout, its stdout, seconds)."""
-    start = time.perf_counter()
-    lines: list[str] = []
-    with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=err, text=True,
-                                env=child_env(), cwd=REPO)
-        watchdog = threading.Timer(timeout, proc.kill)  # a silent hang ends too
-        watchdog.start()
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                lines.append(line)
-                print("    " + line, end="", flush=True)
-            code = proc.wait()
-        finally:
-            watchdog.cancel()
-    if code < 0:  # killed: by the watchdog or a signal
-        code = None
-    return code, "".join(lines), time.perf_counter() - start
-
-
-def markdown_tables(text: str) -> list[list[dict[str, str]]]:
-    """Every Markdown table in ``text`` as rows of {header: cell}: how the other scripts' results
-    are read when no JSON of theirs can be found."""
-    tables, current, headers = [], [], None
-    for line in text.splitlines() + [""]:
-        line = line.strip()
-        if line.startswith("|") and line.endswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if headers is None:
-                headers = cells
-            elif not all(set(c) <= set("-: ") for c in cells):
-                current.append(dict(zip(headers, cells)))
-        else:
-            if headers is not None:
-                tables.append(current)
-            current, headers = [], None
-    return tables
-
-
-def newest_result(prefix: str, since: float) -> Path | None:
-    found = [p for p in RESULTS_DIR.glob(f"{prefix}*.json") if p.stat().st_mtime >= since]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
-
-
-def number(text: Any) -> float | None:
-    match = re.search(r"-?[0-9][0-9,]*\.?[0-9]*", str(text))
-    return float(match.group(0).replace(",", "")) if match else None
 
 
 # --- sections ---------------------------------------------------------------------------------
@@ -161,52 +104,47 @@ def section_e2e(size: dict, work: Path, logs: Path) -> dict[str, Any]:
     return {"ok": not failed, "ratios": ratios, "markdown": text, "result": result, "failed": failed}
 
 
+def run_script(name: str, argv: list[str], logs: Path) -> dict[str, Any]:
+    """Another benchmark script in its own process, its output echoed as it comes; its ``RESULT``
+    (the script's results; ``ok`` False when it failed) with ``seconds`` and the printed tables."""
+    result = run_child(argv, logs / f"{name}.log", SECTION_TIMEOUT, echo="    ")
+    result["seconds"] = result["wall_s"]
+    text = "\n".join(l for l in result.get("markdown", "").splitlines() if l.startswith("|"))
+    if result.get("summary"):
+        text += "\n\n" + result["summary"]
+    result["tables"] = (f"`{' '.join(argv)}` ({result['seconds']:.0f} s)\n\n" + (text or "(no table printed)"))
+    return result
+
+
 def section_features(size: dict, work: Path, logs: Path) -> dict[str, Any]:
-    since = time.time()
-    argv = ["bench/features.py", "--scale", f"{size['features_scale']:g}", "--workdir", str(work / "features")]
-    code, out, seconds = run_script(argv, logs / "features.log", SECTION_TIMEOUT)
-    json_path = newest_result("features", since)
-    tables = markdown_tables(out)
-    # features.py writes its results as JSON: per contender its seconds and whether its output
-    # matched DuckDB's row by row.
-    results = json.loads(json_path.read_text())["contenders"] if json_path else {}
+    argv = ["bench/features.py", "--events", str(size["features_events"]), "--labels", str(size["features_labels"]),
+            "--reps", str(size["features_reps"]), "--workdir", str(work / "features")]
+    result = run_script("features", argv, logs)
+    contenders = result.get("contenders", {})
+    median = {name: c["seconds"]["median"] for name, c in contenders.items() if c.get("ok")}
     ratios = []
-    for engine, ours, hand in (("Spark", "lakescore-spark", "pyspark-hand"), ("Dask", "lakescore-dask", "dask-hand")):
-        mine, theirs, duck = results.get(ours, {}), results.get(hand, {}), results.get("duckdb", {})
-        seconds_of = lambda r: r.get("seconds") if r.get("ok") else None  # noqa: E731
-        ok = bool(mine.get("ok"))
-        value = (seconds_of(mine) / seconds_of(theirs)) if seconds_of(mine) and seconds_of(theirs) else None
-        ratios.append(ratio_row("features", f"lakescore {engine} point-in-time join", f"hand-written {engine}",
-                                value, "<= 1.1", lambda r: r <= 1.1, ok and value is not None,
-                                f"{fmt(seconds_of(mine), 1)} vs {fmt(seconds_of(theirs), 1)} s"))
-        value = (seconds_of(mine) / seconds_of(duck)) if seconds_of(mine) and seconds_of(duck) else None
-        ratios.append(ratio_row("features", f"lakescore {engine} point-in-time join", "DuckDB SQL",
-                                value, "-", None, ok and value is not None,
-                                f"{fmt(seconds_of(mine), 1)} vs {fmt(seconds_of(duck), 1)} s"))
-    failed = [] if code == 0 and results else [f"features.py exit {code}; log {logs / 'features.log'}"]
-    text = (f"`bench/features.py --scale {size['features_scale']:g}` ({seconds:.0f} s"
-            + (f", JSON {json_path.name}" if json_path else "") + ")\n\n"
-            + ("\n".join(l for l in out.splitlines() if l.startswith("|")) or "(no table printed)"))
-    return {"ok": not failed, "ratios": ratios, "markdown": text, "failed": failed,
-            "result": {"tables": tables, "json": str(json_path) if json_path else None, "seconds": seconds,
-                       "exit": code}}
+    for engine, e in result.get("engines", {}).items():
+        ours, best = e["lakescore"], e["best_hand_written"]
+        ok = ours in median
+        ratios.append(ratio_row("features", f"lakescore {engine.capitalize()} point-in-time join",
+                                f"best hand-written {engine.capitalize()} ({best or '-'}; winner {e['winner'] or '-'})",
+                                e["lakescore_vs_best_hand_written"], "<= 1.1", lambda r: r <= 1.1, ok and best is not None,
+                                f"{fmt(median.get(ours), 1)} vs {fmt(median.get(best), 1)} s"))
+        ratios.append(ratio_row("features", f"lakescore {engine.capitalize()} point-in-time join", "DuckDB SQL",
+                                e["lakescore_vs_duckdb"], "-", None, ok and "duckdb" in median,
+                                f"{fmt(median.get(ours), 1)} vs {fmt(median.get('duckdb'), 1)} s"))
+    failed = [] if result["ok"] else [f"features.py: {result.get('error', '')[:300]}"]
+    return {"ok": not failed, "ratios": ratios, "markdown": result["tables"], "failed": failed,
+            "result": {k: v for k, v in result.items() if k not in ("markdown", "tables")}}
 
 
 def section_storage(size: dict, work: Path, logs: Path) -> dict[str, Any]:
-    since = time.time()
     (work / "storage").mkdir(parents=True, exist_ok=True)
     argv = ["bench/storage.py", "--rows", str(size["storage_rows"]), "--reps", str(size["storage_reps"]),
             "--workdir", str(work / "storage")]
-    code, out, seconds = run_script(argv, logs / "storage.log", SECTION_TIMEOUT)
-    json_path = newest_result(f"storage-{size['storage_rows']}-", since)
-    rows = []
-    if json_path:
-        rows = json.loads(json_path.read_text()).get("rows", [])
-    else:  # read its printed table
-        for r in (markdown_tables(out) or [[]])[0]:
-            ratio = next((v for k, v in r.items() if k.startswith("ratio")), None)
-            rows.append({"engine": r.get("engine"), "operation": r.get("operation"),
-                         "ratio_median": number(ratio), "checksum_ok": r.get("checksum ok") == "yes"})
+    result = run_script("storage", argv, logs)
+    rows = result.get("rows", [])
+
     def medians(r: dict) -> str:
         lake, plain = (r.get(k) or {} for k in ("lakescore", "plain"))
         return f"{fmt(lake.get('median'))} vs {fmt(plain.get('median'))} s" if lake and plain else ""
@@ -215,12 +153,9 @@ def section_storage(size: dict, work: Path, logs: Path) -> dict[str, Any]:
                         r.get("ratio_median"), "<= 1.1", lambda v: v <= 1.1, bool(r.get("checksum_ok")),
                         medians(r))
               for r in rows]
-    failed = [] if code == 0 and rows else [f"storage.py exit {code}; log {logs / 'storage.log'}"]
-    text = (f"`bench/storage.py --rows {size['storage_rows']} --reps {size['storage_reps']}` ({seconds:.0f} s"
-            + (f", JSON {json_path.name}" if json_path else "") + ")\n\n"
-            + ("\n".join(l for l in out.splitlines() if l.startswith("|")) or "(no table printed)"))
-    return {"ok": not failed, "ratios": ratios, "markdown": text, "failed": failed,
-            "result": {"rows": rows, "json": str(json_path) if json_path else None, "seconds": seconds, "exit": code}}
+    failed = [] if result["ok"] and rows else [f"storage.py: {result.get('error', 'no rows')[:300]}"]
+    return {"ok": not failed, "ratios": ratios, "markdown": result["tables"], "failed": failed,
+            "result": {k: v for k, v in result.items() if k not in ("markdown", "tables")}}
 
 
 RUNNERS = {"scoring": section_scoring, "e2e": section_e2e, "features": section_features,
@@ -253,15 +188,12 @@ def main() -> None:
     args = parser.parse_args()
 
     size = sizes_for(args.quick, args.scale)
-    facts = machine()
     started = time.perf_counter()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    work, facts, stamp = begin(args.workdir, "lakescore-bench-")
     logs = RESULTS_DIR / f"logs-{stamp}"
     logs.mkdir(parents=True, exist_ok=True)
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="lakescore-bench-"))
     header = header_lines(facts)
     print("# lakescore benchmarks " + stamp + (" (quick)" if args.quick else "") + f", scale {args.scale:g}")
-    print("\n".join("# " + line for line in header))
     print("# sizes: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v:g}" for k, v in size.items()),
           flush=True)
     sections: dict[str, Any] = {}
@@ -289,14 +221,12 @@ def main() -> None:
           for name, s in sections.items()],
     ])
     print("\n" + text)
-    base = RESULTS_DIR / f"bench-{stamp}"
-    base.with_suffix(".md").write_text(text + "\n")
-    base.with_suffix(".json").write_text(json.dumps(
-        {"stamp": stamp, "quick": args.quick, "scale": args.scale, "sizes": size, "machine": facts,
-         "load_average_end": end_load, "total_s": total, "ratios": ratios,
-         "sections": {k: {kk: vv for kk, vv in v.items() if kk != "markdown"} for k, v in sections.items()}},
-        indent=1, default=str))
-    print(f"\nwrote {base}.md and .json; logs in {logs}")
+    write_results("bench", stamp, text, facts,
+                  {"stamp": stamp, "quick": args.quick, "scale": args.scale, "sizes": size,
+                   "load_average_end": end_load, "total_s": total, "ratios": ratios,
+                   "sections": {k: {kk: vv for kk, vv in v.items() if kk != "markdown"}
+                                for k, v in sections.items()}})
+    print(f"logs in {logs}")
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
     sys.exit(0 if all(s["ok"] for s in sections.values()) else 1)

@@ -24,30 +24,29 @@ What it does, each step in its own child process (so one engine's memory never h
    ``--rows`` rows, one per (key, model), in ``--dates`` partitions; Spark's and Dask's scores
    of every row agree within 1e-9.
 
-It prints one table and writes ``bench/results/scale-scoring-<rows>-<UTC time>.json``.
+It prints one table and writes it with the machine's facts to
+``bench/results/scale-scoring-<rows>-<UTC time>.md`` and ``.json``; each step's log is under
+``bench/results/logs-<UTC time>/``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import (RESULTS_DIR, begin, load_average, peak_rss_mib, report,  # noqa: E402
+                           run_child, write_results)
 
 BATCH_ROWS = 5_000_000
 WINDOWS = (7, 30, 90)
 H2O_PORT = 54691
+STEP_TIMEOUT = 3 * 3600
 
 
 def conf_overrides(workdir: Path, engine: str) -> list[str]:
@@ -131,20 +130,12 @@ def child_train(workdir: Path) -> dict:
             "metrics": {k: model.metrics[k] for k in ("auc", "train_rows") if k in model.metrics}}
 
 
-def _vm_hwm_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def _worker_peak_mib() -> float | None:
     import os as worker_os
 
-    return _vm_hwm_mib(worker_os.getpid())
+    from bench.harness import peak_rss_mib as worker_peak
+
+    return worker_peak(worker_os.getpid())
 
 
 def child_score(workdir: Path, engine: str) -> dict:
@@ -168,12 +159,10 @@ def child_score(workdir: Path, engine: str) -> dict:
              "rows": result.rows, "files": result.files, "version": result.version,
              "rows_per_s": result.rows / seconds, "note": note,
              "rerun_skipped": rerun.skipped, "rerun_version": rerun.version,
-             # VmHWM, not ru_maxrss: Linux carries a parent's peak across fork + exec into
-             # ru_maxrss, so a child would report the generating parent's peak as its own.
-             "python_peak_mib": _vm_hwm_mib(os.getpid())}
+             "python_peak_mib": peak_rss_mib(os.getpid())}
     if engine == "spark":
         proc = getattr(backend.spark.sparkContext._gateway, "proc", None)
-        facts["jvm_peak_mib"] = _vm_hwm_mib(proc.pid) if proc is not None else None
+        facts["jvm_peak_mib"] = peak_rss_mib(proc.pid) if proc is not None else None
         facts["limit"] = f"driver memory {conf.spark.driver_memory}"
     else:
         facts["worker_peak_mib"] = sorted(backend.client.run(_worker_peak_mib).values())
@@ -216,23 +205,12 @@ def check(lakehouse: Path, engines: list[str], rows: int, dates: int) -> dict:
 
 # --- driver -----------------------------------------------------------------------------------
 
-def run_child(step: str, workdir: Path, engine: str | None = None) -> dict:
-    cmd = [sys.executable, __file__, "--child", step, "--workdir", str(workdir)]
-    if engine:
-        cmd += ["--engine", engine]
-    started = time.perf_counter()
-    # Bytes, not text: Dask's progress bar redraws with '\r', which text mode would split.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=REPO)
-    result = None
-    for raw in proc.stdout:
-        if raw.startswith(b"RESULT "):
-            result = json.loads(raw[len(b"RESULT "):])
-        else:
-            sys.stdout.buffer.write(raw)
-            sys.stdout.flush()
-    if proc.wait() != 0 or result is None:
-        raise SystemExit(f"step {step} {engine or ''} failed (exit {proc.returncode})")
-    result["wall_seconds"] = time.perf_counter() - started
+def run_step(step: str, workdir: Path, logs: Path, engine: str | None = None) -> dict:
+    """One step in its own process, its output echoed; stops the run if it fails."""
+    argv = [__file__, "--child", step, "--workdir", str(workdir)] + (["--engine", engine] if engine else [])
+    result = run_child(argv, logs / f"scale-{step}{'-' + engine if engine else ''}.log", STEP_TIMEOUT, echo="")
+    if not result["ok"]:
+        raise SystemExit(f"step {step} {engine or ''} failed: {result['error']}")
     return result
 
 
@@ -252,48 +230,45 @@ def main() -> None:
 
         prepare_process_env()
         facts = child_train(args.workdir) if args.child == "train" else child_score(args.workdir, args.engine)
-        print("RESULT " + json.dumps(facts, default=str), flush=True)
+        report(facts)
         return
 
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="lakescore-scale-"))
+    workdir, machine, stamp = begin(args.workdir, "lakescore-scale-")
+    logs = RESULTS_DIR / f"logs-{stamp}"
     lakehouse = workdir / "lakehouse"
     print(f"# lakescore scale scoring: {args.rows:,} rows over {args.dates} score dates, "
-          f"engines {args.engines}; {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"load {os.getloadavg()[0]:.1f}; workdir {workdir}", flush=True)
+          f"engines {args.engines}; workdir {workdir}", flush=True)
     started = time.perf_counter()
     generate(lakehouse, args.rows, args.dates)
     generated = time.perf_counter() - started
     print(f"# generated in {generated:.0f} s", flush=True)
     results = {"rows": args.rows, "dates": args.dates, "generate_seconds": generated,
-               "train": run_child("train", workdir)}
+               "train": run_step("train", workdir, logs)}
     for engine in args.engines:
-        results[engine] = run_child("score", workdir, engine)
+        results[engine] = run_step("score", workdir, logs, engine)
     results["checks"] = check(lakehouse, args.engines, args.rows, args.dates)
-    results["load_average"] = os.getloadavg()
+    results["load_average_end"] = load_average()
 
-    print("\n| engine | rows | stage s | rows/s | rerun skipped | peak memory MiB | limit | checks |")
-    print("|---|---|---|---|---|---|---|---|")
+    lines = ["| engine | rows | stage s | rows/s | rerun skipped | peak memory MiB | limit | checks |",
+             "|---|---|---|---|---|---|---|---|"]
     for engine in args.engines:
         r, c = results[engine], results["checks"][engine]
         peak = (f"JVM {r['jvm_peak_mib']:.0f}, Python {r['python_peak_mib']:.0f}" if engine == "spark"
                 else f"workers {', '.join(f'{p:.0f}' for p in r['worker_peak_mib'])}, "
                      f"Python {r['python_peak_mib']:.0f}")
-        print(f"| {engine} | {r['rows']:,} | {r['seconds']:.0f} | {r['rows_per_s']:,.0f} | "
-              f"{r['rerun_skipped']} | {peak} | {r['limit']} | "
-              f"{'ok' if c['ok'] else 'FAILED'} ({c['rows']:,} rows, {c['distinct_keys']:,} keys, "
-              f"{c['score_dates']} dates) |")
+        lines.append(f"| {engine} | {r['rows']:,} | {r['seconds']:.0f} | {r['rows_per_s']:,.0f} | "
+                     f"{r['rerun_skipped']} | {peak} | {r['limit']} | "
+                     f"{'ok' if c['ok'] else 'FAILED'} ({c['rows']:,} rows, {c['distinct_keys']:,} keys, "
+                     f"{c['score_dates']} dates) |")
     if "cross_engine" in results["checks"]:
         x = results["checks"]["cross_engine"]
-        print(f"\nspark vs dask: {x['matched_rows']:,} rows matched, max abs difference "
+        lines.append(f"\nspark vs dask: {x['matched_rows']:,} rows matched, max abs difference "
               f"{x['max_abs_diff']} ({'ok' if x['ok'] else 'FAILED'})")
-    for engine in args.engines:
-        print(f"{engine}: {results[engine]['note']}")
-    out = REPO / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = out / f"scale-scoring-{args.rows}-{stamp}.json"
-    path.write_text(json.dumps(results, indent=2, default=str))
-    print(f"\nwritten {path} in {time.perf_counter() - started:.0f} s total")
+    lines += [f"{engine}: {results[engine]['note']}" for engine in args.engines]
+    text = "\n".join(lines)
+    print("\n" + text)
+    write_results(f"scale-scoring-{args.rows}", stamp, text, machine, results)
+    print(f"{time.perf_counter() - started:.0f} s total")
     if not args.keep and args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     failed = [k for k, v in results["checks"].items() if not v["ok"]]

@@ -26,8 +26,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (begin, RESULTS_DIR, close, exact_sum, fmt, load_average,  # noqa: E402
-                           markdown_table, report, run_child, spread, timed, write_results)
+from bench.harness import (begin, RESULTS_DIR, close, delta_files, exact_sum, fmt,  # noqa: E402
+                           load_average, markdown_table, report, run_child, spread, timed,
+                           write_results)
 
 FEATURES = [f"x{i:02d}" for i in range(20)]
 TRAIN_ROWS = 50_000
@@ -345,15 +346,35 @@ def _in_memory(backend, inp, mojo: str, mllib: str | None, reps: int) -> dict[st
     return {name: spread(t) for name, t in times.items()}
 
 
+def _udf_run(backend, work: Path, rows: int, udf, name: str, out_root: Path, warm_up: bool) -> dict[str, Any]:
+    """One timed run of ``udf`` over the 20 features of the rows with ``row_id < rows``, read and
+    written through lakescore's storage layer; its output checked and removed."""
+    from pyspark.sql import functions as F
+
+    from engine.storage.table import CommitInfo, TableRef, WriteMode
+
+    def run():
+        frame = backend.read(TableRef("input", str(work / "input"))).frame.where(F.col("row_id") < rows)
+        scored = frame.select("row_id", udf(*[F.col(c) for c in FEATURES]).alias("score"))
+        ref = TableRef(name=f"spark-{name}", path=str(out_root / f"{name}-{uuid.uuid4().hex[:8]}"))
+        backend.write(scored.withColumns({k: F.lit(v) for k, v in CONSTANTS.items()}), ref,
+                      WriteMode.OVERWRITE, CommitInfo(job="bench", run_id="bench", engine="spark"))
+        return ref.path
+
+    if warm_up:
+        shutil.rmtree(timed(run)[1], ignore_errors=True)
+    seconds, path = timed(run)
+    check = output_checksum(path)
+    shutil.rmtree(path, ignore_errors=True)
+    return {"times": [seconds], "seconds": spread([seconds]), "checks": [check], "rows": rows}
+
+
 def _pandas_udf(backend, work: Path, rows: int, mojo: str, out_root: Path) -> dict[str, Any]:
     """What a user writes without lakescore's scorer: a pandas UDF calling
-    ``h2o.mojo_predict_pandas`` (which writes a CSV and runs a new JVM per Arrow batch), on the
-    rows with ``row_id < rows``, read and written through the same storage layer."""
-    from pyspark.sql import functions as F
+    ``h2o.mojo_predict_pandas`` (which writes a CSV and runs a new JVM per Arrow batch)."""
     from pyspark.sql.functions import pandas_udf
 
     from engine.scoring.jars import GENMODEL_JAR
-    from engine.storage.table import CommitInfo, TableRef, WriteMode
 
     @pandas_udf("double")
     def predict(*columns):
@@ -364,29 +385,16 @@ def _pandas_udf(backend, work: Path, rows: int, mojo: str, out_root: Path) -> di
         frame.columns = FEATURES
         return h2o.mojo_predict_pandas(frame, mojo, genmodel_jar_path=str(GENMODEL_JAR))["p1"].astype("float64")
 
-    def run():
-        frame = backend.read(TableRef("input", str(work / "input"))).frame.where(F.col("row_id") < rows)
-        scored = frame.select("row_id", predict(*[F.col(c) for c in FEATURES]).alias("score"))
-        ref = TableRef(name="spark-udf", path=str(out_root / f"udf-{uuid.uuid4().hex[:8]}"))
-        backend.write(scored.withColumns({k: F.lit(v) for k, v in CONSTANTS.items()}), ref,
-                      WriteMode.OVERWRITE, CommitInfo(job="bench", run_id="bench", engine="spark"))
-        return ref.path
-
-    seconds, path = timed(run)
-    check = output_checksum(path)
-    shutil.rmtree(path, ignore_errors=True)
-    return {"times": [seconds], "seconds": spread([seconds]), "checks": [check], "rows": rows}
+    return _udf_run(backend, work, rows, predict, "udf", out_root, warm_up=False)
 
 
 def _pyfunc_udf(backend, work: Path, rows: int, mojo: str, out_root: Path) -> dict[str, Any]:
     """lakescore's MLflow pyfunc flavor (engine.scoring.flavor) as ``mlflow.pyfunc.spark_udf``:
-    rows go to Python workers by Arrow and through JPype to the same Java scorer, on the rows
-    with ``row_id < rows`` (the pandas UDF's), read and written through the same storage layer."""
+    rows go to Python workers by Arrow and through JPype to the same Java scorer. Warmed up
+    once: the workers' JVMs start (JPype) on their first batch."""
     import mlflow
-    from pyspark.sql import functions as F
 
     from engine.scoring.flavor import mlmodel_for_mojo
-    from engine.storage.table import CommitInfo, TableRef, WriteMode
 
     model_dir = work / "pyfunc-model"
     if not model_dir.exists():
@@ -394,20 +402,7 @@ def _pyfunc_udf(backend, work: Path, rows: int, mojo: str, out_root: Path) -> di
         shutil.copy(mojo, model_dir / Path(mojo).name)
         mlmodel_for_mojo(model_dir / Path(mojo).name, model_dir)
     udf = mlflow.pyfunc.spark_udf(backend.spark, str(model_dir), result_type="double", env_manager="local")
-
-    def run():
-        frame = backend.read(TableRef("input", str(work / "input"))).frame.where(F.col("row_id") < rows)
-        scored = frame.select("row_id", udf(*[F.col(c) for c in FEATURES]).alias("score"))
-        ref = TableRef(name="spark-pyfunc", path=str(out_root / f"pyfunc-{uuid.uuid4().hex[:8]}"))
-        backend.write(scored.withColumns({k: F.lit(v) for k, v in CONSTANTS.items()}), ref,
-                      WriteMode.OVERWRITE, CommitInfo(job="bench", run_id="bench", engine="spark"))
-        return ref.path
-
-    timed(run)  # warm-up: the workers' JVMs start (JPype) on their first batch
-    seconds, path = timed(run)
-    check = output_checksum(path)
-    shutil.rmtree(path, ignore_errors=True)
-    return {"times": [seconds], "seconds": spread([seconds]), "checks": [check], "rows": rows}
+    return _udf_run(backend, work, rows, udf, "pyfunc", out_root, warm_up=True)
 
 
 def child_dask(work: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -468,14 +463,11 @@ def prepare(work: Path, rows: int) -> dict[str, Any]:
     sizes = write_input(work / "input", rows, per_file, seed=1000)
     write_input(work / "warmup", WARMUP_ROWS, WARMUP_ROWS, seed=999)
     write_training(work / "train.parquet")
-    from deltalake import DeltaTable
-
-    uris = DeltaTable(str(work / "input")).file_uris()
-    # file_uris follows the log, not row order: order files by their first row_id via the sizes
     import pyarrow.parquet as pq
 
-    firsts = sorted((pq.read_table(u.removeprefix("file://"), columns=["row_id"]).column(0)[0].as_py(),
-                     Path(u).name) for u in uris)
+    # the log's file order is not row order: order the files by their first row_id
+    firsts = sorted((pq.read_table(path, columns=["row_id"]).column(0)[0].as_py(), Path(path).name)
+                    for path in delta_files(work / "input"))
     (work / "input_files.json").write_text(json.dumps([[name, n] for (_, name), n in zip(firsts, sizes)]))
     return {"files": files, "rows_per_file": per_file, "generate_s": time.perf_counter() - t}
 

@@ -11,6 +11,8 @@ Every figure is the best of a few warm runs, and is given twice: rows/s per core
 time (rows / seconds / cores used) and rows per CPU-second (rows / the CPU time the JVMs or
 workers used): on a shared machine the second is the steadier one. Spark's figures exclude
 session start; "cached" scores a cached DataFrame, "parquet" reads the file in the same job.
+The machine's header is printed first; the figures are written to
+``bench/results/scoring-quick-<rows>-<UTC time>.md`` and ``.json``.
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.conf import DaskConf, H2OConf, SparkConf
-from engine.session import dask_client, h2o_connection, prepare_process_env, spark_session
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import begin, timed, write_results  # noqa: E402
+from engine.conf import DaskConf, H2OConf, SparkConf  # noqa: E402
+from engine.session import dask_client, h2o_connection, prepare_process_env, spark_session  # noqa: E402
 
 prepare_process_env()
 
 FEATURES = [f"f{i:02d}" for i in range(20)]
 RUNS = 3
+FIGURES: list[str] = []  # every line printed by figure(), in order: the results file
 
 
 def make_frame(n: int, seed: int) -> pd.DataFrame:
@@ -74,16 +80,17 @@ def best(fn, cpu_seconds) -> tuple[float, float]:
     """Min wall seconds and min CPU seconds of ``RUNS`` runs of ``fn``."""
     walls, cpus = [], []
     for _ in range(RUNS):
-        cpu, wall = cpu_seconds(), time.perf_counter()
-        fn()
-        walls.append(time.perf_counter() - wall)
+        cpu = cpu_seconds()
+        walls.append(timed(fn)[0])
         cpus.append(cpu_seconds() - cpu)
     return min(walls), min(cpus)
 
 
-def report(name: str, rows: int, cores: int, wall: float, cpu: float) -> None:
-    print(f"{name:<44} {rows / wall / cores:>12,.0f} rows/s/core {rows / cpu:>12,.0f} rows/cpu-s "
-          f"({wall:.2f} s wall, {cpu:.2f} s cpu, load {os.getloadavg()[0]:.1f})", flush=True)
+def figure(name: str, rows: int, cores: int, wall: float, cpu: float) -> None:
+    line = (f"{name:<44} {rows / wall / cores:>12,.0f} rows/s/core {rows / cpu:>12,.0f} rows/cpu-s "
+            f"({wall:.2f} s wall, {cpu:.2f} s cpu, load {os.getloadavg()[0]:.1f})")
+    FIGURES.append(line)
+    print(line, flush=True)
 
 
 def model_only(mojo: Path, frame: pd.DataFrame) -> None:
@@ -100,7 +107,7 @@ def model_only(mojo: Path, frame: pd.DataFrame) -> None:
     for tree_walk in (False, True):
         wall, cpu = best(lambda: scorer.scoreOutputs(str(mojo), names, columns, tree_walk),
                          lambda: threads.getCurrentThreadCpuTime() / 1e9)
-        report(f"model-only, 1 JVM thread ({'TreeWalk' if tree_walk else 'genmodel score0'})",
+        figure(f"model-only, 1 JVM thread ({'TreeWalk' if tree_walk else 'genmodel score0'})",
                len(frame), 1, wall, cpu)
 
 
@@ -119,14 +126,14 @@ def spark_figures(mojo: Path, parquet: Path, rows: int) -> None:
 
     cached = spark.read.parquet(str(parquet)).repartition(4).cache()
     cached.count()
-    report("spark cached: no model (keep + features)", rows, 2,
+    figure("spark cached: no model (keep + features)", rows, 2,
            *best(lambda: noop(cached.select("row_id", *FEATURES)), jvm_cpu))
-    report("spark cached: score_mojo_spark", rows, 2,
+    figure("spark cached: score_mojo_spark", rows, 2,
            *best(lambda: noop(score_mojo_spark(cached, str(mojo), ["row_id"])), jvm_cpu))
     cached.unpersist()
-    report("spark parquet: no model (keep + features)", rows, 2,
+    figure("spark parquet: no model (keep + features)", rows, 2,
            *best(lambda: noop(spark.read.parquet(str(parquet)).select("row_id", *FEATURES)), jvm_cpu))
-    report("spark parquet: score_mojo_spark", rows, 2,
+    figure("spark parquet: score_mojo_spark", rows, 2,
            *best(lambda: noop(score_mojo_spark(spark.read.parquet(str(parquet)), str(mojo), ["row_id"])),
                  jvm_cpu))
     spark.stop()
@@ -146,9 +153,9 @@ def dask_figures(mojo: Path, parquet: Path, rows: int) -> None:
     ddf = dd.read_parquet(str(parquet), split_row_groups=True).persist()
     ddf["f00"].sum().compute()
     score_mojo_dask(ddf, str(mojo), ["row_id"])["score"].sum().compute()  # JVMs started, model loaded
-    report("dask persisted: no model (sum of features)", rows, 2,
+    figure("dask persisted: no model (sum of features)", rows, 2,
            *best(lambda: ddf[FEATURES].sum().compute(), workers_cpu))
-    report(f"dask persisted: score_mojo_dask ({ddf.npartitions} partitions)", rows, 2,
+    figure(f"dask persisted: score_mojo_dask ({ddf.npartitions} partitions)", rows, 2,
            *best(lambda: score_mojo_dask(ddf, str(mojo), ["row_id"])["score"].sum().compute(), workers_cpu))
     client.close()
 
@@ -156,6 +163,7 @@ def dask_figures(mojo: Path, parquet: Path, rows: int) -> None:
 def main(rows: int) -> None:
     directory = Path(os.environ.get("LAKESCORE_BENCH_DIR", "/tmp/lakescore-bench-scoring"))
     directory.mkdir(parents=True, exist_ok=True)
+    _, facts, stamp = begin(directory, "")
     mojo = trained_mojo(directory)
     parquet = directory / f"score_{rows}.parquet"
     if not parquet.exists():
@@ -164,6 +172,7 @@ def main(rows: int) -> None:
     spark_figures(mojo, parquet, rows)
     dask_figures(mojo, parquet, rows)
     model_only(mojo, pd.read_parquet(parquet))
+    write_results(f"scoring-quick-{rows}", stamp, "\n".join(FIGURES), facts, {"rows": rows, "figures": FIGURES})
 
 
 if __name__ == "__main__":

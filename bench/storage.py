@@ -23,8 +23,10 @@ outputs are checksummed with pyarrow outside the timed region. Min and median of
 repetitions; the order lakescore/plain alternates between repetitions. Session/cluster start
 and a first warm-up job (on one input file) are reported apart as fixed costs.
 
-Prints a header (CPU, cores, RAM, load, Java, Python, library versions) and the table, and
-writes it as Markdown and JSON under ``bench/results/`` (git-ignored).
+Prints a header (CPU, cores, RAM, load, Java, Python, library versions) and the table, writes
+them as Markdown and JSON under ``bench/results/`` (git-ignored), and ends with the rows as one
+``RESULT`` line (what ``bench/run.py`` reads). Each child's log is under
+``bench/results/logs-<UTC time>/``.
 """
 
 from __future__ import annotations
@@ -34,25 +36,24 @@ import json
 import os
 import resource
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-# make bench / build/env.sh set JAVA_HOME to the Java 17 that `make setup` found.
-JAVA_HOME = os.environ.get("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
+from bench.harness import (RESULTS_DIR, begin, delta_files, fmt, header_lines,  # noqa: E402
+                           load_average, peak_rss_mib, report, run_child, spread, timed,
+                           write_results)
+
 CATEGORIES = ("grocery", "dining", "electronics", "travel", "fashion")
 CATEGORY_P = (0.40, 0.25, 0.12, 0.08, 0.15)
 INPUT_FILES = 8
 REL_TOL = 1e-9
 TARGET = 1.1
+CHILD_TIMEOUT = 3600
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -123,12 +124,6 @@ def parquet_files(directory: str) -> list[str]:
     return sorted(out)
 
 
-def delta_files(path: str) -> list[str]:
-    from deltalake import DeltaTable
-
-    return [u.removeprefix("file://") for u in DeltaTable(path).file_uris()]
-
-
 def same(a: dict | None, b: dict) -> bool:
     if a is None:
         return False
@@ -152,12 +147,6 @@ class Recorder:
         slot.append({"s": round(seconds, 4), "ok": ok, "checksum": checksum})
         if not ok:
             self.bad.append(f"{op}/{variant}: {checksum} != {self.reference}")
-
-
-def timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
 
 
 def run_spark(args, reference: dict, work: Path) -> dict:
@@ -202,7 +191,7 @@ def run_spark(args, reference: dict, work: Path) -> dict:
 
     out.update(_repetitions(args, reference, work, lake_write, plain_write, lake_read, plain_read))
     pid = int(spark._jvm.java.lang.ProcessHandle.current().pid())
-    out["jvm_peak_rss_mb"] = _vm_hwm_mb(pid)
+    out["jvm_peak_rss_mb"] = round(peak_rss_mib(pid) or 0)
     out["partitions_of_input"] = spark.read.parquet(args.input).rdd.getNumPartitions()
     spark.stop()
     return out
@@ -316,17 +305,8 @@ def _repetitions(args, reference, work, lake_write, plain_write, lake_read, plai
             "read_table_files": len(delta_files(read_table))}
 
 
-def _vm_hwm_mb(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024)
-    except OSError:
-        return None
-    return None
-
-
 def child(args) -> None:
+    """One engine's repetitions, reported to the parent (``harness.report``)."""
     reference = json.loads(Path(args.reference).read_text())
     work = Path(tempfile.mkdtemp(prefix=f"bench-storage-{args.engine}-", dir=args.workdir))
     start = time.perf_counter()
@@ -339,24 +319,16 @@ def child(args) -> None:
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    Path(args.json_out).write_text(json.dumps(result, indent=1))
+    report(result)
 
 
 # --- the parent: data, children, report ---------------------------------------------------------
 
-def machine() -> dict:
-    """CPU, cores, RAM, Java, Python, library versions and the commit (``bench.harness``)."""
-    from bench.harness import machine as harness_machine
-
-    facts = harness_machine()
-    return {**facts, "lakescore_commit": facts["lakescore"], "load_avg_start": os.getloadavg()}
-
-
 def summarize(times: list[dict]) -> dict:
+    """Min and median of the repetitions whose checksum matched; ``ok`` when all did."""
     good = [t["s"] for t in times if t["ok"]]
-    return {"min": min(good) if good else None,
-            "median": statistics.median(good) if good else None,
-            "all": [t["s"] for t in times], "ok": len(good) == len(times) and bool(times)}
+    figures = spread(good) if good else {"min": None, "median": None}
+    return {**figures, "all": [t["s"] for t in times], "ok": len(good) == len(times) and bool(times)}
 
 
 def build_rows(results: list[dict]) -> list[dict]:
@@ -377,21 +349,12 @@ def build_rows(results: list[dict]) -> list[dict]:
     return rows
 
 
-def fmt(x, digits=2) -> str:
-    return "—" if x is None else f"{x:.{digits}f}"
-
-
 def markdown(meta: dict, rows: list[dict], results: list[dict]) -> str:
-    v = meta["versions"]
     lines = [
         f"# lakescore storage benchmark — {meta['rows']:,} rows",
         "",
-        f"- date: {meta['date']}; lakescore {meta['lakescore_commit']}",
-        f"- machine: {meta['cpu']}, {meta['cores']} cores, {meta['ram_gib']} GiB RAM; load "
-        f"average at start {', '.join(f'{x:.2f}' for x in meta['load_avg_start'])}, at end "
-        f"{', '.join(f'{x:.2f}' for x in meta['load_avg_end'])}",
-        f"- {meta['java']}; Python {meta['python']}; "
-        + ", ".join(f"{k} {val}" for k, val in v.items() if val),
+        *[f"- {line}" for line in header_lines(meta["machine"])],
+        f"- load average at end: {meta['load_average_end']}",
         f"- input: {meta['input_files']} Parquet files, {meta['input_mb']:.0f} MB; "
         f"{meta['reps']} repetitions; times in seconds; ratio = lakescore / plain "
         f"(median; min in brackets), target ≤ {TARGET}",
@@ -427,10 +390,11 @@ def markdown(meta: dict, rows: list[dict], results: list[dict]) -> str:
 
 
 def parent(args) -> None:
-    meta = machine()
-    meta["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    meta["rows"], meta["reps"] = args.rows, args.reps
-    workdir = Path(tempfile.mkdtemp(prefix="bench-storage-", dir=args.workdir))
+    """Data and reference checksum, one child per engine, the table; the whole result is also
+    this process's last ``RESULT`` line (what ``bench/run.py`` reads)."""
+    workdir, facts, stamp = begin(Path(tempfile.mkdtemp(prefix="bench-storage-", dir=args.workdir)), "")
+    meta = {"machine": facts, "rows": args.rows, "reps": args.reps}
+    logs = RESULTS_DIR / f"logs-{stamp}"
     try:
         seconds, events = timed(lambda: make_events(args.rows))
         reference = arrow_checksum(events)
@@ -443,40 +407,23 @@ def parent(args) -> None:
         (workdir / "reference.json").write_text(json.dumps(reference))
         print(f"data: {args.rows:,} rows in {len(paths)} files, {meta['input_mb']:.0f} MB "
               f"(generated in {seconds:.1f} s); reference {reference}", flush=True)
-        env = {**os.environ, "JAVA_HOME": JAVA_HOME, "SPARK_LOCAL_IP": "127.0.0.1",
-               "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
-               "PATH": f"{JAVA_HOME}/bin:{os.environ.get('PATH', '')}"}
-        env.pop("LAKESCORE_DELTA_JARS", None)  # the deltalake path, as without delta-spark jars
         results = []
         for engine in args.engines:
-            out = workdir / f"{engine}.json"
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--engine", engine,
-                   "--input", str(workdir / "input"), "--reference", str(workdir / "reference.json"),
-                   "--json-out", str(out), "--reps", str(args.reps), "--workdir", str(workdir)]
-            if args.keep:
-                cmd.append("--keep")
+            argv = [__file__, "--engine", engine, "--input", str(workdir / "input"),
+                    "--reference", str(workdir / "reference.json"), "--reps", str(args.reps),
+                    "--workdir", str(workdir)] + (["--keep"] if args.keep else [])
             print(f"running {engine} ...", flush=True)
-            log = workdir / f"{engine}.log"
-            with open(log, "w") as handle:
-                code = subprocess.run(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                      cwd=str(REPO)).returncode
-            if code != 0 or not out.exists():
-                tail = log.read_text()[-4000:]
-                raise SystemExit(f"{engine} child failed (exit {code}):\n{tail}")
-            results.append(json.loads(out.read_text()))
-        meta["load_avg_end"] = os.getloadavg()
+            result = run_child(argv, logs / f"storage-{engine}.log", CHILD_TIMEOUT)
+            if not result["ok"]:
+                raise SystemExit(f"{engine} child failed: {result['error']}")
+            results.append(result)
+        meta["load_average_end"] = load_average()
         rows = build_rows(results)
         text = markdown(meta, rows, results)
         print()
         print(text)
-        results_dir = REPO / "bench" / "results"
-        results_dir.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        base = results_dir / f"storage-{args.rows}-{stamp}"
-        base.with_suffix(".md").write_text(text)
-        base.with_suffix(".json").write_text(json.dumps(
-            {"meta": meta, "rows": rows, "engines": results}, indent=1, default=str))
-        print(f"wrote {base}.md and .json")
+        write_results(f"storage-{args.rows}", stamp, text, facts, {"meta": meta, "rows": rows, "engines": results})
+        report({"rows": rows, "markdown": text})
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -494,7 +441,6 @@ def main() -> None:
     parser.add_argument("--engine", choices=["spark", "dask"], help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--reference", help=argparse.SUPPRESS)
-    parser.add_argument("--json-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.engine:
         child(args)
