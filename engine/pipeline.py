@@ -253,8 +253,7 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
     engine's driver; MLlib needs the Spark backend."""
     from engine.conf import REPO_ROOT
     from engine.features.definitions import definition_hash
-    from engine.session import h2o_connection
-    from engine.training import TrainingData, TrainSpec, trainer_for
+    from engine.training import TrainingSource, TrainSpec, trainer_for
     from engine.training.carried import model_companions
     from engine.training.contract import feature_fingerprints
     from engine.training.registry import git_commit
@@ -284,14 +283,10 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
         trainer = trainer_for(conf.train.algorithm)
         require_trainer(backend, trainer)
         files = tuple(delta_log.file_uris(table, version))
-        if trainer.family == "h2o":
-            h2o_connection(conf.h2o)
-            if remote_uri(files[0] if files else ""):
-                # H2O reads files by path; an object store would need H2O's own S3 set-up.
-                files = stage_locally(table, files, out_dir.parent / "training_set")
-            data = TrainingData(files)
-        else:
-            data = TrainingData(files, backend.read(table, version=version).frame)
+        data = trainer.training_data(TrainingSource(
+            files=files, h2o=conf.h2o,
+            local_files=lambda: local_copies(table, files, out_dir.parent / "training_set"),
+            frame=lambda: backend.read(table, version=version).frame))
         trained = trainer.train(data, spec, out_dir)
         carried = model_companions(conf.resolve(conf.features), definition, ctx.table("events").path,
                                    trained, out_dir / "carried")
@@ -310,17 +305,15 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
         return model
 
 
-def remote_uri(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
-
-
-def stage_locally(table: TableRef, files: tuple[str, ...], directory: Path) -> tuple[str, ...]:
-    """Copies of a table's object-store ``files`` in a local ``directory``, read through the
-    storage layer's filesystem (the table's ``storage_options``)."""
+def local_copies(table: TableRef, files: tuple[str, ...], directory: Path) -> tuple[str, ...]:
+    """A table's ``files`` on local disk: themselves when local, else copies in ``directory``
+    read through the storage layer's filesystem (the table's ``storage_options``)."""
     from pyarrow import fs as pafs
 
     from engine.storage.delta_log import file_path
 
+    if not any("://" in uri and not uri.startswith("file://") for uri in files):
+        return files
     directory.mkdir(parents=True, exist_ok=True)
     local = []
     for k, uri in enumerate(files):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -68,13 +68,32 @@ class TrainingData:
     frame: Any = None
 
 
+@dataclass(frozen=True)
+class TrainingSource:
+    """One version of the training set, in every form a trainer may read it. Each trainer takes
+    the form it needs (``Trainer.training_data``), so the caller never asks which family it
+    holds; the costly forms are made only when asked for.
+
+    ``local_files()`` gives the Parquet files on local disk (copies when they live in an object
+    store); ``frame()`` reads the engine's frame of the same rows; ``h2o`` is where an H2O
+    cluster is (``engine.conf.H2OConf``)."""
+
+    files: tuple[str, ...]
+    local_files: Callable[[], tuple[str, ...]]
+    frame: Callable[[], Any]
+    h2o: Any = None
+
+
 @runtime_checkable
 class Trainer(Protocol):
-    """Fits one algorithm; ``family`` says what it reads: ``h2o`` the files (any engine),
-    ``mllib`` a Spark DataFrame (the Spark backend only)."""
+    """Fits one algorithm; ``family`` names the engine it needs (``h2o``: an H2O cluster beside
+    any engine; ``mllib``: Spark), which backends declare they host."""
 
     algorithm: str
     family: Literal["h2o", "mllib"]
+
+    def training_data(self, source: TrainingSource) -> TrainingData:
+        """The training set in the form ``train`` reads (and the engine it needs, connected)."""
 
     def train(self, data: TrainingData, spec: TrainSpec, out_dir: Path) -> TrainedModel:
         """Fit on the training side, evaluate on the validation side (and folds), write the

@@ -23,8 +23,8 @@ from typing import Any, Literal
 import numpy as np
 
 from engine.errors import ConfError, DefinitionError, SchemaMismatch
-from engine.training import (DEFAULT_PARAMS, TrainedModel, TrainingData, TrainSpec, model_id_for,
-                             shares, write_evaluation, write_metrics)
+from engine.training import (DEFAULT_PARAMS, TrainedModel, TrainingData, TrainingSource, TrainSpec,
+                             model_id_for, shares, write_evaluation, write_metrics)
 from engine.training.metrics import evaluate
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,14 @@ class H2OTrainer:
 
     algorithm: str
     family: Literal["h2o", "mllib"] = "h2o"
+
+    def training_data(self, source: TrainingSource) -> TrainingData:
+        """The files on local disk (H2O imports files by path; an object store would need H2O's
+        own S3 set-up), with the H2O cluster of ``source.h2o`` connected."""
+        from engine.session import h2o_connection
+
+        h2o_connection(source.h2o)
+        return TrainingData(source.local_files())
 
     def train(self, data: TrainingData, spec: TrainSpec, out_dir: Path) -> TrainedModel:
         return train_h2o(self.algorithm, data.files, spec, out_dir)

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from engine.errors import ConfError, DefinitionError, ModelMismatch, SchemaMismatch
-from engine.training import (DEFAULT_PARAMS, TrainedModel, TrainingData, TrainSpec, model_id_for,
-                             shares, write_evaluation, write_metrics)
+from engine.training import (DEFAULT_PARAMS, TrainedModel, TrainingData, TrainingSource, TrainSpec,
+                             model_id_for, shares, write_evaluation, write_metrics)
 from engine.training.metrics import PROBABILITY_EPS, evaluate
 
 if TYPE_CHECKING:
@@ -217,6 +217,10 @@ class MllibTrainer:
 
     algorithm: str
     family: Literal["h2o", "mllib"] = "mllib"
+
+    def training_data(self, source: TrainingSource) -> TrainingData:
+        """The engine's (Spark's) frame of the training set, beside its files."""
+        return TrainingData(source.files, source.frame())
 
     def train(self, data: TrainingData, spec: TrainSpec, out_dir: Path) -> TrainedModel:
         if data.frame is None:
