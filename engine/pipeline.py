@@ -22,8 +22,9 @@ from engine.backend import Backend, CanConcat, CanTrainMllib, require
 from engine.conf import Conf
 from engine.errors import ConfError, LakescoreError, ModelMismatch
 from engine.lineage import Lineage
-from engine.storage import delta_log
-from engine.storage.delta_log import row_count
+from engine.storage import snapshots
+from engine.storage.footers import check_data_files
+from engine.storage.snapshots import row_count
 from engine.storage.table import CommitInfo, TableRef, WriteMode, WriteResult
 from engine.summary import RunSummary
 
@@ -172,9 +173,9 @@ def check_input_files(table: TableRef, version: int | None = None,
     its files' footers against its schema before an engine opens them: a damaged file is
     ``UnreadableFile`` (exit 8), a mistyped one ``SchemaMismatch`` (exit 3), the same on every
     engine. Tables lakescore wrote are not re-checked. Returns the version."""
-    version = delta_log.readable_version(table, version)
+    version = snapshots.readable_version(table, version)
     if table.name in INPUT_TABLES:
-        delta_log.check_data_files(table, version, columns)
+        check_data_files(table, version, columns)
     return version
 
 
@@ -410,7 +411,7 @@ def stage_locally(table: TableRef, files: tuple[str, ...], directory: Path) -> t
     storage layer's filesystem (the table's ``storage_options``)."""
     from pyarrow import fs as pafs
 
-    from engine.storage.delta_log import file_path
+    from engine.storage.layout import file_path
 
     directory.mkdir(parents=True, exist_ok=True)
     local = []
@@ -492,13 +493,13 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
         commits = {each.model_id: ctx.commit("score", backend.name, out, Lineage(),
                                              app_key=f"{each.model_id}:{scoring.table.name}@v{scoring.version}")
                    for each in models}
-        done = [m for m in models if delta_log.is_committed(out, commits[m.model_id])]
+        done = [m for m in models if snapshots.is_committed(out, commits[m.model_id])]
         if done:
             record.skipped.extend(f"{out.name} of {m.model_id}" for m in done)
             models = [m for m in models if m not in done]
             if not models:
                 record.rows_out = 0
-                return WriteResult(table=out, version=delta_log.table_version(out) or 0, rows=0,
+                return WriteResult(table=out, version=snapshots.table_version(out) or 0, rows=0,
                                    files=0, skipped=True)
         keys = [*definition.entity_keys, definition.as_of]
         scored = [_score_frame(backend, scoring.frame, each, keys,
@@ -546,7 +547,7 @@ def scores_write_mode(out: TableRef) -> WriteMode:
     model's scores of that date, so a rerun never duplicates rows, even when its input changed,
     and other models' and dates' scores are untouched. A table laid out otherwise is appended
     to; the app transaction per model and input still makes a rerun of the same input a no-op."""
-    partitions = delta_log.partition_columns(out)
+    partitions = snapshots.partition_columns(out)
     if all(column in partitions for column in SCORES_PARTITIONS):
         return WriteMode.REPLACE_PARTITIONS
     log.warning("scores table %s is partitioned by %s, not %s: appending (a rerun of the same "
@@ -609,7 +610,7 @@ def _measure_drift(backend: Backend, ctx: RunContext, model: ModelRecord, record
     train = backend.read(train_ref, version=model.training_version)
     scoring = backend.read(ctx.table("scoring_set"))
     features = list(model.features)
-    kinds = column_kinds(delta_log.arrow_schema(train_ref, model.training_version))
+    kinds = column_kinds(snapshots.arrow_schema(train_ref, model.training_version))
     drifts = measure_drift(backend, train.frame, scoring.frame, features, drift.bins,
                            drift.psi_threshold, drift.null_rate_threshold, kinds=kinds,
                            max_levels=drift.max_levels)

@@ -136,7 +136,8 @@ def check_input_readable(item: InputVersion, storage_options: dict[str, str],
     version's data files (or its log) are gone; vacuum removes the files of old versions."""
     from pyarrow import fs as pafs
 
-    from engine.storage import delta_log
+    from engine.storage.layout import file_path, filesystem
+    from engine.storage.snapshots import snapshot
     from engine.storage.table import TableRef
 
     table = TableRef(name=item.name, path=item.path, storage_options=dict(storage_options))
@@ -144,14 +145,14 @@ def check_input_readable(item: InputVersion, storage_options: dict[str, str],
             f"retention (maintain.retention_hours: {retention_hours:g} h in the run's conf); keep "
             "the retention longer than the replays you need." if retention_hours is not None else "")
     try:
-        snap = delta_log.snapshot(table, item.version)
+        snap = snapshot(table, item.version)
     except LakescoreError as exc:
         raise InputVersionGone(f"input {item.name} ({item.path}) version {item.version} can no "
                                f"longer be read: {exc}. {hint}") from exc
     if not snap.files:
         return
-    fs, _root = delta_log.filesystem(table)
-    paths = [delta_log.file_path(table, f.uri)[1] for f in snap.files]
+    fs, _root = filesystem(table)
+    paths = [file_path(table, f.uri)[1] for f in snap.files]
     missing = [p for p, info in zip(paths, fs.get_file_info(paths)) if info.type == pafs.FileType.NotFound]
     if missing:
         raise InputVersionGone(
@@ -163,9 +164,9 @@ def _vacuums(table: Any) -> str:
     """When the table was vacuumed and with which retention, from its history."""
     from datetime import datetime, timezone
 
-    from engine.storage import delta_log
+    from engine.storage.snapshots import open_table
 
-    delta = delta_log.open_table(table)
+    delta = open_table(table)
     found = []
     for entry in delta.history() if delta is not None else []:
         if str(entry.get("operation", "")).startswith("VACUUM START"):

@@ -89,7 +89,7 @@ def storage_error(location: str, exc: BaseException) -> StorageUnavailable:
 
 
 def _filesystem(location: str, storage_options: Mapping[str, str] | None) -> tuple[Any, str]:
-    from engine.storage.delta_log import filesystem
+    from engine.storage.layout import filesystem
     from engine.storage.table import TableRef
 
     return filesystem(TableRef(name=os.path.basename(location.rstrip("/")), path=location,

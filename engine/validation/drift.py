@@ -148,15 +148,17 @@ def write_drift_metrics(drifts: Sequence[FeatureDrift], table: Any, commit: Any,
                         constants: Mapping[str, Any]) -> Any:
     """Append the figures to the Delta metrics table ``table`` in one commit (skipped when this
     commit's app transaction is already in, so a rerun writes nothing twice)."""
-    from engine.storage import delta_log
+    from engine.storage.commit import commit_files
+    from engine.storage.data_files import write_parquet_file
+    from engine.storage.snapshots import committed_in, open_table
     from engine.storage.table import WriteMode, WriteResult
 
-    if delta_log.is_committed(table, commit):
-        return WriteResult(table=table, version=delta_log.table_version(table) or 0, rows=0,
-                           files=0, skipped=True)
+    delta = open_table(table)
+    if committed_in(delta, commit):
+        return WriteResult(table=table, version=delta.version(), rows=0, files=0, skipped=True)
     data = drift_rows(drifts, constants)
-    files = delta_log.write_parquet_file(data, table)
-    version = delta_log.commit_files(table, files, data.schema, WriteMode.APPEND, commit)
+    files = write_parquet_file(data, table)
+    version = commit_files(table, files, data.schema, WriteMode.APPEND, commit)
     return WriteResult(table=table, version=version, rows=data.num_rows, files=len(files))
 
 
