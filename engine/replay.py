@@ -279,9 +279,11 @@ def read_output(path: str, version: int | None, run_id: str, storage_options: di
     """The rows ``run_id`` wrote into the table at ``version`` (all rows when the table has no
     ``run_id`` column: it was overwritten whole), without the run's bookkeeping columns."""
     import pyarrow.compute as pc
-    from deltalake import DeltaTable
 
-    data = DeltaTable(path, version=version, storage_options=storage_options or None).to_pyarrow_table()
+    from engine.storage.snapshots import require_table
+    from engine.storage.table import TableRef
+
+    data = require_table(TableRef.at(path, storage_options), version).to_pyarrow_table()
     if "run_id" in data.column_names:
         data = data.filter(pc.equal(data["run_id"], run_id))
     return data.drop_columns([c for c in RUN_COLUMNS if c in data.column_names])

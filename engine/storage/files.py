@@ -5,7 +5,6 @@ becomes a local ``./s3:/…`` folder."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -92,5 +91,4 @@ def _filesystem(location: str, storage_options: Mapping[str, str] | None) -> tup
     from engine.storage.layout import filesystem
     from engine.storage.table import TableRef
 
-    return filesystem(TableRef(name=os.path.basename(location.rstrip("/")), path=location,
-                               storage_options=dict(storage_options or {})))
+    return filesystem(TableRef.at(location, storage_options))
