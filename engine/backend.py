@@ -24,7 +24,8 @@ from engine.errors import ConfError, NotSupportedByBackend
 if TYPE_CHECKING:
     from engine.conf import Conf
     from engine.features.definitions import FeatureSet
-    from engine.storage.delta_log import TableFile, WrittenFile
+    from engine.storage.data_files import WrittenFile
+    from engine.storage.snapshots import TableFile
     from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteMode, WriteResult
     from engine.training import Trainer
     from engine.validation.suite import ExpectationSupport, RowRule, Suite, ValidationReport

@@ -214,14 +214,14 @@ def write_demo_tables(ctx: RunContext) -> None:
     Skipped when the tables already hold data generated from the same demo conf, so a second
     ``make demo`` reuses them; a changed size or seed regenerates all three."""
     from engine.run_context import INPUT_TABLES
-    from engine.storage import delta_log
+    from engine.storage import snapshots
     from engine.storage.arrow import write_arrow
     from engine.storage.table import CommitInfo, WriteMode, WriteResult
 
     wanted = demo_hash(ctx.conf.demo)
     with ctx.stage("generate", "deltalake") as record:
         refs = {name: ctx.table(name) for name in INPUT_TABLES}
-        found = {name: delta_log.open_table(ref) for name, ref in refs.items()}
+        found = {name: snapshots.open_table(ref) for name, ref in refs.items()}
         if all(d is not None and d.history(1)[0].get("lakescore.demo_hash") == wanted
                for d in found.values()):
             record.note = "demo tables already generated with this conf; reused"

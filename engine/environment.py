@@ -190,7 +190,7 @@ def probe_lakehouse(root: str, storage_options: Mapping[str, str], host: str) ->
     name = f"_lakescore_doctor/{host.replace('/', '_').replace(':', '_')}-{uuid.uuid4().hex[:8]}"
     payload = f"lakescore doctor from {host}".encode()
     try:
-        from engine.storage.delta_log import filesystem
+        from engine.storage.layout import filesystem
         from engine.storage.table import TableRef
 
         local = root.removeprefix("file://")

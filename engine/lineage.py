@@ -47,10 +47,16 @@ class Lineage:
 def read_lineage(path: str, version: int | None = None,
                  storage_options: dict[str, str] | None = None) -> dict[str, Any]:
     """The lakescore metadata of the commit that produced ``version`` (default: latest), with
-    ``_version`` set to that version; empty when the commit was not made by lakescore."""
-    from deltalake import DeltaTable
+    ``_version`` set to that version; empty when the commit was not made by lakescore.
+    ``TableNotFound`` when there is no table at ``path``."""
+    from engine.storage.snapshots import require_table
+    from engine.storage.table import TableRef
 
-    table = DeltaTable(path, storage_options=storage_options or None)
+    return _commit_lineage(require_table(TableRef.at(path, storage_options)), version)
+
+
+def _commit_lineage(table: Any, version: int | None) -> dict[str, Any]:
+    """:func:`read_lineage` of a loaded ``DeltaTable``."""
     wanted = table.version() if version is None else version
     for entry in table.history():
         if entry.get("version") == wanted:
@@ -75,23 +81,21 @@ def trace(path: str, version: int | None = None, runs_dir: str | None = None,
     with the model's training table followed in turn, and its input tables at the versions that
     were read. ``model_lookup`` answers for the registry; tables lakescore did not write end the
     chain."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
     from engine.errors import TableNotFound
+    from engine.storage.snapshots import open_table
+    from engine.storage.table import TableRef
 
-    try:
-        table = DeltaTable(path, storage_options=storage_options or None)
-    except TableNotFoundError as exc:
+    table = open_table(TableRef.at(path, storage_options))
+    if table is None:
         if _depth == 0:
             raise TableNotFound(f"lineage: there is no Delta table at {path}; give a logical table "
-                                "name from conf (e.g. scores, scores_spark) or a table path") from exc
+                                "name from conf (e.g. scores, scores_spark) or a table path")
         return {"table": path, "version": version, "note": "table not found (moved or deleted)"}
     latest = table.version()
     wanted = latest if version is None else version
     if _depth == 0 and not 0 <= wanted <= latest:
         raise TableNotFound(f"lineage: {path} has no version {wanted} (versions 0 to {latest})")
-    meta = read_lineage(path, wanted, storage_options)
+    meta = _commit_lineage(table, wanted)
     node: dict[str, Any] = {"table": path, "version": wanted}
     if not meta:
         node["note"] = "not written by lakescore (no lineage recorded)"

@@ -253,9 +253,10 @@ def _table_facets(path: str, version: int, ctx: Any) -> dict[str, Any]:
 
 
 def _schema_fields(path: str, version: int, storage_options: dict[str, str]) -> list[tuple[str, str]]:
-    from deltalake import DeltaTable
+    from engine.storage.snapshots import require_table
+    from engine.storage.table import TableRef
 
-    schema = DeltaTable(path, version=version, storage_options=storage_options or None).schema()
+    schema = require_table(TableRef.at(path, storage_options), version).schema()
     return [(f.name, _type_name(f.type)) for f in schema.fields]
 
 

@@ -25,8 +25,9 @@ from engine.backend import Backend, CanConcat, CanScoreMllib, require, require_s
 from engine.errors import ModelMismatch
 from engine.lineage import Lineage
 from engine.run_context import INPUT_TABLES, RunContext
-from engine.storage import delta_log
-from engine.storage.delta_log import row_count
+from engine.storage import snapshots
+from engine.storage.footers import check_data_files
+from engine.storage.snapshots import row_count
 from engine.storage.table import TableRef, WriteMode, WriteResult
 
 if TYPE_CHECKING:
@@ -93,9 +94,9 @@ def check_input_files(table: TableRef, version: int | None = None,
     its files' footers against its schema before an engine opens them: a damaged file is
     ``UnreadableFile`` (exit 8), a mistyped one ``SchemaMismatch`` (exit 3), the same on every
     engine. Tables lakescore wrote are not re-checked. Returns the version."""
-    version = delta_log.readable_version(table, version)
+    version = snapshots.readable_version(table, version)
     if table.name in INPUT_TABLES:
-        delta_log.check_data_files(table, version, columns)
+        check_data_files(table, version, columns)
     return version
 
 
@@ -273,7 +274,7 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
         shutil.rmtree(out_dir)
     registry = ctx.model_registry()
     with ctx.stage("train", backend.name) as record:
-        version = delta_log.readable_version(table)
+        version = snapshots.readable_version(table)
         spec = TrainSpec(features=tuple(definition.feature_names()), label=conf.train.label,
                          time_column=definition.as_of, split=split, params=dict(conf.train.params),
                          task=conf.train.task, threshold=conf.train.threshold,
@@ -282,7 +283,7 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
                          folds=conf.train.folds, group_column=definition.entity_keys[0])
         trainer = trainer_for(conf.train.algorithm)
         require_trainer(backend, trainer)
-        files = tuple(delta_log.file_uris(table, version))
+        files = tuple(snapshots.require_table(table, version).file_uris())
         data = trainer.training_data(TrainingSource(
             files=files, h2o=conf.h2o,
             local_files=lambda: local_copies(table, files, out_dir.parent / "training_set"),
@@ -310,7 +311,7 @@ def local_copies(table: TableRef, files: tuple[str, ...], directory: Path) -> tu
     read through the storage layer's filesystem (the table's ``storage_options``)."""
     from pyarrow import fs as pafs
 
-    from engine.storage.delta_log import file_path
+    from engine.storage.layout import file_path
 
     if not any("://" in uri and not uri.startswith("file://") for uri in files):
         return files
@@ -394,9 +395,9 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
         commits = {each.model_id: ctx.commit("score", backend.name, out, Lineage(),
                                              app_key=f"{each.model_id}:{scoring.table.name}@v{scoring.version}")
                    for each in models}
-        done = [m for m in models if delta_log.is_committed(out, commits[m.model_id])]
+        done = [m for m in models if snapshots.is_committed(out, commits[m.model_id])]
         if done:
-            skipped = WriteResult(table=out, version=delta_log.table_version(out) or 0, rows=0,
+            skipped = WriteResult(table=out, version=snapshots.table_version(out) or 0, rows=0,
                                   files=0, skipped=True)
             for each in done:
                 ctx.record_write(skipped, name=f"{out.name} of {each.model_id}")
@@ -447,7 +448,7 @@ def scores_write_mode(out: TableRef) -> WriteMode:
     model's scores of that date, so a rerun never duplicates rows, even when its input changed,
     and other models' and dates' scores are untouched. A table laid out otherwise is appended
     to; the app transaction per model and input still makes a rerun of the same input a no-op."""
-    partitions = delta_log.partition_columns(out)
+    partitions = snapshots.partition_columns(out)
     if all(column in partitions for column in SCORES_PARTITIONS):
         return WriteMode.REPLACE_PARTITIONS
     log.warning("scores table %s is partitioned by %s, not %s: appending (a rerun of the same "
@@ -509,7 +510,7 @@ def _measure_drift(backend: Backend, ctx: RunContext, model: ModelRecord, record
     train = backend.read(train_ref, version=model.training_version)
     scoring = backend.read(ctx.table("scoring_set"))
     features = list(model.features)
-    kinds = column_kinds(delta_log.arrow_schema(train_ref, model.training_version))
+    kinds = column_kinds(snapshots.arrow_schema(train_ref, model.training_version))
     drifts = measure_drift(backend, train.frame, scoring.frame, features, drift.bins,
                            drift.psi_threshold, drift.null_rate_threshold, kinds=kinds,
                            max_levels=drift.max_levels)

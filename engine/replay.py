@@ -139,7 +139,8 @@ def check_input_readable(item: InputVersion, storage_options: dict[str, str],
     version's data files (or its log) are gone; vacuum removes the files of old versions."""
     from pyarrow import fs as pafs
 
-    from engine.storage import delta_log
+    from engine.storage.layout import file_path, filesystem
+    from engine.storage.snapshots import snapshot
     from engine.storage.table import TableRef
 
     table = TableRef(name=item.name, path=item.path, storage_options=dict(storage_options))
@@ -147,14 +148,14 @@ def check_input_readable(item: InputVersion, storage_options: dict[str, str],
             f"retention (maintain.retention_hours: {retention_hours:g} h in the run's conf); keep "
             "the retention longer than the replays you need." if retention_hours is not None else "")
     try:
-        snap = delta_log.snapshot(table, item.version)
+        snap = snapshot(table, item.version)
     except LakescoreError as exc:
         raise InputVersionGone(f"input {item.name} ({item.path}) version {item.version} can no "
                                f"longer be read: {exc}. {hint}") from exc
     if not snap.files:
         return
-    fs, _root = delta_log.filesystem(table)
-    paths = [delta_log.file_path(table, f.uri)[1] for f in snap.files]
+    fs, _root = filesystem(table)
+    paths = [file_path(table, f.uri)[1] for f in snap.files]
     missing = [p for p, info in zip(paths, fs.get_file_info(paths)) if info.type == pafs.FileType.NotFound]
     if missing:
         raise InputVersionGone(
@@ -166,9 +167,9 @@ def _vacuums(table: Any) -> str:
     """When the table was vacuumed and with which retention, from its history."""
     from datetime import datetime, timezone
 
-    from engine.storage import delta_log
+    from engine.storage.snapshots import open_table
 
-    delta = delta_log.open_table(table)
+    delta = open_table(table)
     found = []
     for entry in delta.history() if delta is not None else []:
         if str(entry.get("operation", "")).startswith("VACUUM START"):
@@ -281,9 +282,11 @@ def read_output(path: str, version: int | None, run_id: str, storage_options: di
     """The rows ``run_id`` wrote into the table at ``version`` (all rows when the table has no
     ``run_id`` column: it was overwritten whole), without the run's bookkeeping columns."""
     import pyarrow.compute as pc
-    from deltalake import DeltaTable
 
-    data = DeltaTable(path, version=version, storage_options=storage_options or None).to_pyarrow_table()
+    from engine.storage.snapshots import require_table
+    from engine.storage.table import TableRef
+
+    data = require_table(TableRef.at(path, storage_options), version).to_pyarrow_table()
     if "run_id" in data.column_names:
         data = data.filter(pc.equal(data["run_id"], run_id))
     return data.drop_columns([c for c in RUN_COLUMNS if c in data.column_names])
@@ -457,14 +460,14 @@ def compare_scores(ctx: RunContext, engines: list[str]) -> float:
     and joins on the keys; a row scored by one engine and not the other is a failure too."""
     import pandas as pd
 
-    from engine.storage import delta_log
+    from engine.storage import snapshots
 
     definition = ctx.feature_set()
     keys = [*definition.entity_keys, definition.as_of, "model_id"]
     frames = []
     for engine in engines:
         ref = ctx.table("scores", suffix=engine)
-        frame = delta_log.open_table(ref, delta_log.readable_version(ref)).to_pandas(
+        frame = snapshots.require_table(ref, snapshots.readable_version(ref)).to_pandas(
             columns=[*keys, "score", "run_id"])
         frame = frame[frame["run_id"] == ctx.run_id] if (frame["run_id"] == ctx.run_id).any() else frame
         frames.append(frame.drop(columns="run_id").rename(columns={"score": f"score_{engine}"}))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from engine.conf import Conf
 from engine.errors import ConfError
 from engine.lineage import Lineage
-from engine.storage.delta_log import row_count
+from engine.storage.snapshots import row_count
 from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteResult
 from engine.summary import RunSummary, StageRecord
 

@@ -13,7 +13,8 @@ from dataclasses import fields
 
 from engine.cli import job_parser, run_job
 from engine.errors import ConfError
-from engine.storage import delta_log, maintenance
+from engine.storage import maintenance
+from engine.storage.snapshots import table_exists
 from engine.storage.table import CommitInfo
 from jobs._backend import backend_for
 
@@ -28,7 +29,7 @@ def body(conf, ctx, args) -> None:
     names = args.table or known
     retention = conf.maintain.retention_hours if args.retention_hours is None else args.retention_hours
     tables = [ctx.table(name, suffix="") for name in names]
-    tables = [t for t in tables if delta_log.table_exists(t)]
+    tables = [t for t in tables if table_exists(t)]
     if not tables:
         log.warning("no table of %s exists yet: nothing to maintain", names)
         return

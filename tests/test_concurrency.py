@@ -27,7 +27,8 @@ from deltalake import DeltaTable, write_deltalake
 
 from clusters import listening_addresses
 from engine.errors import CommitConflict
-from engine.storage import delta_log, maintenance
+from engine.storage import maintenance
+from engine.storage.commit_hooks import COMMIT_GATE_ENV
 from engine.storage.table import CommitInfo, TableRef, WriteMode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +77,7 @@ def gate(tmp_path, monkeypatch) -> Callable[[str], Path]:
     def hold(table: str) -> Path:
         folder = tmp_path / f"gate-{table}"
         folder.mkdir()
-        monkeypatch.setenv(delta_log.COMMIT_GATE_ENV, f"{table}:{folder}")
+        monkeypatch.setenv(COMMIT_GATE_ENV, f"{table}:{folder}")
         return folder
     return hold
 
@@ -149,7 +150,7 @@ def test_two_score_writes_of_one_model_and_date_one_lands_the_other_conflicts(
     assert len(result) == 15 and result["customer_id"].is_unique
     assert (result.loc[result["score_date"] == "2026-11-01", "value"] % 1 == 0.5).all()  # A's rows
     # the loser's rerun completes: its (model, input) batch is already in the table, so it is skipped
-    os.environ.pop(delta_log.COMMIT_GATE_ENV)
+    os.environ.pop(COMMIT_GATE_ENV)
     again = score("B", 0.25)()
     assert again.skipped and DeltaTable(table.path).version() == 1
 
@@ -175,7 +176,7 @@ def test_two_feature_writes_of_one_table_one_lands_the_other_conflicts(
     assert_conflict(outcome["loser"], "training_set", 0)  # "changed since version 0"
     assert "changed since version 0" in str(outcome["loser"])
     assert (on_disk(tmp_path / "training_set")["value"] % 1 == 0.5).all()
-    os.environ.pop(delta_log.COMMIT_GATE_ENV)
+    os.environ.pop(COMMIT_GATE_ENV)
     again = features("B", 0.25)()  # the rerun recomputes from version 1 and lands
     assert again.version == 2
     result = on_disk(tmp_path / "training_set")
@@ -222,7 +223,7 @@ def test_a_merge_committed_first_makes_a_racing_compaction_conflict(
     assert outcome["winner"].version == 3
     assert_conflict(outcome["loser"], "merge_target", 2)  # "between version 2 and 3"
     assert_merged(tmp_path / "merge_target")
-    os.environ.pop(delta_log.COMMIT_GATE_ENV)
+    os.environ.pop(COMMIT_GATE_ENV)
     again = compact(backend, table, "c1")  # the rerun compacts what the merge left
     assert again.version == 4 and again.rows == 65
     assert_merged(tmp_path / "merge_target")
@@ -260,7 +261,7 @@ def raced_merge_job(request, tmp_path_factory):
                PYSPARK_DRIVER_PYTHON=sys.executable, PYTHONPATH=str(REPO),
                MLFLOW_TRACKING_TOKEN=TOKEN)
     started = time.perf_counter()
-    proc = merge_job(lakehouse, engine_name, {**env, delta_log.COMMIT_GATE_ENV: f"merge_target:{gate}"})
+    proc = merge_job(lakehouse, engine_name, {**env, COMMIT_GATE_ENV: f"merge_target:{gate}"})
     try:
         wait_for(gate / f"ready-{proc.pid}-MainThread", "the merge job at its commit", proc=proc)
         listeners = listening_addresses([proc.pid])

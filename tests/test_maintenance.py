@@ -14,7 +14,10 @@ import pytest
 from deltalake import DeltaTable
 
 from engine.errors import CommitConflict
-from engine.storage import delta_log, maintenance
+from engine.storage import maintenance
+from engine.storage.commit import commit_files, commit_rewrite
+from engine.storage.data_files import write_parquet_file
+from engine.storage.snapshots import arrow_schema, snapshot
 from engine.storage.table import CommitInfo, TableRef, WriteMode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,20 +81,20 @@ def test_compaction_rewrites_small_files_per_partition_without_changing_rows(eng
 def test_compaction_refuses_when_a_file_was_removed_meanwhile(tmp_path, request):
     table = TableRef("events", str(tmp_path / "events"), partition_by=("day",))
     small_appends(table, 4)
-    snap = delta_log.snapshot(table)
+    snap = snapshot(table)
     # a concurrent overwrite removes every file after compaction planned its groups
     import pyarrow as pa
 
     data = pa.Table.from_pandas(batch(9), preserve_index=False)
-    files = delta_log.write_parquet_file(data, table, snap.schema)
-    delta_log.commit_files(table, files, snap.schema, WriteMode.OVERWRITE,
+    files = write_parquet_file(data, table, snap.schema)
+    commit_files(table, files, snap.schema, WriteMode.OVERWRITE,
                            CommitInfo("test", "other", "dask"), ["day"])
     request.getfixturevalue("dask_cluster_client")
     from engine.storage.dask import rewrite_dask
 
     added = rewrite_dask(table, snap.files, 1)
     with pytest.raises(CommitConflict, match="removed by a concurrent commit"):
-        delta_log.commit_rewrite(table, added, snap.files, snap.schema, snap.version,
+        commit_rewrite(table, added, snap.files, snap.schema, snap.version,
                                  CommitInfo("maintain", "m", "dask"))
     assert rows_of(table.path)["customer_id"].tolist() == list(range(180, 200))
 
@@ -102,8 +105,8 @@ def test_vacuum_deletes_removed_and_orphan_files_but_never_live_ones(tmp_path):
     import pyarrow as pa
 
     # an orphan: files written by a writer that died before committing
-    delta_log.write_parquet_file(pa.Table.from_pandas(batch(7), preserve_index=False), table,
-                                 delta_log.arrow_schema(table))
+    write_parquet_file(pa.Table.from_pandas(batch(7), preserve_index=False), table,
+                                 arrow_schema(table))
     from engine.storage.dask import rewrite_dask
 
     maintenance.compact(table, rewrite_dask, CommitInfo("maintain", "m", "dask"), 64 << 20)

@@ -168,7 +168,7 @@ def test_two_score_jobs_started_together_one_lands_the_other_exits_5_and_its_rer
     have scored, so the race happens every time. Dask's commits; Spark's then finds the table
     changed, exits 5 naming the table and the version, and writes nothing; its rerun completes
     without a second copy (the batch is already committed) and every key is in the table once."""
-    from engine.storage.delta_log import COMMIT_GATE_ENV
+    from engine.storage.commit_hooks import COMMIT_GATE_ENV
 
     lakehouse, _ = demo_run
     gate = tmp_path / "gate"

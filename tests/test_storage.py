@@ -272,7 +272,7 @@ def test_overwrite_replaces_rows_and_counts_them(engine_name, tmp_path, request)
                                   normalised(sample(7, offset=500)))
 
 
-# --- the engine-free protocol (delta_log) ---------------------------------------------------
+# --- the engine-free protocol (commit, data files, stats) ---------------------------------------------------
 
 def arrow_sample(n: int, offset: int = 0):
     import pyarrow as pa
@@ -281,14 +281,14 @@ def arrow_sample(n: int, offset: int = 0):
 
 
 def test_file_stats_let_deltalake_skip_files_by_key(tmp_path):
-    from engine.storage import delta_log
+    from engine.storage.commit import commit_files
+    from engine.storage.data_files import write_parquet_file
 
     table = TableRef("events", str(tmp_path / "events"))
     commit = CommitInfo(job="test", run_id="r1", engine="none")
     for offset in (0, 1000):
         data = arrow_sample(20, offset)
-        delta_log.commit_files(table, delta_log.write_parquet_file(data, table), data.schema,
-                               WriteMode.APPEND, commit)
+        commit_files(table, write_parquet_file(data, table), data.schema, WriteMode.APPEND, commit)
     delta = DeltaTable(table.path)
     assert len(delta.file_uris()) == 2
     assert len(delta.file_uris(file_pruning_predicate="customer_id >= 1000")) == 1
@@ -304,7 +304,7 @@ def test_file_stats_let_deltalake_skip_files_by_key(tmp_path):
 def test_stats_have_no_bounds_for_a_float_column_with_nan():
     import pyarrow as pa
 
-    from engine.storage.delta_log import file_stats
+    from engine.storage.stats import file_stats
 
     stats = json.loads(file_stats(pa.table({"x": [1.0, float("nan"), 3.0], "k": [1, 2, 3]})))
     assert "x" not in stats["minValues"] and "x" not in stats["maxValues"]
@@ -314,7 +314,7 @@ def test_stats_have_no_bounds_for_a_float_column_with_nan():
 def test_timestamp_stats_round_outwards_to_milliseconds():
     import pyarrow as pa
 
-    from engine.storage.delta_log import file_stats
+    from engine.storage.stats import file_stats
 
     ts = pa.array([1_500, 2_001_500], pa.timestamp("us", tz="UTC"))  # 1.5 ms and 2001.5 ms
     stats = json.loads(file_stats(pa.table({"t": ts})))
@@ -324,18 +324,19 @@ def test_timestamp_stats_round_outwards_to_milliseconds():
 
 def test_committing_an_already_committed_batch_is_a_conflict(tmp_path):
     from engine.errors import CommitConflict
-    from engine.storage import delta_log
+    from engine.storage.commit import commit_files
+    from engine.storage.data_files import write_parquet_file
+    from engine.storage.snapshots import committed_batch
 
     table = TableRef("scores", str(tmp_path / "scores"))
     commit = CommitInfo(job="test", run_id="r1", engine="none", app_id="app", batch=3)
     data = arrow_sample(5)
-    late = delta_log.write_parquet_file(data, table)  # a writer that checked before the first commit
-    delta_log.commit_files(table, delta_log.write_parquet_file(data, table), data.schema,
-                           WriteMode.APPEND, commit)
+    late = write_parquet_file(data, table)  # a writer that checked before the first commit
+    commit_files(table, write_parquet_file(data, table), data.schema, WriteMode.APPEND, commit)
     with pytest.raises(CommitConflict, match="batch 3 of 'app'"):
-        delta_log.commit_files(table, late, data.schema, WriteMode.APPEND, commit)
+        commit_files(table, late, data.schema, WriteMode.APPEND, commit)
     assert DeltaTable(table.path).version() == 0
-    assert delta_log.committed_batch(table, "app") == 3
+    assert committed_batch(table, "app") == 3
 
 
 @pytest.mark.skipif(not os.environ.get("LAKESCORE_DELTA_JARS"),
@@ -363,14 +364,14 @@ def test_dask_reads_a_large_foreign_file_as_several_partitions_in_order(tmp_path
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from engine.storage import delta_log
     from engine.storage.dask import READ_PART_ROWS, read_dask
+    from engine.storage.snapshots import snapshot
 
     rows = 2 * READ_PART_ROWS + 1000
     data = pa.table({"row_id": np.arange(rows, dtype="int64"), "value": np.arange(rows) * 0.5})
     write_deltalake(str(tmp_path / "big"), data)
     table = TableRef("big", str(tmp_path / "big"))
-    files = delta_log.snapshot(table).files
+    files = snapshot(table).files
     assert len(files) == 1 and files[0].rows == rows
     frame = read_dask(table).frame
     assert frame.npartitions == 3

@@ -16,7 +16,10 @@ import pytest
 from deltalake import DeltaTable
 
 from engine.errors import CommitConflict, SchemaMismatch, TableNotFound, ValidationFailed
-from engine.storage import delta_log
+from engine.storage.commit import commit_files
+from engine.storage.data_files import write_parquet_file
+from engine.storage.schema import normalize_schema
+from engine.storage.snapshots import snapshot, table_version
 from engine.storage.table import CommitInfo, TableRef, WriteMode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,7 +80,7 @@ def on_disk(table: TableRef) -> pd.DataFrame:
 
 
 def live_files(table: TableRef) -> set[str]:
-    return {f.log_path for f in delta_log.snapshot(table).files}
+    return {f.log_path for f in snapshot(table).files}
 
 
 # --- replace_partitions ----------------------------------------------------------------------
@@ -86,7 +89,7 @@ def test_replace_partitions_replaces_only_the_covered_partitions(engine_name, tm
     table = TableRef("scores", str(tmp_path / "scores"), partition_by=("day",))
     first = pd.concat([rows(range(0, 10), "2026-11-01"), rows(range(10, 20), "2026-11-02")])
     write(engine_name, frame(engine_name, first, request), table, WriteMode.APPEND)
-    kept_files = {f.log_path for f in delta_log.snapshot(table, partitions={"day": ["2026-11-01"]}).files}
+    kept_files = {f.log_path for f in snapshot(table, partitions={"day": ["2026-11-01"]}).files}
 
     again = rows(range(100, 105), "2026-11-02", amount=2.0)
     result = write(engine_name, frame(engine_name, again, request), table, WriteMode.REPLACE_PARTITIONS)
@@ -117,7 +120,7 @@ def test_replace_and_merge_remove_files_whose_partition_values_need_escaping(eng
     expected = tidy(pd.concat([again.iloc[:2], merged]))
     pd.testing.assert_frame_equal(on_disk(table), expected, check_dtype=False)
     pd.testing.assert_frame_equal(read(engine_name, table, request), expected, check_dtype=False)
-    assert {f.partition_values["model_id"] for f in delta_log.snapshot(table).files} == {value}
+    assert {f.partition_values["model_id"] for f in snapshot(table).files} == {value}
 
 
 def test_a_rerun_of_a_partition_replace_changes_nothing(engine_name, tmp_path, request):
@@ -144,8 +147,8 @@ def test_merge_updates_matched_keys_inserts_new_ones_and_keeps_the_rest(engine_n
     table = TableRef("customers", str(tmp_path / "customers"), keys=("customer_id",))
     write(engine_name, frame(engine_name, rows(range(0, 50), "2026-11-01"), request), table, WriteMode.APPEND)
     write(engine_name, frame(engine_name, rows(range(1000, 1050), "2026-11-01"), request), table, WriteMode.APPEND)
-    far_files = {f.log_path for f in delta_log.snapshot(table, 1).files} - \
-        {f.log_path for f in delta_log.snapshot(table, 0).files}
+    far_files = {f.log_path for f in snapshot(table, 1).files} - \
+        {f.log_path for f in snapshot(table, 0).files}
 
     batch = rows(range(40, 60), "2026-11-05", amount=9.0)
     write(engine_name, frame(engine_name, batch, request), table, WriteMode.MERGE)
@@ -180,7 +183,7 @@ def test_merge_on_a_partition_key_reads_only_the_batch_partitions(engine_name, t
                      keys=("day", "customer_id"))
     first = pd.concat([rows(range(10), "2026-11-01"), rows(range(10), "2026-11-02")])
     write(engine_name, frame(engine_name, first, request), table, WriteMode.APPEND)
-    other_day = {f.log_path for f in delta_log.snapshot(table, partitions={"day": ["2026-11-01"]}).files}
+    other_day = {f.log_path for f in snapshot(table, partitions={"day": ["2026-11-01"]}).files}
     batch = rows([5, 50], "2026-11-02", amount=3.0)
     write(engine_name, frame(engine_name, batch, request), table, WriteMode.MERGE)
     result = on_disk(table)
@@ -240,7 +243,7 @@ def _staged(table: TableRef, pdf: pd.DataFrame) -> list:
     import pyarrow as pa
 
     data = pa.Table.from_pandas(pdf, preserve_index=False)
-    return delta_log.write_parquet_file(data, table)
+    return write_parquet_file(data, table)
 
 
 @pytest.mark.parametrize("mode", [WriteMode.REPLACE_PARTITIONS, WriteMode.OVERWRITE])
@@ -249,17 +252,17 @@ def test_two_replaces_of_the_same_partition_one_lands_the_other_conflicts(mode, 
 
     table = TableRef("scores", str(tmp_path / "scores"), partition_by=("day",))
     first = rows(range(3), "2026-11-01")
-    schema = delta_log.normalize_schema(pa.Schema.from_pandas(first, preserve_index=False))
+    schema = normalize_schema(pa.Schema.from_pandas(first, preserve_index=False))
     commit = CommitInfo("test", "r0", "dask")
-    delta_log.commit_files(table, _staged(table, first), schema, WriteMode.APPEND, commit, ["day"])
-    base = delta_log.table_version(table)
+    commit_files(table, _staged(table, first), schema, WriteMode.APPEND, commit, ["day"])
+    base = table_version(table)
     # A and B both computed their batch from version `base`; B commits first.
     a_files = _staged(table, rows(range(10, 12), "2026-11-01"))
     b_files = _staged(table, rows(range(20, 25), "2026-11-01"))
-    delta_log.commit_files(table, b_files, schema, mode, CommitInfo("test", "B", "dask"), ["day"],
+    commit_files(table, b_files, schema, mode, CommitInfo("test", "B", "dask"), ["day"],
                            read_version=base)
     with pytest.raises(CommitConflict, match="changed since version 0"):
-        delta_log.commit_files(table, a_files, schema, mode, CommitInfo("test", "A", "dask"),
+        commit_files(table, a_files, schema, mode, CommitInfo("test", "A", "dask"),
                                ["day"], read_version=base)
     result = on_disk(table)
     assert result["customer_id"].tolist() == [20, 21, 22, 23, 24]
@@ -271,13 +274,13 @@ def test_a_replace_of_another_partition_does_not_conflict(tmp_path):
 
     table = TableRef("scores", str(tmp_path / "scores"), partition_by=("day",))
     first = rows(range(3), "2026-11-01")
-    schema = delta_log.normalize_schema(pa.Schema.from_pandas(first, preserve_index=False))
-    delta_log.commit_files(table, _staged(table, first), schema, WriteMode.APPEND,
+    schema = normalize_schema(pa.Schema.from_pandas(first, preserve_index=False))
+    commit_files(table, _staged(table, first), schema, WriteMode.APPEND,
                            CommitInfo("test", "r0", "dask"), ["day"])
     a_files = _staged(table, rows(range(10, 12), "2026-11-01"))
     b_files = _staged(table, rows(range(20, 25), "2026-11-02"))
     for files, run in ((b_files, "B"), (a_files, "A")):
-        delta_log.commit_files(table, files, schema, WriteMode.REPLACE_PARTITIONS,
+        commit_files(table, files, schema, WriteMode.REPLACE_PARTITIONS,
                                CommitInfo("test", run, "dask"), ["day"], read_version=0)
     assert on_disk(table)["customer_id"].tolist() == [10, 11, 20, 21, 22, 23, 24]
 

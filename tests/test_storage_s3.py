@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.storage import delta_log, maintenance
+from engine.storage import maintenance
+from engine.storage.snapshots import snapshot
 from engine.storage.table import CommitInfo, TableRef, WriteMode
 
 pytest.importorskip("moto")
@@ -48,6 +49,6 @@ def test_dask_on_s3_writes_merges_time_travels_and_vacuums(s3_options, dask_clus
     assert result.files_added == 2 and len(read_dask(table).frame.compute()) == 21
     vacuumed = maintenance.vacuum(table, retention_hours=0, enforce_retention=False)
     assert vacuumed.files_deleted >= result.files_removed
-    assert len(delta_log.snapshot(table).files) == 2
+    assert len(snapshot(table).files) == 2
     assert len(read_dask(table).frame.compute()) == 21
 

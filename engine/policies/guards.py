@@ -40,7 +40,7 @@ log = logging.getLogger("lakescore")
 def check_spine_columns(spine: TableRef, version: int, required: Mapping[str, str]) -> None:
     """Refuse a spine without one of ``required`` (column → what it is for), naming the table,
     its version, the column and the columns it has."""
-    from engine.storage.delta_log import arrow_schema
+    from engine.storage.snapshots import arrow_schema
 
     columns = arrow_schema(spine, version).names
     for column, role in required.items():
@@ -54,7 +54,7 @@ def check_spine_columns(spine: TableRef, version: int, required: Mapping[str, st
 def newest(table: TableRef, version: int, column: str) -> tuple[int | None, datetime | None]:
     """Rows of the table version and the largest value of ``column`` (a timestamp), from the log's
     file statistics; each None when some file lacks the statistic (unknown, not checked)."""
-    from engine.storage.delta_log import snapshot
+    from engine.storage.snapshots import snapshot
 
     snap = snapshot(table, version)
     if any(f.rows is None for f in snap.files):
@@ -119,9 +119,9 @@ def _rows_after(table: TableRef, version: int, column: str, limit: datetime) -> 
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    from engine.storage.delta_log import open_table
+    from engine.storage.snapshots import require_table
 
-    dataset = open_table(table, version).to_pyarrow_dataset()
+    dataset = require_table(table, version).to_pyarrow_dataset()
     return dataset.count_rows(filter=ds.field(column) > pa.scalar(limit, pa.timestamp("us", tz="UTC")))
 
 

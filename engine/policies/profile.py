@@ -63,10 +63,10 @@ class TableProfile:
 def profile_table(backend: Any, read: Any, max_values: int = 20) -> TableProfile:
     """Profile the table ``read`` (a ``ReadResult``) on ``backend``, exactly, over every row."""
     from engine.backend import CanProfile, require
-    from engine.storage import delta_log
+    from engine.storage.snapshots import snapshot
 
     profiler = require(backend, CanProfile, "profiling")
-    kinds = column_kinds(delta_log.snapshot(read.table, read.version).schema)
+    kinds = column_kinds(snapshot(read.table, read.version).schema)
     rows, stats = profiler.profile_columns(read.frame, kinds, max_values)
     columns = tuple(ColumnProfile(name=name, kind=kind, non_null=int(stats[name]["non_null"]),
                                   min=plain_value(stats[name]["min"]),

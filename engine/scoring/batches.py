@@ -13,7 +13,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from engine.storage import delta_log
+from engine.storage.layout import file_path, partition_value
+from engine.storage.snapshots import open_table, snapshot_of
 from engine.storage.table import TableRef
 
 log = logging.getLogger("lakescore")
@@ -31,17 +32,16 @@ def previous_batch_partitions(out: TableRef, batch: str, model_ids: Sequence[str
     ``run_id``s of the scores commits that recorded it; their partitions are found from the
     files' ``run_id`` statistics (a file's rows share one run), reading the column only for a
     file without them."""
-    from deltalake import DeltaTable
-
-    if not delta_log.table_exists(out) or not set(partitions) <= set(delta_log.partition_columns(out)):
+    delta = open_table(out)
+    if delta is None or not set(partitions) <= set(delta.metadata().partition_columns):
         return ()
-    history = DeltaTable(delta_log.table_root(out), storage_options=out.storage_options or None).history()
+    history = delta.history()
     runs = {entry.get("lakescore.run_id") for entry in history
             if entry.get(f"lakescore.{BATCH_KEY}") == batch}
     if not runs:
         return ()
     found = set()
-    for file in delta_log.snapshot(out).files:
+    for file in snapshot_of(out, delta).files:
         if file.partition_values.get("model_id") not in model_ids:
             continue
         low, high = file.mins.get("run_id"), file.maxs.get("run_id")
@@ -50,7 +50,7 @@ def previous_batch_partitions(out: TableRef, batch: str, model_ids: Sequence[str
         else:
             holds = bool(runs & set(_file_column(out, file, "run_id")))
         if holds:
-            found.add(tuple((c, delta_log.partition_value(file.partition_values.get(c)))
+            found.add(tuple((c, partition_value(file.partition_values.get(c)))
                             for c in partitions))
     if found:
         log.info("scoring batch %r: replacing %d partition(s) its previous run wrote to %s",
@@ -61,6 +61,6 @@ def previous_batch_partitions(out: TableRef, batch: str, model_ids: Sequence[str
 def _file_column(table: TableRef, file: Any, column: str) -> list[Any]:
     import pyarrow.parquet as pq
 
-    fs, path = delta_log.file_path(table, file.uri)
+    fs, path = file_path(table, file.uri)
     with fs.open_input_file(path) as handle:
         return pq.read_table(handle, columns=[column]).column(column).to_pylist()

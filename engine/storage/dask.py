@@ -18,15 +18,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import SchemaMismatch
-from engine.storage import batch, delta_log, merge
+from engine.storage import batch, merge
+from engine.storage.data_files import ROW_GROUP_ROWS, ParquetSink, WrittenFile
+from engine.storage.layout import file_path
+from engine.storage.schema import normalize_schema
+from engine.storage.snapshots import (PartitionFilter, TableFile, TableSnapshot, file_layout,
+                                      snapshot)
 from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteMode, WriteResult
 
 
-READ_PART_ROWS = delta_log.ROW_GROUP_ROWS
+READ_PART_ROWS = ROW_GROUP_ROWS
 """A file with more rows than this is read as several partitions, split at row groups."""
 
 
-def file_pieces(files: Sequence[delta_log.TableFile]) -> list[tuple[delta_log.TableFile, int, int]]:
+def file_pieces(files: Sequence[TableFile]) -> list[tuple[TableFile, int, int]]:
     """``(file, piece, pieces)`` per partition to read: one per file of up to ``READ_PART_ROWS``
     rows (lakescore's own files), else one per ~``READ_PART_ROWS`` rows, so that a table written
     elsewhere with large files (delta-rs, Spark: hundreds of MB) still reads in partitions a
@@ -35,13 +40,13 @@ def file_pieces(files: Sequence[delta_log.TableFile]) -> list[tuple[delta_log.Ta
             for n in [max(1, -(-(f.rows or 0) // READ_PART_ROWS))] for k in range(n)]
 
 
-def _read_file(piece: tuple[delta_log.TableFile, int, int], table: TableRef, schema: pa.Schema,
+def _read_file(piece: tuple[TableFile, int, int], table: TableRef, schema: pa.Schema,
                columns: list[str]) -> pd.DataFrame:
     """One piece of a data file (its share of the row groups, in order) as pandas with the
     table's types, partition columns restored as constants."""
     file, k, pieces = piece
     data_columns = [c for c in columns if c not in file.partition_values]
-    filesystem, path = delta_log.file_path(table, file.uri)
+    filesystem, path = file_path(table, file.uri)
     parquet = pq.ParquetFile(path, filesystem=filesystem)
     present = set(parquet.schema_arrow.names)
     read = [c for c in data_columns if c in present]
@@ -65,7 +70,7 @@ def _read_file(piece: tuple[delta_log.TableFile, int, int], table: TableRef, sch
 
 def read_dask(table: TableRef, version: int | datetime | None = None,
               columns: Sequence[str] | None = None,
-              partitions: delta_log.PartitionFilter | None = None) -> ReadResult:
+              partitions: PartitionFilter | None = None) -> ReadResult:
     """The table at ``version`` (default latest; a datetime travels to the version current
     then) as a lazy Dask frame, one partition per file (per ~1M rows of a larger file).
 
@@ -74,12 +79,12 @@ def read_dask(table: TableRef, version: int | datetime | None = None,
     Dtypes follow the Delta schema: ``timestamp`` is ``datetime64[us, UTC]``, ``long`` is
     ``int64``; an empty table gives an empty frame.
     """
-    snap = delta_log.snapshot(table, version, partitions)
+    snap = snapshot(table, version, partitions)
     frame = _frame_of_files(table, snap.schema, list(snap.files), columns)
     return ReadResult(frame=frame, version=snap.version, table=table)
 
 
-def _frame_of_files(table: TableRef, schema: pa.Schema, files: list[delta_log.TableFile],
+def _frame_of_files(table: TableRef, schema: pa.Schema, files: list[TableFile],
                     columns: Sequence[str] | None = None):
     import dask.dataframe as dd
 
@@ -100,13 +105,13 @@ def arrow_schema_of(meta: pd.DataFrame) -> pa.Schema:
     object column's type cannot be inferred from values: it is taken to hold strings."""
     inferred = pa.Schema.from_pandas(meta, preserve_index=False)
     fields = [pa.field(f.name, pa.string()) if meta[f.name].dtype == object else f for f in inferred]
-    return delta_log.normalize_schema(pa.schema(fields))
+    return normalize_schema(pa.schema(fields))
 
 
 def _write_partition(part: pd.DataFrame, table: TableRef, schema: pa.Schema,
                      partition_by: list[str]) -> list[dict[str, Any]]:
     """Runs on a worker: this partition's rows into new Parquet files; returns their metadata."""
-    sink = delta_log.ParquetSink(table, schema, partition_by)
+    sink = ParquetSink(table, schema, partition_by)
     if len(part):
         try:
             data = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
@@ -132,20 +137,21 @@ class _DaskFrames:
     def schema_of(self, frame) -> pa.Schema:
         return arrow_schema_of(frame._meta)
 
-    def merged(self, frame, table: TableRef, version: int, partition_by: list[str]):
-        return _merged(frame, table, version, partition_by, self.schema_of(frame))
+    def merged(self, frame, table: TableRef, snap: TableSnapshot, partition_by: list[str]):
+        return _merged(frame, table, snap, partition_by, self.schema_of(frame))
 
     def write_files(self, frame, table: TableRef, schema: pa.Schema,
-                    partition_by: list[str]) -> list[delta_log.WrittenFile]:
+                    partition_by: list[str]) -> list[WrittenFile]:
         import dask
 
         tasks = [dask.delayed(_write_partition)(part, table, schema, partition_by)
                  for part in frame.to_delayed()]
-        return [delta_log.WrittenFile.from_row(row)
+        return [WrittenFile.from_row(row)
                 for rows in _compute(tasks, self.progress) for row in rows]
 
 
-def _merged(source, table: TableRef, version: int, partition_by: list[str], schema: pa.Schema):
+def _merged(source, table: TableRef, snap: TableSnapshot, partition_by: list[str],
+            schema: pa.Schema):
     """See ``engine.storage.spark._merged``: the touched files' rows whose key is not in the
     batch, and the batch, as one lazy frame with the batch's columns."""
     import dask
@@ -162,8 +168,8 @@ def _merged(source, table: TableRef, version: int, partition_by: list[str], sche
         {k: (_plain(lo), _plain(hi)) for k, (lo, hi) in bounds.items()},
         {c: [_plain(v) for v in values] for c, values in parts.items()} or None)
     merge.check_unique(table, summary)
-    plan = merge.plan(table, version, summary)
-    target = _frame_of_files(table, delta_log.arrow_schema(table, version), list(plan.touched))
+    plan = merge.plan(table, snap, summary)
+    target = _frame_of_files(table, snap.schema, list(plan.touched))
     marked = target.merge(keyed.drop_duplicates().assign(__in_batch=True), on=keys, how="left")
     kept = marked[marked["__in_batch"].isna()].drop(columns="__in_batch")
     for column in schema.names:
@@ -200,10 +206,9 @@ def _compute(tasks: list, progress: bool) -> list:
     return client.gather(futures)
 
 
-def rewrite_dask(table: TableRef, files: Sequence[delta_log.TableFile],
-                 files_out: int) -> list[delta_log.WrittenFile]:
+def rewrite_dask(table: TableRef, files: Sequence[TableFile],
+                 files_out: int) -> list[WrittenFile]:
     """The rows of ``files`` (one partition's) as ``files_out`` new uncommitted files."""
-    schema = delta_log.arrow_schema(table)
+    schema, partition_by = file_layout(table)
     frame = _frame_of_files(table, schema, list(files)).repartition(npartitions=files_out)
-    return _DaskFrames(progress=False).write_files(frame, table, schema,
-                                                  delta_log.partition_columns(table))
+    return _DaskFrames(progress=False).write_files(frame, table, schema, partition_by)

@@ -5,7 +5,6 @@ becomes a local ``./s3:/…`` folder."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -89,8 +88,7 @@ def storage_error(location: str, exc: BaseException) -> StorageUnavailable:
 
 
 def _filesystem(location: str, storage_options: Mapping[str, str] | None) -> tuple[Any, str]:
-    from engine.storage.delta_log import filesystem
+    from engine.storage.layout import filesystem
     from engine.storage.table import TableRef
 
-    return filesystem(TableRef(name=os.path.basename(location.rstrip("/")), path=location,
-                               storage_options=dict(storage_options or {})))
+    return filesystem(TableRef.at(location, storage_options))

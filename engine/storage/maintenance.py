@@ -14,14 +14,18 @@ a live version needs; time travel beyond the retention period stops working, as 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from engine.errors import CommitConflict
-from engine.storage import delta_log
+from engine.storage.commit import commit_rewrite
+from engine.storage.data_files import WrittenFile
+from engine.storage.layout import partition_value, table_root
+from engine.storage.snapshots import TableFile, TableSnapshot, require_table, snapshot
 from engine.storage.table import CommitInfo, TableRef
 
-Rewrite = Callable[[TableRef, Sequence[delta_log.TableFile], int], list[delta_log.WrittenFile]]
+Rewrite = Callable[[TableRef, Sequence[TableFile], int], list[WrittenFile]]
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class CompactionGroup:
     """Small files of one partition, rewritten into ``files_out`` files."""
 
     partition: tuple
-    files: tuple[delta_log.TableFile, ...]
+    files: tuple[TableFile, ...]
     files_out: int
 
     @property
@@ -53,15 +57,15 @@ class VacuumResult:
     retention_hours: float
 
 
-def plan_compaction(snapshot: delta_log.TableSnapshot, target_bytes: int,
+def plan_compaction(snap: TableSnapshot, target_bytes: int,
                     min_files: int = 2) -> list[CompactionGroup]:
     """Partitions with at least ``min_files`` files under ``target_bytes``; each group is
     rewritten into ceil(total / target) files."""
-    by_partition: dict[tuple, list[delta_log.TableFile]] = {}
-    for f in snapshot.files:
+    by_partition: dict[tuple, list[TableFile]] = {}
+    for f in snap.files:
         if (f.size or 0) < target_bytes:
-            key = tuple(delta_log.partition_value(f.partition_values.get(c))
-                        for c in snapshot.partition_by)
+            key = tuple(partition_value(f.partition_values.get(c))
+                        for c in snap.partition_by)
             by_partition.setdefault(key, []).append(f)
     groups = []
     for key in sorted(by_partition, key=lambda k: tuple("" if v is None else v for v in k)):
@@ -76,7 +80,7 @@ def plan_compaction(snapshot: delta_log.TableSnapshot, target_bytes: int,
 def compact(table: TableRef, rewrite: Rewrite, commit: CommitInfo, target_bytes: int,
             min_files: int = 2) -> CompactionResult:
     """Compact ``table`` with an engine's ``rewrite`` (files → new uncommitted files)."""
-    snap = delta_log.snapshot(table)
+    snap = snapshot(table)
     groups = plan_compaction(snap, target_bytes, min_files)
     if not groups:
         return CompactionResult(version=None, files_removed=0, files_added=0, rows=0,
@@ -88,7 +92,7 @@ def compact(table: TableRef, rewrite: Rewrite, commit: CommitInfo, target_bytes:
         raise CommitConflict(f"compaction of table {table} rewrote {rows_in} rows into {rows_out} "
                              "(a file changed while it was read?); nothing was committed, rerun "
                              "the compaction")
-    version = delta_log.commit_rewrite(table, added, removed, snap.schema, snap.version, commit)
+    version = commit_rewrite(table, added, removed, snap.schema, snap.version, commit)
     return CompactionResult(version=version, files_removed=len(removed), files_added=len(added),
                             rows=rows_out, bytes_before=sum(g.bytes for g in groups))
 
@@ -96,12 +100,26 @@ def compact(table: TableRef, rewrite: Rewrite, commit: CommitInfo, target_bytes:
 def vacuum(table: TableRef, retention_hours: float, dry_run: bool = False,
            enforce_retention: bool = True) -> VacuumResult:
     """Delete unreferenced data files older than the retention (orphans included)."""
-    delta = delta_log.open_table(table)
-    if delta is None:
-        delta_log.readable_version(table)  # raises TableNotFound
+    delta = require_table(table)
     deleted = delta.vacuum(retention_hours=int(retention_hours), dry_run=dry_run,
                            enforce_retention_duration=enforce_retention, full=True)
     if not dry_run:
-        delta_log.remove_empty_batch_dirs(table)
+        remove_empty_batch_dirs(table)
     return VacuumResult(files_deleted=len(deleted), dry_run=dry_run,
                         retention_hours=retention_hours)
+
+
+def remove_empty_batch_dirs(table: TableRef) -> int:
+    """Delete the empty directories vacuum leaves behind (local tables only)."""
+    root = table_root(table)
+    if "://" in root:
+        return 0
+    removed = 0
+    for current, _dirs, _files in os.walk(root, topdown=False):
+        if current != root and "_delta_log" not in current and not os.listdir(current):
+            try:
+                os.rmdir(current)
+                removed += 1
+            except OSError:  # a writer created a file meanwhile
+                pass
+    return removed

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import SchemaMismatch, ValidationFailed
-from engine.storage import delta_log
+from engine.storage.snapshots import TableFile, TableSnapshot, prune
 from engine.storage.table import TableRef
 
 
@@ -37,7 +37,7 @@ class KeySummary:
 class MergePlan:
     """The files the merge rewrites and the partition scope that must not change meanwhile."""
 
-    touched: tuple[delta_log.TableFile, ...]
+    touched: tuple[TableFile, ...]
     scope: dict[str, list[Any]] | None
 
 
@@ -65,15 +65,15 @@ def check_unique(table: TableRef, summary: KeySummary) -> None:
             "Deduplicate the batch; nothing was written")
 
 
-def plan(table: TableRef, version: int, summary: KeySummary) -> MergePlan:
-    """The files of ``version`` that may hold a batch key."""
+def plan(table: TableRef, snap: TableSnapshot, summary: KeySummary) -> MergePlan:
+    """The files of ``snap`` (the version the batch is merged into) that may hold a batch key."""
     scope = summary.partitions or None
-    files = delta_log.snapshot(table, version, scope).files
+    files = prune(table, snap, scope).files
     touched = tuple(f for f in files if _may_hold(f, summary))
     return MergePlan(touched=touched, scope=scope)
 
 
-def _may_hold(file: delta_log.TableFile, summary: KeySummary) -> bool:
+def _may_hold(file: TableFile, summary: KeySummary) -> bool:
     if summary.rows == 0:
         return False
     for key, low in summary.mins.items():

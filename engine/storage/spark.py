@@ -21,7 +21,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from engine.session import delta_enabled
-from engine.storage import batch, delta_log, merge, staged
+from engine.storage import batch, merge, staged
+from engine.storage.data_files import ROWS_PER_FILE, ParquetSink, WrittenFile, file_metadata_schema
+from engine.storage.layout import table_root
+from engine.storage.schema import normalize_schema, schema_without
+from engine.storage.snapshots import (PartitionFilter, TableFile, TableSnapshot, committed_in,
+                                      file_layout, open_table, readable_version, snapshot)
 from engine.storage.table import CommitInfo, ReadResult, TableRef, WriteMode, WriteResult
 
 FILE_METADATA_DDL = "path string, size long, partition_values string, stats string, rows long"
@@ -29,19 +34,19 @@ FILE_METADATA_DDL = "path string, size long, partition_values string, stats stri
 
 def read_spark(spark: SparkSession, table: TableRef, version: int | datetime | None = None,
                columns: Sequence[str] | None = None,
-               partitions: delta_log.PartitionFilter | None = None) -> ReadResult:
+               partitions: PartitionFilter | None = None) -> ReadResult:
     """The table at ``version`` (default latest; a datetime travels to the version current
     then) as a lazy DataFrame, with that version. ``partitions`` prunes whole files by
     partition value before Spark sees them; ``columns`` prunes columns."""
     from pyspark.sql import functions as F
 
     if delta_enabled(spark):
-        read_version = delta_log.readable_version(table, version)
+        read_version = readable_version(table, version)
         frame = spark.read.format("delta").option("versionAsOf", read_version).load(table.path)
         for column, values in (partitions or {}).items():  # Delta prunes files by partition
             frame = frame.where(F.col(f"`{column}`").isin(list(values)))
     else:
-        snap = delta_log.snapshot(table, version, partitions)
+        snap = snapshot(table, version, partitions)
         read_version = snap.version
         frame = _frame_of_files(spark, table, snap.schema, snap.files)
     if columns is not None:
@@ -50,7 +55,7 @@ def read_spark(spark: SparkSession, table: TableRef, version: int | datetime | N
 
 
 def _frame_of_files(spark: SparkSession, table: TableRef, schema: pa.Schema,
-                    files: Sequence[delta_log.TableFile]) -> DataFrame:
+                    files: Sequence[TableFile]) -> DataFrame:
     """The rows of ``files`` with the table's schema and column order.
 
     Partition values come from the Delta log, not from Spark's directory discovery: files of
@@ -64,7 +69,7 @@ def _frame_of_files(spark: SparkSession, table: TableRef, schema: pa.Schema,
     if not files:
         return spark.createDataFrame([], spark_schema)
     parts = [c for c in files[0].partition_values]
-    data_schema = from_arrow_schema(delta_log.pa_schema_without(schema, parts))
+    data_schema = from_arrow_schema(schema_without(schema, parts))
     groups: dict[tuple, list[str]] = {}
     for f in files:
         groups.setdefault(tuple(f.partition_values.get(c) for c in parts), []).append(f.uri)
@@ -79,22 +84,22 @@ def _frame_of_files(spark: SparkSession, table: TableRef, schema: pa.Schema,
 
 def _writer(table: TableRef, schema: pa.Schema, partition_by: list[str]):
     def write_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        sink = delta_log.ParquetSink(table, schema, partition_by)
+        sink = ParquetSink(table, schema, partition_by)
         for batch in batches:
             sink.write(batch)
         rows = [f.to_row() for f in sink.close()]
-        yield pa.RecordBatch.from_pylist(rows, schema=delta_log.file_metadata_schema())
+        yield pa.RecordBatch.from_pylist(rows, schema=file_metadata_schema())
 
     return write_partition
 
 
 def write_files(df: DataFrame, table: TableRef, schema: pa.Schema,
-                partition_by: list[str]) -> list[delta_log.WrittenFile]:
+                partition_by: list[str]) -> list[WrittenFile]:
     """Write ``df`` as new, uncommitted Parquet files under the table; return what to commit."""
     if staged.partition_kinds_supported(schema, partition_by):
         return _write_with_spark_writer(df, table, schema, partition_by)
     metadata = df.mapInArrow(_writer(table, schema, partition_by), FILE_METADATA_DDL).collect()
-    return [delta_log.WrittenFile.from_row(row) for row in metadata if row["path"]]
+    return [WrittenFile.from_row(row) for row in metadata if row["path"]]
 
 
 # Delta stores timestamps as UTC microseconds; Spark's default Parquet type (INT96) is legacy.
@@ -103,14 +108,14 @@ _PARQUET_CONF = {"spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 
 
 def _write_with_spark_writer(df: DataFrame, table: TableRef, schema: pa.Schema,
-                             partition_by: list[str]) -> list[delta_log.WrittenFile]:
+                             partition_by: list[str]) -> list[WrittenFile]:
     batch_dir = staged.new_batch_dir()
     frame = df.select(*[f"`{name}`" for name in schema.names])
-    writer = frame.write.mode("errorifexists").option("maxRecordsPerFile", delta_log.ROWS_PER_FILE)
+    writer = frame.write.mode("errorifexists").option("maxRecordsPerFile", ROWS_PER_FILE)
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     with _session_conf(df.sparkSession, _PARQUET_CONF):
-        writer.parquet(hadoop_uri(f"{delta_log.table_root(table)}/{batch_dir}"))
+        writer.parquet(hadoop_uri(f"{table_root(table)}/{batch_dir}"))
     return staged.collect_written(table, batch_dir, schema, partition_by)
 
 
@@ -147,18 +152,18 @@ class _SparkFrames:
     """``batch.FrameWriter`` for Spark DataFrames."""
 
     def schema_of(self, frame: DataFrame) -> pa.Schema:
-        return delta_log.normalize_schema(to_arrow_schema(frame.schema))
+        return normalize_schema(to_arrow_schema(frame.schema))
 
-    def merged(self, frame: DataFrame, table: TableRef, version: int,
+    def merged(self, frame: DataFrame, table: TableRef, snap: TableSnapshot,
                partition_by: list[str]) -> tuple[DataFrame, merge.MergePlan]:
-        return _merged(frame, table, version, partition_by)
+        return _merged(frame, table, snap, partition_by)
 
     def write_files(self, frame: DataFrame, table: TableRef, schema: pa.Schema,
-                    partition_by: list[str]) -> list[delta_log.WrittenFile]:
+                    partition_by: list[str]) -> list[WrittenFile]:
         return write_files(frame, table, schema, partition_by)
 
 
-def _merged(source: DataFrame, table: TableRef, version: int,
+def _merged(source: DataFrame, table: TableRef, snap: TableSnapshot,
             partition_by: list[str]) -> tuple[DataFrame, merge.MergePlan]:
     """The rows to write for an upsert of ``source``: the touched files' rows whose key is not
     in the batch, and the batch."""
@@ -178,9 +183,8 @@ def _merged(source: DataFrame, table: TableRef, version: int,
         int(row["rows"]), duplicates, {k: (row[f"min_{k}"], row[f"max_{k}"]) for k in keys},
         {c: list(row[f"parts_{c}"]) for c in by_partition} or None)
     merge.check_unique(table, summary)
-    plan = merge.plan(table, version, summary)
-    target = _frame_of_files(source.sparkSession, table, delta_log.arrow_schema(table, version),
-                             plan.touched)
+    plan = merge.plan(table, snap, summary)
+    target = _frame_of_files(source.sparkSession, table, snap.schema, plan.touched)
     kept = target.join(source.select(*[f"`{k}`" for k in keys]), on=keys, how="left_anti")
     extra = [c for c in source.columns if c not in target.columns]
     for c in extra:  # new nullable columns (allow_new_columns): null in the kept rows
@@ -193,8 +197,9 @@ def _write_native(df: DataFrame, table: TableRef, mode: WriteMode, commit: Commi
     same (app id, batch) idempotency through Delta's txnAppId/txnVersion."""
     from delta.tables import DeltaTable
 
-    before = delta_log.table_version(table)
-    if before is not None and delta_log.is_committed(table, commit):
+    delta = open_table(table)
+    before = None if delta is None else delta.version()
+    if committed_in(delta, commit):
         return WriteResult(table=table, version=before, rows=0, files=0, skipped=True)
     if mode is WriteMode.MERGE and before is not None:
         _merge_native(df, table, commit)
@@ -245,9 +250,9 @@ def _merge_native(df: DataFrame, table: TableRef, commit: CommitInfo) -> None:
          .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
 
-def rewrite_spark(spark: SparkSession, table: TableRef, files: Sequence[delta_log.TableFile],
-                  files_out: int) -> list[delta_log.WrittenFile]:
+def rewrite_spark(spark: SparkSession, table: TableRef, files: Sequence[TableFile],
+                  files_out: int) -> list[WrittenFile]:
     """The rows of ``files`` (one partition's) as ``files_out`` new uncommitted files."""
-    schema = delta_log.arrow_schema(table)
+    schema, partition_by = file_layout(table)
     frame = _frame_of_files(spark, table, schema, files).coalesce(files_out)
-    return write_files(frame, table, schema, delta_log.partition_columns(table))
+    return write_files(frame, table, schema, partition_by)

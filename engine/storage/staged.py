@@ -23,7 +23,10 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from engine.storage import delta_log
+from engine.storage import layout
+from engine.storage.data_files import WrittenFile
+from engine.storage.layout import HIVE_NULL
+from engine.storage.stats import stats_json
 from engine.storage.table import TableRef
 
 if TYPE_CHECKING:
@@ -51,7 +54,7 @@ def partition_kinds_supported(schema: pa.Schema, partition_by: Sequence[str]) ->
 
 
 def collect_written(table: TableRef, batch_dir: str, schema: pa.Schema,
-                    partition_by: Sequence[str]) -> list[delta_log.WrittenFile]:
+                    partition_by: Sequence[str]) -> list[WrittenFile]:
     """The Parquet files under ``<root>/<batch_dir>`` as uncommitted Delta files with stats.
 
     Side files of the writer (``_SUCCESS``, Hadoop's ``.crc`` checksums) are deleted; files
@@ -59,7 +62,7 @@ def collect_written(table: TableRef, batch_dir: str, schema: pa.Schema,
     """
     from pyarrow import fs as pafs
 
-    filesystem, root = delta_log.filesystem(table)
+    filesystem, root = layout.filesystem(table)
     base = f"{root}/{batch_dir}"
     try:
         infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
@@ -83,7 +86,7 @@ def collect_written(table: TableRef, batch_dir: str, schema: pa.Schema,
 
 
 def _written_file(filesystem: Any, root: str, info: Any, schema: pa.Schema,
-                  partition_by: list[str]) -> delta_log.WrittenFile:
+                  partition_by: list[str]) -> WrittenFile:
     import pyarrow.parquet as pq
 
     relative = info.path[len(root) + 1:]
@@ -92,7 +95,7 @@ def _written_file(filesystem: Any, root: str, info: Any, schema: pa.Schema,
         metadata = pq.ParquetFile(handle).metadata
     # The path as it lies on storage (Spark's escaping of partition directories); deltalake
     # URI-encodes it once more in the log, and every reader decodes it back to this.
-    return delta_log.WrittenFile(path=relative, size=info.size, rows=metadata.num_rows,
+    return WrittenFile(path=relative, size=info.size, rows=metadata.num_rows,
                                  stats=footer_stats(metadata, schema), partition_values=values,
                                  modification_time=int(time.time() * 1000))
 
@@ -103,7 +106,7 @@ def _partition_values(relative: str, partition_by: list[str]) -> dict[str, str |
         if "=" in part:
             column, value = part.split("=", 1)
             value = unquote(value)
-            found[unquote(column)] = None if value == delta_log.HIVE_NULL else value
+            found[unquote(column)] = None if value == HIVE_NULL else value
     return {c: found.get(c) for c in partition_by}
 
 
@@ -148,7 +151,7 @@ def footer_stats(metadata: Any, schema: pa.Schema) -> str:
     for name in unbounded:
         mins.pop(name, None)
         maxs.pop(name, None)
-    return delta_log.stats_json(metadata.num_rows, mins, maxs, nulls)
+    return stats_json(metadata.num_rows, mins, maxs, nulls)
 
 
 def _typed(value: Any, kind: pa.DataType) -> Any:

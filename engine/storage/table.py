@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -37,6 +39,13 @@ class TableRef:
     # a pinned version (Delta time travel): what a read without an explicit version returns, so a
     # replay reads exactly the inputs a run read; writes ignore it
     version: int | None = None
+
+    @classmethod
+    def at(cls, path: str, storage_options: Mapping[str, str] | None = None) -> TableRef:
+        """A table known only by its location (lineage, replay, run files): named after its
+        last path segment."""
+        return cls(name=os.path.basename(path.rstrip("/")) or path, path=path,
+                   storage_options=dict(storage_options or {}))
 
     def __str__(self) -> str:
         pinned = "" if self.version is None else f"@v{self.version}"
