@@ -240,8 +240,8 @@ def _quarantine(backend: Backend, ctx: RunContext, read: Any, reports: list[Vali
         # The kept rows replace the table read in place: it stays the output of the stage
         # that made it (so the run's manifest keeps that commit's lineage); they are what
         # goes on, the stage's rows out.
-        record.add_write(read.table.name, None, result.kept, result.kept_version)
-        record.add_write(target.name, target.path, None, result.quarantine_version)
+        ctx.record_write(result.kept_write, output=False)
+        ctx.record_write(result.quarantine_write, rows_out=False)
         record.note = (f"quarantined {result.quarantined:,} rows ({'; '.join(result.reasons)}), "
                        f"kept {result.kept:,}")
 

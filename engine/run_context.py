@@ -159,11 +159,15 @@ class RunContext:
         record.rows_in = (record.rows_in or 0) + rows
         return rows
 
-    def record_write(self, result: WriteResult, name: str | None = None) -> None:
+    def record_write(self, result: WriteResult, name: str | None = None, *, output: bool = True,
+                     rows_out: bool = True) -> None:
         """Record one write of the open stage from what it returned: the version it committed
         (or, when the same commit was already in, that it was skipped, as ``name``, default the
-        table's name), where the table is, and its rows in the stage's rows out."""
-        self._stage_open().add_write(result.table.name, result.table.path, result.rows,
+        table's name), where the table is (``output=False``: a table rewritten in place that
+        stays the output of the stage that made it) and its rows in the stage's rows out
+        (``rows_out=False``: rows set aside, not going on)."""
+        self._stage_open().add_write(result.table.name, result.table.path if output else None,
+                                     result.rows if rows_out else None,
                                      None if result.skipped else result.version, name)
 
     def _stage_open(self) -> StageRecord:

@@ -22,6 +22,7 @@ from typing import Any
 
 from engine.errors import ValidationFailed
 from engine.lineage import Lineage
+from engine.storage.table import WriteMode, WriteResult
 from engine.validation.suite import ROW_LEVEL_EXPECTATIONS, Outcome, RowRule, ValidationReport
 
 QUARANTINE_RUN_ID = "quarantine_run_id"
@@ -76,6 +77,9 @@ class QuarantineResult:
     quarantine_version: int | None
     kept_version: int | None
     reasons: tuple[str, ...]
+    # the two writes as the backend returned them (what the run context records)
+    quarantine_write: WriteResult | None = None
+    kept_write: WriteResult | None = None
 
 
 def quarantine_rows(backend: Any, read: Any, reports: Sequence[ValidationReport],
@@ -94,7 +98,6 @@ def quarantine_rows(backend: Any, read: Any, reports: Sequence[ValidationReport]
 
     Returns None when nothing failed."""
     from engine.backend import CanQuarantine, require
-    from engine.storage.table import WriteMode
     from engine.validation.suite import enforce
 
     enforce_quarantine(reports)
@@ -116,4 +119,5 @@ def quarantine_rows(backend: Any, read: Any, reports: Sequence[ValidationReport]
                             quarantine_table=quarantine_table.path,
                             quarantine_version=None if bad.skipped else bad.version,
                             kept_version=None if good.skipped else good.version,
-                            reasons=tuple(rule.reason for rule in rules))
+                            reasons=tuple(rule.reason for rule in rules),
+                            quarantine_write=bad, kept_write=good)
