@@ -525,7 +525,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--labels", type=int, default=200_000)
     parser.add_argument("--entities", type=int, default=100_000)
-    parser.add_argument("--skew", action="store_true", help=f"one customer with {HOT_SHARE:.0%} of the events, "
+    parser.add_argument("--skew", action="store_true", help=f"one customer with {HOT_SHARE:.0%}% of the events, "
                         "Zipf activity for the others")
     parser.add_argument("--reps", type=int, default=3, help="timed runs per contender (min and median)")
     parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
