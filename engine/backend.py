@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
+from engine.conf import BACKENDS
 from engine.errors import ConfError, NotSupportedByBackend
 
 if TYPE_CHECKING:
@@ -203,21 +204,16 @@ def require_trainer(backend: Backend, trainer: Trainer) -> None:
                                                   f"(train.algorithm: {trainer.algorithm})")
 
 
-_REGISTRY: dict[str, str] = {
-    "spark": "engine.backends.spark:SparkBackend",
-    "dask": "engine.backends.dask:DaskBackend",
-}
-
-
 def backend_names() -> list[str]:
-    return sorted(_REGISTRY)
+    """The engines lakescore has (``engine.conf.BACKENDS``), sorted."""
+    return sorted(BACKENDS)
 
 
 def backend_class(name: str) -> type[Backend]:
     """The class registered as ``name``, imported (nothing is started): its ``capabilities`` can be
     asked before any engine runs."""
     try:
-        module_name, class_name = _REGISTRY[name].split(":")
+        module_name, class_name = BACKENDS[name].split(":")
     except KeyError:
         raise ConfError(f"unknown engine {name!r}; choose one of {', '.join(backend_names())}") from None
     return getattr(importlib.import_module(module_name), class_name)

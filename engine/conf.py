@@ -204,10 +204,20 @@ class OpenLineageConf:
     timeout_seconds: float = 5.0
 
 
+BACKENDS: dict[str, str] = {
+    "spark": "engine.backends.spark:SparkBackend",
+    "dask": "engine.backends.dask:DaskBackend",
+}
+"""The engine registry: each engine's name → its Backend class, imported when the engine is first
+opened (``engine.backend.backend_class``). The one list of engines: conf's ``engine``, the jobs'
+``--engine`` choices and the backend lookup all read it."""
+
+
 @dataclass(frozen=True)
 class Conf:
     lakehouse: str = "./lakehouse"
-    engine: Literal["spark", "dask"] = "spark"
+    engine: str = "spark"
+    """One of ``BACKENDS``."""
     features: str | None = "conf/features/customer.yaml"
     """The feature definition file; null: jobs.score takes the definitions its model carries."""
     spark: SparkConf = field(default_factory=SparkConf)
@@ -372,7 +382,10 @@ def load_conf(job_file: str | Path | None = None, env: str | None = None,
 
 def _check_combinations(conf: Conf) -> None:
     """Keys that only make sense together, checked once every source is merged (a later
-    ``--set`` may bring the second key)."""
+    ``--set`` may bring the second key), and the engine against the registry."""
+    if conf.engine not in BACKENDS:
+        raise ConfError(f"engine: {conf.engine!r} is not an engine lakescore has; choose one of "
+                        f"{', '.join(sorted(BACKENDS))}")
     lineage = conf.openlineage
     if lineage.transport == "http" and not lineage.url:
         raise ConfError("openlineage.transport is http but openlineage.url is not set; give "

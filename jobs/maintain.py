@@ -36,7 +36,7 @@ def body(conf, ctx, args) -> None:
     if not args.vacuum_only:
         with backend_for(conf) as backend:
             for table in tables:
-                with ctx.summary.stage(f"compact {table.name}", backend.name) as record:
+                with ctx.stage(f"compact {table.name}", backend.name) as record:
                     result = maintenance.compact(
                         table, backend.rewrite_files,
                         CommitInfo(job="maintain", run_id=ctx.run_id, engine=backend.name),
@@ -51,7 +51,7 @@ def body(conf, ctx, args) -> None:
                                        f"({result.bytes_before / 1e6:.1f} MB) → {result.files_added}")
     if not args.compact_only:
         for table in tables:
-            with ctx.summary.stage(f"vacuum {table.name}", "deltalake") as record:
+            with ctx.stage(f"vacuum {table.name}", "deltalake") as record:
                 result = maintenance.vacuum(table, retention, dry_run=args.dry_run,
                                             enforce_retention=not args.allow_short_retention)
                 verb = "would delete" if result.dry_run else "deleted"

@@ -17,7 +17,7 @@ from jobs._backend import backend_for
 
 def body(conf, ctx, args) -> None:
     table = ctx.table(args.table)
-    with backend_for(conf) as backend, ctx.summary.stage("profile", backend.name) as record:
+    with backend_for(conf) as backend, ctx.stage("profile", backend.name) as record:
         read = backend.read(table)
         profile = profile_table(backend, read, max_values=args.max_values)
         suite = suite_from_profile(profile, args.name or table.name, max_values=args.max_values)

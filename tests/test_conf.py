@@ -45,6 +45,20 @@ def test_unknown_engine_value_is_rejected():
         load_conf(overrides=["engine=flink"])
 
 
+def test_the_engines_are_the_registrys_alone():
+    """conf's engine, the jobs' --engine choices and the backend lookup read one registry."""
+    from engine.backend import backend_class, backend_names
+    from engine.cli import job_parser
+    from engine.conf import BACKENDS
+
+    assert backend_names() == sorted(BACKENDS) == ["dask", "spark"]
+    for name in BACKENDS:
+        assert load_conf(overrides=[f"engine={name}"]).engine == name
+        assert backend_class(name).name == name
+    engine_option = next(a for a in job_parser("features")._actions if "--engine" in a.option_strings)
+    assert sorted(engine_option.choices) == sorted(BACKENDS)
+
+
 def test_missing_conf_file_is_a_conf_error():
     with pytest.raises(ConfError, match="does not exist"):
         load_conf("conf/nope.yaml")
