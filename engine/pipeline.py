@@ -274,7 +274,8 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
         shutil.rmtree(out_dir)
     registry = ctx.model_registry()
     with ctx.stage("train", backend.name) as record:
-        version = snapshots.readable_version(table)
+        delta = snapshots.require_table(table)  # the pinned version, else the latest: one load
+        version = delta.version()
         spec = TrainSpec(features=tuple(definition.feature_names()), label=conf.train.label,
                          time_column=definition.as_of, split=split, params=dict(conf.train.params),
                          task=conf.train.task, threshold=conf.train.threshold,
@@ -283,7 +284,7 @@ def train_model(backend: Backend, ctx: RunContext) -> ModelRecord:
                          folds=conf.train.folds, group_column=definition.entity_keys[0])
         trainer = trainer_for(conf.train.algorithm)
         require_trainer(backend, trainer)
-        files = tuple(snapshots.require_table(table, version).file_uris())
+        files = tuple(delta.file_uris())
         data = trainer.training_data(TrainingSource(
             files=files, h2o=conf.h2o,
             local_files=lambda: local_copies(table, files, out_dir.parent / "training_set"),
@@ -395,10 +396,10 @@ def score_rows(backend: Backend, ctx: RunContext, model: ModelRecord,
         commits = {each.model_id: ctx.commit("score", backend.name, out, Lineage(),
                                              app_key=f"{each.model_id}:{scoring.table.name}@v{scoring.version}")
                    for each in models}
-        done = [m for m in models if snapshots.is_committed(out, commits[m.model_id])]
+        delta = snapshots.open_table(out)  # one log load answers every model
+        done = [m for m in models if snapshots.committed_in(delta, commits[m.model_id])]
         if done:
-            skipped = WriteResult(table=out, version=snapshots.table_version(out) or 0, rows=0,
-                                  files=0, skipped=True)
+            skipped = WriteResult(table=out, version=delta.version(), rows=0, files=0, skipped=True)
             for each in done:
                 ctx.record_write(skipped, name=f"{out.name} of {each.model_id}")
             models = [m for m in models if m not in done]

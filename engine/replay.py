@@ -467,7 +467,7 @@ def compare_scores(ctx: RunContext, engines: list[str]) -> float:
     frames = []
     for engine in engines:
         ref = ctx.table("scores", suffix=engine)
-        frame = snapshots.require_table(ref, snapshots.readable_version(ref)).to_pandas(
+        frame = snapshots.require_table(ref).to_pandas(
             columns=[*keys, "score", "run_id"])
         frame = frame[frame["run_id"] == ctx.run_id] if (frame["run_id"] == ctx.run_id).any() else frame
         frames.append(frame.drop(columns="run_id").rename(columns={"score": f"score_{engine}"}))

@@ -101,11 +101,6 @@ def committed_batch(table: TableRef, app_id: str) -> int | None:
     return None if delta is None else delta.transaction_version(app_id)
 
 
-def is_committed(table: TableRef, commit: CommitInfo) -> bool:
-    """:func:`committed_in` the table's latest version."""
-    return committed_in(open_table(table), commit)
-
-
 def arrow_schema(table: TableRef, version: int | None = None) -> pa.Schema:
     """The table's schema as Arrow (``timestamp`` → ``timestamp[us, tz=UTC]``)."""
     return schema_of(require_table(table, version), table)
