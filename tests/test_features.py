@@ -7,6 +7,7 @@ as_of``), and the two engines are checked against each other bit for bit.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
@@ -347,8 +348,9 @@ def test_ties_at_the_same_timestamp_are_all_counted(compute):
     got = canonical(compute(fs, ev, sp), fs).set_index("row_id").sort_index()
     assert got["amount_count_1d"].tolist() == [5, 0]
     assert np.isnan(got["amount_mean_1d"].iloc[1])  # nothing strictly before `at`
-    # Added in value order (-1e16, 0.1, 0.2, 1e16), as Spark's sorted frame adds them.
-    assert got["amount_sum_1d"].iloc[0] == ((((0.0 + -1e16) + 0.1) + 0.2) + 1e16)
+    # The exact sum, correctly rounded, whatever the order (issue 17): not 0.2 as adding in
+    # time order gives, nor 0.0 as the value order (-1e16, 0.1, 0.2, 1e16) did.
+    assert got["amount_sum_1d"].iloc[0] == math.fsum([0.1, 1e16, -1e16, 0.2]) == 0.30000000000000004
 
 
 def test_duplicate_spine_rows_are_kept_as_duplicates(compute):

@@ -3,13 +3,16 @@
 The spine and the events are hash-partitioned by the entity keys into the same number of
 partitions (Dask's shuffle assigns a key to the same partition in both), so each pair of
 partitions holds every event of its spine rows' entities and nothing is ever gathered on one
-worker. Per pair, events are sorted by (entity, time, values), an entity being one combination
-of key values; one merged sort finds each spine row's window
-``[as_of - window, as_of)`` as a slice of that order, and each statistic of the plan
-(``engine.features.plan``) is a pass over those slices: counts and latest values by prefix
-arrays, sums, standard deviations, minima, maxima and distinct counts by folding each slice
-left to right, exactly as Spark's window frame folds its buffer, so both engines give
-bit-identical numbers. Each feature is then the plan's expression over the statistics.
+worker. Per pair, events are sorted once by one int64 key packing (entity, time), an entity
+being one combination of key values, and each spine row's window ``[as_of - window, as_of)`` is
+a slice of that order found by binary search. Each statistic of the plan
+(``engine.features.plan``) is then a vectorised pass whose cost does not grow with the windows'
+lengths: counts and latest values by prefix arrays, sums by exact prefix sums correctly rounded
+(``engine.features.exact_sums``: the same bits as Spark's JVM kernel whatever the order of
+addition), minima and maxima by a sparse table. Standard deviations fold each slice left to
+right in (time, value) order as Spark's ``stddev_samp`` does, and distinct counts walk each slice:
+those two still cost the windows' total length. Each feature is then the plan's expression over
+the statistics.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pandas as pd
 
 from engine.features.dask_expressions import MaskedColumn, evaluate, pandas_input, to_pandas
 from engine.features.definitions import FeatureSet, check_inputs, event_kinds
+from engine.features.exact_sums import ExactWindowSums
 from engine.features.expressions import KIND_TYPES, columns_of
 from engine.features.plan import AS_OF_MICROS, Plan
 
@@ -97,28 +101,29 @@ def _unorder(order: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _left_fold_sums(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """``sum(values[lo[i]:hi[i]])`` added strictly left to right from 0.0, NaN skipped.
-
-    The order matters: Spark's sliding window frame adds its buffer in this order, and a
-    pairwise or prefix-difference sum would differ in the last bits.
-    """
-    addends = np.where(np.isnan(values), 0.0, values)
-    acc = np.zeros(len(lo), dtype="float64")
-    order = np.arange(len(lo))
-    for order, active, at in _slices(lo, hi):
-        acc[:active] += addends[at]
-    return _unorder(order, acc) if len(lo) else acc
-
-
 def _extremes(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, largest: bool) -> np.ndarray:
-    """Minimum (or maximum) of the non-NaN values of each slice; NaN for none."""
+    """Minimum (or maximum) of the non-NaN values of each slice; NaN for none.
+
+    A sparse table: level ``j`` holds the extreme of every run of ``2**j`` values, so a slice is
+    the extreme of two overlapping runs. Linear in the values per level, and as many levels as
+    the longest slice has bits: one hot entity's long windows cost no more than many short ones.
+    """
     pick = np.fmax if largest else np.fmin
-    acc = np.full(len(lo), np.nan)
-    order = np.arange(len(lo))
-    for order, active, at in _slices(lo, hi):
-        acc[:active] = pick(acc[:active], values[at])
-    return _unorder(order, acc) if len(lo) else acc
+    result = np.full(len(lo), np.nan)
+    lengths = hi - lo
+    filled = lengths > 0
+    if not filled.any():
+        return result
+    level = np.zeros(len(lo), dtype="int64")
+    level[filled] = np.frexp(lengths[filled].astype("float64"))[1] - 1  # floor(log2(length))
+    table = values
+    for j in range(int(level.max()) + 1):
+        if j:
+            half = 1 << (j - 1)
+            table = pick(table[:-half], table[half:])
+        rows = np.flatnonzero(filled & (level == j))
+        result[rows] = pick(table[lo[rows]], table[hi[rows] - (1 << j)])
+    return result
 
 
 def _stddevs(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -178,22 +183,29 @@ def _latest_before(present: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return latest[hi]
 
 
-def _positions(event_codes: np.ndarray, event_times: np.ndarray, query_codes: np.ndarray,
-               bounds: list[np.ndarray]) -> list[np.ndarray]:
-    """For each bound array and each query row (code, time): how many of the (code, time)-sorted
-    events are strictly before it, i.e. the index of its entity's first event at or after
-    ``time``. Times are replaced by their dense rank, so (code, rank) packs into one int64 key
-    that is sorted wherever the events are, and one binary search per query finds it."""
-    n_events = len(event_times)
-    ranks = np.unique(np.concatenate([event_times, *bounds]), return_inverse=True)[1].astype("int64")
-    width = int(ranks.max(initial=0)) + 1
-    event_keys = event_codes.astype("int64") * width + ranks[:n_events]
-    out, offset = [], n_events
-    for bound in bounds:
-        keys = query_codes.astype("int64") * width + ranks[offset:offset + len(bound)]
-        out.append(np.searchsorted(event_keys, keys, side="left"))
-        offset += len(bound)
-    return out
+def _packed_keys(event_codes: np.ndarray, event_times: np.ndarray, query_codes: np.ndarray,
+                 bounds: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One int64 key per event and per (query, bound) that orders as (entity code, time).
+
+    Times are offsets from the earliest one when ``codes x span`` fits in 62 bits (a year in
+    microseconds leaves room for 2**17 entities per partition), else their dense rank, which
+    always fits but costs a sort of every time. Sorting the events by key is then one argsort
+    of int64, and each bound is one binary search.
+    """
+    every = [event_times, *bounds]
+    low = min((int(t.min()) for t in every if len(t)), default=0)
+    high = max((int(t.max()) for t in every if len(t)), default=0)
+    codes = max(int(event_codes.max(initial=0)), int(query_codes.max(initial=0))) + 1
+    if codes * (high - low + 1) < 2**62:
+        width, offsets = high - low + 1, [t - low for t in every]
+    else:
+        ranks = np.unique(np.concatenate(every), return_inverse=True)[1].astype("int64")
+        width = int(ranks.max(initial=0)) + 1
+        ends = np.cumsum([len(t) for t in every])
+        offsets = [ranks[end - len(t):end] for t, end in zip(every, ends)]
+    event_keys = event_codes.astype("int64") * width + offsets[0]
+    query_base = query_codes.astype("int64") * width
+    return event_keys, [query_base + offset for offset in offsets[1:]]
 
 
 def _entity_codes(events: pd.DataFrame, spine: pd.DataFrame, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -288,29 +300,37 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
     q_times, q_valid = _micros(spine[fs.as_of])
     q_valid &= q_codes >= 0
 
-    # Same order as Spark's sort: entity, time, then the added values ascending, nulls last.
-    sort_values = [inputs[i] for i in plan.sort_inputs]
-    order = np.lexsort((*reversed(sort_values), ev_times, ev_codes))
-    ev_codes, ev_times = ev_codes[order], ev_times[order]
-    inputs = [values[order] for values in inputs]
-
     # Invalid queries (null entity or as-of time) get an empty window: the defaults.
     q_codes = np.where(q_valid, q_codes, -1)
     windows = plan.windows()
     upper = q_times + 1 if fs.inclusive else q_times
-    hi, *los = _positions(ev_codes, ev_times, q_codes, [upper, *(q_times - w for w in windows)])
-    lo_of = {w: np.where(q_valid, lo, hi) for w, lo in zip(windows, los)}
+    ev_keys, (upper_keys, *lower_keys) = _packed_keys(ev_codes, ev_times, q_codes,
+                                                      [upper, *(q_times - w for w in windows)])
+    # Entity, time, then (only for std, whose Welford fold is order-dependent) the values
+    # ascending, nulls last: the order of Spark's sort.
+    sort_values = [inputs[i] for i in plan.sort_inputs]
+    order = (np.lexsort((*reversed(sort_values), ev_keys)) if sort_values
+             else np.argsort(ev_keys, kind="stable"))
+    ev_keys, ev_codes, ev_times = ev_keys[order], ev_codes[order], ev_times[order]
+    inputs = [values[order] for values in inputs]
+    hi = np.searchsorted(ev_keys, upper_keys, side="left")
+    lo_of = {w: np.where(q_valid, np.searchsorted(ev_keys, keys, side="left"), hi)
+             for w, keys in zip(windows, lower_keys)}
 
     stats: dict[str, MaskedColumn] = {}
+    exact: dict[int, ExactWindowSums] = {}
     for stat in plan.stats:
         values, lo = inputs[stat.input], lo_of[stat.micros]
         if stat.kind in ("count", "n"):
             prefix = np.concatenate([[0], np.cumsum(~np.isnan(values))])
             result = (prefix[hi] - prefix[lo]).astype("float64")
         elif stat.kind == "sum":
-            result = _left_fold_sums(values, lo, hi)
+            if stat.input not in exact:
+                exact[stat.input] = ExactWindowSums(values)
+            result = exact[stat.input].sums(lo, hi)
         elif stat.kind in ("min", "max"):
             result = _extremes(values, lo, hi, largest=stat.kind == "max")
+            result = np.where(result == 0, 0.0, result)  # -0.0 and 0.0 tie: the contract says +0.0
         elif stat.kind == "std":
             result = _stddevs(values, lo, hi)
         elif stat.kind == "distinct":

@@ -1,0 +1,95 @@
+"""Exact windowed sums (``engine.features.exact_sums``) against exact rational arithmetic.
+
+The oracle adds ``fractions.Fraction``s (exact) and divides numerator by denominator, which
+CPython rounds correctly (to nearest, ties to even, subnormals included); an exact sum beyond
+the double range overflows there, which the contract says rounds to an infinity.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.features.exact_sums import ExactWindowSums
+
+HALF_ULP = 2.0 ** -53
+
+
+def correctly_rounded(values: list[float]) -> float:
+    present = [v for v in values if not math.isnan(v)]
+    if not present or (math.inf in present and -math.inf in present):
+        return math.nan
+    if math.inf in present or -math.inf in present:
+        return math.inf if math.inf in present else -math.inf
+    exact = sum(map(Fraction, present), Fraction(0))
+    try:
+        rounded = exact.numerator / exact.denominator
+    except OverflowError:
+        return math.inf if exact > 0 else -math.inf
+    return rounded + 0.0  # an exact zero is +0.0
+
+
+def same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+
+
+def check(values: list[float], slices: list[tuple[int, int]]) -> None:
+    sums = ExactWindowSums(np.array(values, dtype="float64"))
+    lo = np.array([s[0] for s in slices], dtype="int64")
+    hi = np.array([s[1] for s in slices], dtype="int64")
+    got = sums.sums(lo, hi)
+    for (start, end), value in zip(slices, got):
+        want = correctly_rounded(values[start:end])
+        assert same(value, want), (values[start:end], value, want)
+
+
+doubles = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=-1e3, max_value=1e3).map(lambda v: round(v, 2)),
+    st.sampled_from([1.0, -1.0, HALF_ULP, -HALF_ULP, 2.0 ** 53, 1.0 + 2.0 ** -52, 5e-324, -5e-324,
+                     2.2250738585072014e-308, 1.7976931348623157e308, -1.7976931348623157e308, 0.0, -0.0]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(doubles, max_size=40), st.data())
+def test_every_slice_sum_is_the_exact_sum_correctly_rounded(values, data):
+    n = len(values)
+    slices = data.draw(st.lists(st.tuples(st.integers(0, n), st.integers(0, n)).map(lambda p: (min(p), max(p))),
+                                min_size=1, max_size=20))
+    check(values, slices)
+
+
+def test_halfway_cases_round_to_even_and_cancellation_is_exact():
+    # 1 + 2**-53 is halfway between 1 and its successor: ties to even give 1; a further tiny
+    # positive value breaks the tie upwards.
+    check([1.0, HALF_ULP], [(0, 2)])
+    check([1.0, HALF_ULP, 2.0 ** -1000], [(0, 3), (1, 3)])
+    check([1e308, 1e308, -1e308, 1.0], [(0, 4), (1, 4), (2, 4), (0, 2)])
+    check([1e16, 1.0, -1e16], [(0, 3)])
+    values = ExactWindowSums(np.array([1e16, 1.0, -1e16])).sums(np.array([0]), np.array([3]))
+    assert values[0] == 1.0  # a left-to-right double sum gives 0.0
+
+
+def test_order_does_not_change_any_bit():
+    rng = np.random.default_rng(7)
+    values = rng.standard_cauchy(5000) * 10.0 ** rng.integers(-20, 20, 5000)
+    forward = ExactWindowSums(values).sums(np.array([0]), np.array([5000]))
+    for _ in range(3):
+        shuffled = rng.permutation(values)
+        again = ExactWindowSums(shuffled).sums(np.array([0]), np.array([5000]))
+        assert forward.tobytes() == again.tobytes()
+    assert same(float(forward[0]), correctly_rounded(list(values)))
+
+
+def test_windows_over_a_long_array_match_the_oracle():
+    rng = np.random.default_rng(3)
+    values = np.round(rng.uniform(-500, 500, 20_000), 2)
+    values[rng.integers(0, 20_000, 500)] = np.nan
+    lo = np.sort(rng.integers(0, 20_000, 200))
+    hi = np.minimum(lo + rng.integers(0, 3000, 200), 20_000)
+    check(list(values), list(zip(lo.tolist(), hi.tolist())))
