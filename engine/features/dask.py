@@ -165,12 +165,12 @@ def _distinct_counts(codes: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nd
     return (_unorder(order, acc) if len(lo) else acc).astype("float64")
 
 
-def _tie_group_max(values: np.ndarray, codes: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """For each element of the (entity, time)-sorted events: the greatest non-NaN value among
-    the events of the same entity at the same time (NaN if none)."""
+def _tie_group_max(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """For each element of the events sorted by ``keys`` (one per entity and time): the greatest
+    non-NaN value among the events with the same key (NaN if none)."""
     if not len(values):
         return values
-    starts = np.flatnonzero(np.concatenate([[True], (codes[1:] != codes[:-1]) | (times[1:] != times[:-1])]))
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
     with np.errstate(invalid="ignore"):
         group_max = np.fmax.reduceat(values, starts)
     return np.repeat(group_max, np.diff(np.append(starts, len(values))))
@@ -308,22 +308,32 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
                                                       [upper, *(q_times - w for w in windows)])
     # Entity, time, then (only for std, whose Welford fold is order-dependent) the values
     # ascending, nulls last: the order of Spark's sort.
+    # Without std, ties may come in any order: every other statistic is order-independent.
     sort_values = [inputs[i] for i in plan.sort_inputs]
-    order = (np.lexsort((*reversed(sort_values), ev_keys)) if sort_values
-             else np.argsort(ev_keys, kind="stable"))
-    ev_keys, ev_codes, ev_times = ev_keys[order], ev_codes[order], ev_times[order]
+    order = np.lexsort((*reversed(sort_values), ev_keys)) if sort_values else np.argsort(ev_keys)
+    ev_keys = ev_keys[order]
     inputs = [values[order] for values in inputs]
-    hi = np.searchsorted(ev_keys, upper_keys, side="left")
-    lo_of = {w: np.where(q_valid, np.searchsorted(ev_keys, keys, side="left"), hi)
-             for w, keys in zip(windows, lower_keys)}
+    # Every bound orders the queries alike (a window shifts all times by the same length), so
+    # the queries are sorted once and each bound's binary searches walk the events in order.
+    by_key = np.argsort(upper_keys)
+
+    def positions(keys: np.ndarray) -> np.ndarray:
+        found = np.empty(len(keys), dtype="int64")
+        found[by_key] = np.searchsorted(ev_keys, keys[by_key], side="left")
+        return found
+
+    hi = positions(upper_keys)
+    lo_of = {w: np.where(q_valid, positions(keys), hi) for w, keys in zip(windows, lower_keys)}
 
     stats: dict[str, MaskedColumn] = {}
     exact: dict[int, ExactWindowSums] = {}
+    present: dict[int, np.ndarray] = {}  # per input, how many non-null values precede each event
     for stat in plan.stats:
         values, lo = inputs[stat.input], lo_of[stat.micros]
         if stat.kind in ("count", "n"):
-            prefix = np.concatenate([[0], np.cumsum(~np.isnan(values))])
-            result = (prefix[hi] - prefix[lo]).astype("float64")
+            if stat.input not in present:
+                present[stat.input] = np.concatenate([[0], np.cumsum(~np.isnan(values))])
+            result = (present[stat.input][hi] - present[stat.input][lo]).astype("float64")
         elif stat.kind == "sum":
             if stat.input not in exact:
                 exact[stat.input] = ExactWindowSums(values)
@@ -342,7 +352,7 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
             found = latest >= lo
             # Window bounds are times, so a tie group (same entity and time) is never split:
             # the latest value is the greatest of the latest group.
-            source = _tie_group_max(values, ev_codes, ev_times) if stat.kind == "last" else ev_times
+            source = _tie_group_max(values, ev_keys) if stat.kind == "last" else ev_times[order]
             safe = np.where(found, latest, 0)
             result = np.where(found, source[safe].astype("float64") if len(source) else np.nan, np.nan)
             if stat.name in raw_last:

@@ -26,8 +26,9 @@ _MIN_EXPONENT = -1074  # the exponent of the smallest subnormal's bit
 
 
 def _digits_needed(span_bits: int, rows: int) -> int:
-    # The values' bits, the growth of a sum of ``rows`` of them, one spare digit for the sign.
-    return -(-(span_bits + 53 + max(rows, 1).bit_length() + 1) // DIGIT_BITS) + 1
+    # The values' bits, the growth of a sum of ``rows`` of them and the sign: the top digit
+    # stays below 2**29 once normalised.
+    return -(-(span_bits + 53 + max(rows, 1).bit_length() + 1) // DIGIT_BITS)
 
 
 class ExactWindowSums:
@@ -41,19 +42,20 @@ class ExactWindowSums:
         values = np.asarray(values, dtype="float64")
         finite = np.isfinite(values)
         self._present = self._prefix_count(~np.isnan(values))
-        self._pos_inf = self._prefix_count(values == np.inf)
-        self._neg_inf = self._prefix_count(values == -np.inf)
+        infinite = ~finite & ~np.isnan(values)
+        self._infinities = ((self._prefix_count(values == np.inf), self._prefix_count(values == -np.inf))
+                            if infinite.any() else None)
         mantissa, exponent = np.frexp(np.where(finite, values, 0.0))
         integer = np.ldexp(mantissa, 53).astype("int64")  # exact: |integer| < 2**53
         exponent = exponent.astype("int64") - 53
         nonzero = integer != 0
         if not nonzero.any():
-            self.base, self._prefixes = 0, np.zeros((1, len(values) + 1), dtype="int64")
+            self.base, self._digits = 0, 1
+            self._prefixes = np.zeros((1, len(values) + 1), dtype="int64")
             return
         self.base = int(exponent[nonzero].min())
         shift = np.where(nonzero, exponent - self.base, 0)
-        span = int(shift.max())
-        digits = _digits_needed(span, len(values))
+        self._digits = _digits_needed(int(shift.max()), len(values))
         # |integer| = a0 + a1 * 2**30 (a0 < 2**30, a1 < 2**23), each shifted by shift % 30 (< 2**59
         # and < 2**53) and split at 30 bits again: three digits at q, q + 1, q + 2, signed.
         sign = np.sign(integer)
@@ -62,12 +64,19 @@ class ExactWindowSums:
         a0 = (magnitude & _MASK) << r
         a1 = (magnitude >> DIGIT_BITS) << r
         pieces = (sign * (a0 & _MASK), sign * ((a0 >> DIGIT_BITS) + (a1 & _MASK)), sign * (a1 >> DIGIT_BITS))
-        self._prefixes = np.zeros((digits, len(values) + 1), dtype="int64")
+        # Only the digits values touch get prefixes; the carry digits above them are zeros,
+        # added by ``sums``. Values of one magnitude band (the usual case) all start at digit 0.
+        highest = int(q.max())
+        self._prefixes = np.empty((highest + len(pieces), len(values) + 1), dtype="int64")
+        self._prefixes[:, 0] = 0
         zero = np.zeros(1, dtype="int64")
-        for k in range(digits):
-            at = k - q  # which of the value's three digits lands on digit k, if any
-            contribution = np.where(at == 0, pieces[0], np.where(at == 1, pieces[1],
-                                                                 np.where(at == 2, pieces[2], zero)))
+        for k in range(len(self._prefixes)):
+            if highest == 0:
+                contribution = pieces[k]
+            else:
+                at = k - q  # which of the value's three digits lands on digit k, if any
+                contribution = np.where(at == 0, pieces[0], np.where(at == 1, pieces[1],
+                                                                     np.where(at == 2, pieces[2], zero)))
             np.cumsum(contribution, out=self._prefixes[k, 1:])
 
     @staticmethod
@@ -78,12 +87,16 @@ class ExactWindowSums:
         """The correctly rounded sum of each slice ``[lo[i], hi[i])``: NaN when it holds no
         non-null value or both infinities, +-inf when it holds one of them, +0.0 for zero."""
         lo, hi = np.asarray(lo, dtype="int64"), np.asarray(hi, dtype="int64")
-        digits = self._prefixes[:, hi] - self._prefixes[:, lo]
+        digits = np.zeros((max(self._digits, len(self._prefixes)), len(lo)), dtype="int64")
+        for k, prefix in enumerate(self._prefixes):
+            np.subtract(prefix[hi], prefix[lo], out=digits[k])
         result = round_digits(digits, self.base)
-        pos = self._pos_inf[hi] - self._pos_inf[lo] > 0
-        neg = self._neg_inf[hi] - self._neg_inf[lo] > 0
-        result = np.where(pos, np.inf, np.where(neg, -np.inf, result))
-        empty = (self._present[hi] - self._present[lo] == 0) | (pos & neg)
+        empty = self._present[hi] - self._present[lo] == 0
+        if self._infinities is not None:
+            pos_prefix, neg_prefix = self._infinities
+            pos, neg = pos_prefix[hi] - pos_prefix[lo] > 0, neg_prefix[hi] - neg_prefix[lo] > 0
+            result = np.where(pos, np.inf, np.where(neg, -np.inf, result))
+            empty |= pos & neg
         return np.where(empty, np.nan, result)
 
 
