@@ -71,7 +71,9 @@ def pandas_column_kinds(dtypes: Mapping[str, Any]) -> dict[str, str]:
 
 def _micros(times: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(microseconds since the epoch as int64, mask of non-null); naive times are read as UTC."""
-    utc = pd.to_datetime(times, utc=True)
+    # NumPy-backed datetime64 columns (naive or not) hold epoch units already: no parsing.
+    native = isinstance(times.dtype, (pd.DatetimeTZDtype, np.dtype)) and times.dtype.kind == "M"
+    utc = times if native else pd.to_datetime(times, utc=True)
     valid = utc.notna().to_numpy()
     micros = utc.dt.as_unit("us").array.asi8.copy()
     micros[~valid] = 0
