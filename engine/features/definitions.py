@@ -19,11 +19,13 @@ Semantics (the contract both compilers implement and the parity tests check):
   events for which it is true; a null condition drops the event. "The window's events" below
   means the events of the window that pass ``where``.
 - ``count`` is the number of the window's events (events whose aggregated value is null count
-  too). ``sum`` adds the non-null values (NaN is treated as null) in (event time, value) order;
-  ``mean`` is that sum divided by the number of non-null values, null when there are none.
-  ``min``/``max`` are over the non-null values. ``stddev`` is the sample standard deviation
-  (``stddev_samp``: n - 1 in the denominator), computed by Welford's one-pass update in the same
-  order as ``sum``; null with fewer than two non-null values. ``distinct_count`` is the exact
+  too). ``sum`` is the exact sum of the non-null values (NaN is treated as null) rounded once
+  to the nearest double (ties to even; +0.0 for zero; +-inf past the double range): the same
+  bits whatever the order of the events, the engine or the partitioning (Python's
+  ``math.fsum``). ``mean`` is that sum divided by the number of non-null values, null when there
+  are none. ``min``/``max`` are over the non-null values (a zero is +0.0). ``stddev`` is the
+  sample standard deviation (``stddev_samp``: n - 1 in the denominator), computed by Welford's
+  one-pass update in (event time, value) order; null with fewer than two non-null values. ``distinct_count`` is the exact
   number of distinct non-null values (of any kind). ``last`` is the latest non-null value by
   event time, of a numeric (float64), string, boolean or timestamp column (the output keeps the
   column's type); among values at the same latest time, the greatest wins: the largest number,
@@ -72,7 +74,8 @@ BUILTIN_DEFAULTS: dict[str, float | int | None] = {"count": 0, "distinct_count":
 # Bump when the meaning of a feature changes (window bounds, null handling, defaults): the
 # definition hash then changes, so tables and models built under the old meaning are not reused.
 # (Options added later only enter the hash when used, so older definitions keep their hash.)
-SEMANTICS_VERSION = 1
+# 2: sums are the exact sum correctly rounded (issue 17), no longer a left-to-right fold.
+SEMANTICS_VERSION = 2
 
 # Column kinds, as both engines report them (see ``spark_column_kinds`` / ``pandas_column_kinds``).
 NUMERIC_KINDS = frozenset({"int", "float", "decimal"})
