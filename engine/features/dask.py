@@ -25,7 +25,7 @@ import pandas as pd
 
 from engine.features.dask_expressions import MaskedColumn, evaluate, pandas_input, to_pandas
 from engine.features.definitions import FeatureSet, check_inputs, event_kinds
-from engine.features.exact_sums import ExactWindowSums
+from engine.features.exact_sums import ExactSums, ExactWindowSums
 from engine.features.expressions import KIND_TYPES, columns_of
 from engine.features.plan import AS_OF_MICROS, Plan
 
@@ -436,9 +436,22 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
     return _features(plan, spine, _window_states(plan, spine, events, kinds), all_kinds)
 
 
-def _partial_states(spine: pd.DataFrame, events: pd.DataFrame, fs: FeatureSet, kinds: dict[str, str]
-                    ) -> dict[str, Any]:
-    return _window_states(Plan(fs, event_kinds(fs, kinds)), spine, events, kinds)
+def _partial_states(events: pd.DataFrame, fs: FeatureSet, kinds: dict[str, str], *spines: pd.DataFrame
+                    ) -> list[dict[str, Any]]:
+    """The mergeable states of each of ``spines`` from one events partition, computed once over
+    all of them (the events are sorted once), then cut back into one per spine partition."""
+    states = _window_states(Plan(fs, event_kinds(fs, kinds)), pd.concat(spines), events, kinds)
+    bounds = np.cumsum([0, *(len(spine) for spine in spines)])
+    return [{name: _rows(state, start, stop) for name, state in states.items()}
+            for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+def _rows(state: Any, start: int, stop: int) -> Any:
+    if isinstance(state, tuple):
+        return tuple(part[start:stop] for part in state)
+    if isinstance(state, ExactSums):
+        return state.rows(start, stop)
+    return state[start:stop]
 
 
 def _merged_states(fs: FeatureSet, kinds: dict[str, str], *partials: dict[str, Any]) -> dict[str, Any]:
@@ -458,26 +471,34 @@ def _merged_features(spine: pd.DataFrame, fs: FeatureSet, kinds: dict[str, str],
 PARTIALS_MAX_EVENT_PARTITIONS = 16
 """Above this many event partitions the shuffle plan is used: the partials plan reads every
 spine row once per event partition, the shuffle plan moves every row once."""
+_SPINE_GROUP = 8  # spine partitions one events partition is matched against in one task
 _MERGE_FAN_IN = 8
 
 
 def _by_partials(fs: FeatureSet, kinds: dict[str, str], events: dd.DataFrame, spine: dd.DataFrame,
                  meta: pd.DataFrame) -> dd.DataFrame:
-    """Each spine partition against each events partition where they lie, no shuffle: every
-    statistic of the plan is mergeable, so the partials of one spine partition are added up
-    (in a tree of ``_MERGE_FAN_IN``) and the features computed once from the sum. The sums
-    are exact until then, so the result does not depend on how the events are partitioned."""
+    """Each events partition against the spine's partitions where they lie, no shuffle: every
+    statistic of the plan is mergeable, so one task per (events partition, group of
+    ``_SPINE_GROUP`` spine partitions) sorts its events once and gives each spine partition its
+    partial states; a spine partition's partials are added up (in a tree of ``_MERGE_FAN_IN``)
+    and its features computed once from the sum. Sums stay exact until then, so the result
+    does not depend on how the events are partitioned."""
     import dask.dataframe as dd
     from dask import delayed
 
     event_parts = events.to_delayed()
+    spine_parts = spine.to_delayed()
     out = []
-    for part in spine.to_delayed():
-        partials = [delayed(_partial_states, pure=True)(part, ev, fs, kinds) for ev in event_parts]
-        while len(partials) > _MERGE_FAN_IN:
-            partials = [delayed(_merged_states, pure=True)(fs, kinds, *partials[i:i + _MERGE_FAN_IN])
-                        for i in range(0, len(partials), _MERGE_FAN_IN)]
-        out.append(delayed(_merged_features, pure=True)(part, fs, kinds, *partials))
+    for first in range(0, len(spine_parts), _SPINE_GROUP):
+        group = spine_parts[first:first + _SPINE_GROUP]
+        per_events = [delayed(_partial_states, pure=True, nout=len(group))(ev, fs, kinds, *group)
+                      for ev in event_parts]
+        for index, part in enumerate(group):
+            partials = [states[index] for states in per_events]
+            while len(partials) > _MERGE_FAN_IN:
+                partials = [delayed(_merged_states, pure=True)(fs, kinds, *partials[i:i + _MERGE_FAN_IN])
+                            for i in range(0, len(partials), _MERGE_FAN_IN)]
+            out.append(delayed(_merged_features, pure=True)(part, fs, kinds, *partials))
     return dd.from_delayed(out, meta=meta, verify_meta=False)
 
 

@@ -122,6 +122,11 @@ class ExactSums:
         return ExactSums(self.base, digits, self.present + other.present, self.pos_inf + other.pos_inf,
                          self.neg_inf + other.neg_inf)
 
+    def rows(self, start: int, stop: int) -> ExactSums:
+        """The sums of the groups ``start`` to ``stop`` (exclusive)."""
+        return ExactSums(self.base, self.digits[:, start:stop], self.present[start:stop],
+                         self.pos_inf[start:stop], self.neg_inf[start:stop])
+
     def rounded(self) -> np.ndarray:
         """Each sum correctly rounded: NaN when its group holds no non-null value or both
         infinities, +-inf when it holds one of them, +0.0 for zero."""

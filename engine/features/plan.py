@@ -130,11 +130,12 @@ class Plan:
 
     @cached_property
     def sort_inputs(self) -> list[int]:
-        """Numeric inputs whose values are added (sum, mean, stddev), in plan order: after
-        entity and time, events are sorted by these values (ascending, nulls last) so that the
-        order in which floating-point values are added is the same on every engine."""
-        added = {s.input for s in self.stats if s.kind in ("sum", "std")}
-        return [i for i in range(len(self.inputs)) if i in added]
+        """Numeric inputs of ``std`` statistics, in plan order: after entity and time, events
+        are sorted by these values (ascending, nulls last), because Welford's update depends on
+        the order of the values it folds; every engine folds them in this order. Sums need no
+        order: they are exact, rounded once."""
+        folded = {s.input for s in self.stats if s.kind == "std"}
+        return [i for i in range(len(self.inputs)) if i in folded]
 
     def raw_last_kinds(self) -> dict[str, str]:
         """Stat name → column kind of the ``last`` statistics over raw (non-numeric) values:
