@@ -95,7 +95,7 @@ class ExactWindowSums:
         digits = np.zeros((max(self._digits, len(self._prefixes)), len(lo)), dtype="int64")
         for k, prefix in enumerate(self._prefixes):
             np.subtract(prefix[hi], prefix[lo], out=digits[k])
-        none = np.zeros(len(lo), dtype="int64")
+        none = np.int64(0)  # no infinities: a scalar, not two arrays of zeros to carry around
         pos, neg = ((prefix[hi] - prefix[lo] for prefix in self._infinities)
                     if self._infinities is not None else (none, none))
         return ExactSums(self.base, digits, self._present[hi] - self._present[lo], pos, neg)
@@ -103,7 +103,8 @@ class ExactWindowSums:
 
 class ExactSums:
     """Exact sums of several groups of values, unrounded: ``sum_k digits[k] * 2**(30 k + base)``
-    per column, with how many non-null values, +inf and -inf each group holds."""
+    per column, with how many non-null values, +inf and -inf each group holds (the latter two
+    a scalar 0 when no group holds any)."""
 
     def __init__(self, base: int, digits: np.ndarray, present: np.ndarray, pos_inf: np.ndarray,
                  neg_inf: np.ndarray) -> None:
@@ -124,8 +125,11 @@ class ExactSums:
 
     def rows(self, start: int, stop: int) -> ExactSums:
         """The sums of the groups ``start`` to ``stop`` (exclusive)."""
+        def cut(counts):
+            return counts[start:stop] if np.ndim(counts) else counts
+
         return ExactSums(self.base, self.digits[:, start:stop], self.present[start:stop],
-                         self.pos_inf[start:stop], self.neg_inf[start:stop])
+                         cut(self.pos_inf), cut(self.neg_inf))
 
     def rounded(self) -> np.ndarray:
         """Each sum correctly rounded: NaN when its group holds no non-null value or both
