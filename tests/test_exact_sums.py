@@ -93,16 +93,3 @@ def test_windows_over_a_long_array_match_the_oracle():
     lo = np.sort(rng.integers(0, 20_000, 200))
     hi = np.minimum(lo + rng.integers(0, 3000, 200), 20_000)
     check(list(values), list(zip(lo.tolist(), hi.tolist())))
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(doubles, max_size=40), st.lists(st.integers(0, 3), min_size=40, max_size=40))
-def test_sums_of_parts_merged_in_any_order_are_the_sum_of_the_whole(values, part_of):
-    # As when each events partition sums its own events and the partials are added up.
-    parts = [[v for v, p in zip(values, part_of) if p == k] for k in range(4)]
-    partials = [ExactWindowSums(np.array(part, dtype="float64")).partial(np.array([0]), np.array([len(part)]))
-                for part in parts]
-    forward = partials[0].merge(partials[1]).merge(partials[2]).merge(partials[3]).rounded()
-    backward = partials[3].merge(partials[2].merge(partials[1])).merge(partials[0]).rounded()
-    want = correctly_rounded(values)
-    assert same(float(forward[0]), want) and same(float(backward[0]), want), (forward, backward, want)

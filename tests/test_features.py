@@ -473,40 +473,6 @@ def test_spark_and_dask_give_identical_features(spark, dask_cluster_client):
     pd.testing.assert_frame_equal(canonical(on_spark, fs), canonical(on_dask, fs), check_exact=True)
 
 
-MERGEABLE = {**DEFINITION, "aggregations": [
-    {"column": "amount", "functions": ["count", "sum", "mean", "min", "max", "last", "time_since_last"],
-     "windows": ["1d", "7d", "30d"]},
-    {"column": "amount", "prefix": "big", "where": "amount > 50", "functions": ["sum"], "windows": ["7d"],
-     "default": -1.0, "ttl": "2d"}]}
-
-
-@pytest.mark.parametrize("event_partitions", [1, 4, 7])
-def test_dask_plans_with_and_without_a_shuffle_give_identical_features(dask_cluster_client, monkeypatch,
-                                                                        event_partitions):
-    # Every statistic here is mergeable: the events stay where they are, each partition's
-    # partial statistics are added up (sums exactly) and then rounded, so the partitioning of
-    # the events changes no bit, and the shuffle plan gives the same bits.
-    import dask.dataframe as dd
-
-    import engine.features.dask as compiler
-
-    fs = load_feature_set(MERGEABLE)
-    ev, sp = random_inputs(seed=5, entities=30, events=2500, spine_rows=400)
-    ev.loc[ev.index[::97], "amount"] = 1e16  # sums that order-dependent addition would get wrong
-    ev.loc[ev.index[1::97], "amount"] = -1e16
-    by_partials = compiler.training_set_dask(fs, dd.from_pandas(ev, npartitions=event_partitions),
-                                             dd.from_pandas(sp, npartitions=2))
-    monkeypatch.setattr(compiler, "PARTIALS_MAX_EVENT_PARTITIONS", 0)
-    by_shuffle = compiler.training_set_dask(fs, dd.from_pandas(ev, npartitions=event_partitions),
-                                            dd.from_pandas(sp, npartitions=2))
-    assert "shuffle" not in str(by_partials.dask.keys()) and "shuffle" in str(by_shuffle.dask.keys())
-    got, want = canonical(by_partials.compute(), fs), canonical(by_shuffle.compute(), fs)
-    pd.testing.assert_frame_equal(got, want, check_exact=True)
-    # And the same bits as all events and spine rows in one pandas frame.
-    whole = canonical(compiler.features_of_partition(sp, ev, fs), fs)
-    pd.testing.assert_frame_equal(got, whole, check_exact=True)
-
-
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_property_any_small_input_matches_the_reference(compute, data):

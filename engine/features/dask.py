@@ -25,7 +25,7 @@ import pandas as pd
 
 from engine.features.dask_expressions import MaskedColumn, evaluate, pandas_input, to_pandas
 from engine.features.definitions import FeatureSet, check_inputs, event_kinds
-from engine.features.exact_sums import ExactSums, ExactWindowSums
+from engine.features.exact_sums import ExactWindowSums
 from engine.features.expressions import KIND_TYPES, columns_of
 from engine.features.plan import AS_OF_MICROS, Plan
 
@@ -283,20 +283,14 @@ def _decoded(kind: str, uniques: np.ndarray, codes: np.ndarray, found: np.ndarra
     return MaskedColumn("time", np.where(found, picked, 0).astype("int64"), found)
 
 
-MERGEABLE = frozenset({"count", "n", "sum", "min", "max", "last", "last_time"})
-"""Statistics whose value over a window can be assembled from their values over any split of
-its events (numeric ``last`` only: raw values are codes local to a partition)."""
-
-_NO_TIME = np.iinfo("int64").min
-
-
-def _window_states(plan: Plan, spine: pd.DataFrame, events: pd.DataFrame, kinds: dict[str, str]
-                   ) -> dict[str, Any]:
-    """What ``events`` say of each statistic of each spine row: for a mergeable statistic a
-    state that ``_merge_states`` can add to the state from other events (counts, unrounded
-    exact sums, extremes, the latest (time, value)); for the others their final value, which
-    is only right when ``events`` hold every event of the spine's entities."""
-    fs = plan.fs
+def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: FeatureSet,
+                          kinds: dict[str, str] | None = None) -> pd.DataFrame:
+    """``spine`` with one column per feature, computed from ``events`` (which must hold every
+    event of the spine's entities). Pure pandas/NumPy; the spine's rows, order and index are
+    kept."""
+    kinds = kinds if kinds is not None else pandas_column_kinds(events.dtypes)
+    all_kinds = event_kinds(fs, kinds)
+    plan = Plan(fs, all_kinds)
     ev_times, ev_valid = _micros(events[fs.timestamp])
     ev_codes, q_codes = _entity_codes(events, spine, fs.entity_keys)
     ev_valid &= ev_codes >= 0
@@ -304,6 +298,7 @@ def _window_states(plan: Plan, spine: pd.DataFrame, events: pd.DataFrame, kinds:
     prepared, raw_values = _prepared_inputs(plan, events, kinds)
     inputs = [values[ev_valid] for values in prepared]
     raw_last = {name: KIND_TYPES[kind] for name, kind in plan.raw_last_kinds().items()}
+
     q_times, q_valid = _micros(spine[fs.as_of])
     q_valid &= q_codes >= 0
 
@@ -314,8 +309,8 @@ def _window_states(plan: Plan, spine: pd.DataFrame, events: pd.DataFrame, kinds:
     ev_keys, (upper_keys, *lower_keys) = _packed_keys(ev_codes, ev_times, q_codes,
                                                       [upper, *(q_times - w for w in windows)])
     # Entity, time, then (only for std, whose Welford fold is order-dependent) the values
-    # ascending, nulls last: the order of Spark's sort. Without std, ties may come in any
-    # order: every other statistic is order-independent.
+    # ascending, nulls last: the order of Spark's sort.
+    # Without std, ties may come in any order: every other statistic is order-independent.
     sort_values = [inputs[i] for i in plan.sort_inputs]
     order = np.lexsort((*reversed(sort_values), ev_keys)) if sort_values else np.argsort(ev_keys)
     ev_keys = ev_keys[order]
@@ -332,7 +327,7 @@ def _window_states(plan: Plan, spine: pd.DataFrame, events: pd.DataFrame, kinds:
     hi = positions(upper_keys)
     lo_of = {w: np.where(q_valid, positions(keys), hi) for w, keys in zip(windows, lower_keys)}
 
-    states: dict[str, Any] = {}
+    stats: dict[str, MaskedColumn] = {}
     exact: dict[int, ExactWindowSums] = {}
     present: dict[int, np.ndarray] = {}  # per input, how many non-null values precede each event
     for stat in plan.stats:
@@ -340,166 +335,42 @@ def _window_states(plan: Plan, spine: pd.DataFrame, events: pd.DataFrame, kinds:
         if stat.kind in ("count", "n"):
             if stat.input not in present:
                 present[stat.input] = np.concatenate([[0], np.cumsum(~np.isnan(values))])
-            states[stat.name] = present[stat.input][hi] - present[stat.input][lo]
+            result = (present[stat.input][hi] - present[stat.input][lo]).astype("float64")
         elif stat.kind == "sum":
             if stat.input not in exact:
                 exact[stat.input] = ExactWindowSums(values)
-            states[stat.name] = exact[stat.input].partial(lo, hi)
+            result = exact[stat.input].sums(lo, hi)
         elif stat.kind in ("min", "max"):
-            states[stat.name] = _extremes(values, lo, hi, largest=stat.kind == "max")
+            result = _extremes(values, lo, hi, largest=stat.kind == "max")
+            result = np.where(result == 0, 0.0, result)  # -0.0 and 0.0 tie: the contract says +0.0
         elif stat.kind == "std":
-            states[stat.name] = _stddevs(values, lo, hi)
+            result = _stddevs(values, lo, hi)
         elif stat.kind == "distinct":
-            states[stat.name] = _distinct_counts(values, lo, hi)
+            result = _distinct_counts(values, lo, hi)
         else:  # last, last_time: the latest present element before hi, if it is in the slice
             if stat.name in raw_last:  # codes of non-numeric values, ordered as the values
                 values = np.where(values >= 0, values, np.nan).astype("float64")
             latest = _latest_before(~np.isnan(values), hi)
             found = latest >= lo
-            safe = np.where(found, latest, 0)
-            times = np.where(found, ev_times[order][safe] if len(values) else 0, _NO_TIME)
-            if stat.kind == "last_time":
-                states[stat.name] = times
-                continue
             # Window bounds are times, so a tie group (same entity and time) is never split:
             # the latest value is the greatest of the latest group.
-            source = _tie_group_max(values, ev_keys)
-            result = np.where(found, source[safe] if len(source) else np.nan, np.nan)
+            source = _tie_group_max(values, ev_keys) if stat.kind == "last" else ev_times[order]
+            safe = np.where(found, latest, 0)
+            result = np.where(found, source[safe].astype("float64") if len(source) else np.nan, np.nan)
             if stat.name in raw_last:
-                states[stat.name] = _decoded(raw_last[stat.name], raw_values[stat.input], result, found)
-            else:
-                states[stat.name] = (times, result)
-    return states
-
-
-def _merge_states(plan: Plan, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """The states of ``_window_states`` over the events of both: mergeable statistics only."""
-    out: dict[str, Any] = {}
-    for stat in plan.stats:
-        x, y = a[stat.name], b[stat.name]
-        if stat.kind in ("count", "n"):
-            out[stat.name] = x + y
-        elif stat.kind == "sum":
-            out[stat.name] = x.merge(y)
-        elif stat.kind in ("min", "max"):
-            out[stat.name] = (np.fmax if stat.kind == "max" else np.fmin)(x, y)
-        elif stat.kind == "last_time":
-            out[stat.name] = np.maximum(x, y)
-        else:  # last: the later time wins; at the same time, the greater value
-            (tx, vx), (ty, vy) = x, y
-            out[stat.name] = (np.maximum(tx, ty), np.where(tx > ty, vx, np.where(ty > tx, vy, np.fmax(vx, vy))))
-    return out
-
-
-def _features(plan: Plan, spine: pd.DataFrame, states: dict[str, Any], all_kinds: dict[str, str]) -> pd.DataFrame:
-    """``spine`` with one column per feature, from the final states of its statistics."""
-    fs = plan.fs
-    stats: dict[str, MaskedColumn] = {}
-    for stat in plan.stats:
-        state = states[stat.name]
-        if isinstance(state, MaskedColumn):  # a raw last value, decoded
-            stats[stat.name] = state
-            continue
-        if stat.kind == "sum":
-            result = state.rounded()
-        elif stat.kind == "last_time":
-            result = np.where(state == _NO_TIME, np.nan, state.astype("float64"))
-        elif stat.kind == "last":
-            result = state[1]
-        elif stat.kind in ("min", "max"):
-            result = np.where(state == 0, 0.0, state)  # -0.0 and 0.0 tie: the contract says +0.0
-        else:
-            result = np.asarray(state, dtype="float64")
+                stats[stat.name] = _decoded(raw_last[stat.name], raw_values[stat.input], result, found)
+                continue
         stats[stat.name] = MaskedColumn("num", result, ~np.isnan(result))
-    q_times, q_valid = _micros(spine[fs.as_of])
-    for key in fs.entity_keys:
-        q_valid &= spine[key].notna().to_numpy()
-    stats[AS_OF_MICROS] = MaskedColumn("num", q_times.astype("float64"), q_valid)
+    stats[AS_OF_MICROS] = MaskedColumn("num", q_times.astype("float64"), q_valid.copy())
 
     columns: dict[str, pd.Series] = {}
     dtypes = fs.dtypes(all_kinds)
     for name in fs.feature_names():
         value = evaluate(plan.features[name], stats, len(spine))
         stats[name] = value
-        columns[name] = to_pandas(value, index=spine.index).astype(dtypes[name])
+        series = to_pandas(value, index=spine.index)
+        columns[name] = series.astype(dtypes[name])
     return spine.assign(**columns)
-
-
-def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: FeatureSet,
-                          kinds: dict[str, str] | None = None) -> pd.DataFrame:
-    """``spine`` with one column per feature, computed from ``events`` (which must hold every
-    event of the spine's entities). Pure pandas/NumPy; the spine's rows, order and index are
-    kept."""
-    kinds = kinds if kinds is not None else pandas_column_kinds(events.dtypes)
-    all_kinds = event_kinds(fs, kinds)
-    plan = Plan(fs, all_kinds)
-    return _features(plan, spine, _window_states(plan, spine, events, kinds), all_kinds)
-
-
-def _partial_states(events: pd.DataFrame, fs: FeatureSet, kinds: dict[str, str], *spines: pd.DataFrame
-                    ) -> list[dict[str, Any]]:
-    """The mergeable states of each of ``spines`` from one events partition, computed once over
-    all of them (the events are sorted once), then cut back into one per spine partition."""
-    states = _window_states(Plan(fs, event_kinds(fs, kinds)), pd.concat(spines), events, kinds)
-    bounds = np.cumsum([0, *(len(spine) for spine in spines)])
-    return [{name: _rows(state, start, stop) for name, state in states.items()}
-            for start, stop in zip(bounds[:-1], bounds[1:])]
-
-
-def _rows(state: Any, start: int, stop: int) -> Any:
-    if isinstance(state, tuple):
-        return tuple(part[start:stop] for part in state)
-    if isinstance(state, ExactSums):
-        return state.rows(start, stop)
-    return state[start:stop]
-
-
-def _merged_states(fs: FeatureSet, kinds: dict[str, str], *partials: dict[str, Any]) -> dict[str, Any]:
-    plan = Plan(fs, event_kinds(fs, kinds))
-    states = partials[0]
-    for other in partials[1:]:
-        states = _merge_states(plan, states, other)
-    return states
-
-
-def _merged_features(spine: pd.DataFrame, fs: FeatureSet, kinds: dict[str, str], *partials: dict[str, Any]
-                     ) -> pd.DataFrame:
-    all_kinds = event_kinds(fs, kinds)
-    return _features(Plan(fs, all_kinds), spine, _merged_states(fs, kinds, *partials), all_kinds)
-
-
-PARTIALS_MAX_EVENT_PARTITIONS = 16
-"""Above this many event partitions the shuffle plan is used: the partials plan reads every
-spine row once per event partition, the shuffle plan moves every row once."""
-_SPINE_GROUP = 8  # spine partitions one events partition is matched against in one task
-_MERGE_FAN_IN = 8
-
-
-def _by_partials(fs: FeatureSet, kinds: dict[str, str], events: dd.DataFrame, spine: dd.DataFrame,
-                 meta: pd.DataFrame) -> dd.DataFrame:
-    """Each events partition against the spine's partitions where they lie, no shuffle: every
-    statistic of the plan is mergeable, so one task per (events partition, group of
-    ``_SPINE_GROUP`` spine partitions) sorts its events once and gives each spine partition its
-    partial states; a spine partition's partials are added up (in a tree of ``_MERGE_FAN_IN``)
-    and its features computed once from the sum. Sums stay exact until then, so the result
-    does not depend on how the events are partitioned."""
-    import dask.dataframe as dd
-    from dask import delayed
-
-    event_parts = events.to_delayed()
-    spine_parts = spine.to_delayed()
-    out = []
-    for first in range(0, len(spine_parts), _SPINE_GROUP):
-        group = spine_parts[first:first + _SPINE_GROUP]
-        per_events = [delayed(_partial_states, pure=True, nout=len(group))(ev, fs, kinds, *group)
-                      for ev in event_parts]
-        for index, part in enumerate(group):
-            partials = [states[index] for states in per_events]
-            while len(partials) > _MERGE_FAN_IN:
-                partials = [delayed(_merged_states, pure=True)(fs, kinds, *partials[i:i + _MERGE_FAN_IN])
-                            for i in range(0, len(partials), _MERGE_FAN_IN)]
-            out.append(delayed(_merged_features, pure=True)(part, fs, kinds, *partials))
-    return dd.from_delayed(out, meta=meta, verify_meta=False)
 
 
 def training_set_dask(fs: FeatureSet, events: dd.DataFrame, spine: dd.DataFrame) -> dd.DataFrame:
@@ -522,14 +393,10 @@ def training_set_dask(fs: FeatureSet, events: dd.DataFrame, spine: dd.DataFrame)
     if strings:
         # Dask hashes numbers as float64 whatever their width, but strings by dtype.
         events = events.astype(strings)
-    meta = features_of_partition(spine._meta, events._meta, fs, kinds)
-    plan = Plan(fs, event_kinds(fs, kinds))
-    mergeable = all(stat.kind in MERGEABLE for stat in plan.stats) and not plan.raw_last_kinds()
-    if mergeable and events.npartitions <= PARTIALS_MAX_EVENT_PARTITIONS:
-        return _by_partials(fs, kinds, events, spine, meta)
     n = max(events.npartitions, spine.npartitions)
     events = events.shuffle(on=keys, npartitions=n)
     spine_parts = spine.shuffle(on=keys, npartitions=n)
+    meta = features_of_partition(spine._meta, events._meta, fs, kinds)
     return dd.map_partitions(features_of_partition, spine_parts, events, fs, kinds, meta=meta,
                              align_dataframes=False, enforce_metadata=False)
 

@@ -86,73 +86,18 @@ class ExactWindowSums:
     def sums(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """The correctly rounded sum of each slice ``[lo[i], hi[i])``: NaN when it holds no
         non-null value or both infinities, +-inf when it holds one of them, +0.0 for zero."""
-        return self.partial(lo, hi).rounded()
-
-    def partial(self, lo: np.ndarray, hi: np.ndarray) -> ExactSums:
-        """The exact sum of each slice ``[lo[i], hi[i])``, not yet rounded: it can be added to
-        the sums of other arrays (``ExactSums.merge``) and rounded once at the end."""
         lo, hi = np.asarray(lo, dtype="int64"), np.asarray(hi, dtype="int64")
         digits = np.zeros((max(self._digits, len(self._prefixes)), len(lo)), dtype="int64")
         for k, prefix in enumerate(self._prefixes):
             np.subtract(prefix[hi], prefix[lo], out=digits[k])
-        none = np.int64(0)  # no infinities: a scalar, not two arrays of zeros to carry around
-        pos, neg = ((prefix[hi] - prefix[lo] for prefix in self._infinities)
-                    if self._infinities is not None else (none, none))
-        return ExactSums(self.base, digits, self._present[hi] - self._present[lo], pos, neg)
-
-
-class ExactSums:
-    """Exact sums of several groups of values, unrounded: ``sum_k digits[k] * 2**(30 k + base)``
-    per column, with how many non-null values, +inf and -inf each group holds (the latter two
-    a scalar 0 when no group holds any)."""
-
-    def __init__(self, base: int, digits: np.ndarray, present: np.ndarray, pos_inf: np.ndarray,
-                 neg_inf: np.ndarray) -> None:
-        self.base, self.digits = base, digits
-        self.present, self.pos_inf, self.neg_inf = present, pos_inf, neg_inf
-
-    def merge(self, other: ExactSums) -> ExactSums:
-        """The exact sums of both groups of values, column by column: exact, so any grouping of
-        the values (partitions, in any order) gives the same sums."""
-        if other.base < self.base:
-            return other.merge(self)
-        shifted = _rebased(other.digits, other.base - self.base)
-        digits = np.zeros((max(len(self.digits), len(shifted)), self.digits.shape[1]), dtype="int64")
-        digits[:len(self.digits)] += self.digits
-        digits[:len(shifted)] += shifted
-        return ExactSums(self.base, digits, self.present + other.present, self.pos_inf + other.pos_inf,
-                         self.neg_inf + other.neg_inf)
-
-    def rows(self, start: int, stop: int) -> ExactSums:
-        """The sums of the groups ``start`` to ``stop`` (exclusive)."""
-        def cut(counts):
-            return counts[start:stop] if np.ndim(counts) else counts
-
-        return ExactSums(self.base, self.digits[:, start:stop], self.present[start:stop],
-                         cut(self.pos_inf), cut(self.neg_inf))
-
-    def rounded(self) -> np.ndarray:
-        """Each sum correctly rounded: NaN when its group holds no non-null value or both
-        infinities, +-inf when it holds one of them, +0.0 for zero."""
-        pos, neg = self.pos_inf > 0, self.neg_inf > 0
-        result = np.where(pos, np.inf, np.where(neg, -np.inf, round_digits(self.digits, self.base)))
-        return np.where((self.present == 0) | (pos & neg), np.nan, result)
-
-
-def _rebased(digits: np.ndarray, bits: int) -> np.ndarray:
-    """The same numbers over a base ``bits`` lower: digits normalised, then each shifted left
-    by ``bits % 30`` (below 2**59) and split over two digits, ``bits // 30`` places up."""
-    if bits == 0:
-        return digits
-    digits = digits.copy()
-    _normalise(digits)
-    places, shift = divmod(bits, DIGIT_BITS)
-    out = np.zeros((len(digits) + places + 1, digits.shape[1]), dtype="int64")
-    for k, digit in enumerate(digits):
-        moved = digit * (1 << shift)  # the top digit may be negative
-        out[k + places] += moved & _MASK
-        out[k + places + 1] += moved >> DIGIT_BITS
-    return out
+        result = round_digits(digits, self.base)
+        empty = self._present[hi] - self._present[lo] == 0
+        if self._infinities is not None:
+            pos_prefix, neg_prefix = self._infinities
+            pos, neg = pos_prefix[hi] - pos_prefix[lo] > 0, neg_prefix[hi] - neg_prefix[lo] > 0
+            result = np.where(pos, np.inf, np.where(neg, -np.inf, result))
+            empty |= pos & neg
+        return np.where(empty, np.nan, result)
 
 
 def _normalise(digits: np.ndarray) -> None:
@@ -179,8 +124,7 @@ def round_digits(digits: np.ndarray, base: int) -> np.ndarray:
     built as mantissa * 2**q with q the exponent of the lowest bit it can hold (53 significant
     bits, or fewer below 2**-1022), so ``ldexp`` is exact and rounding happens here, once.
     """
-    # One more digit on top: carries of merged sums may have outgrown the top one.
-    digits = np.vstack([digits, np.zeros((1, digits.shape[1]), dtype="int64")])
+    digits = digits.copy()
     _normalise(digits)
     negative = digits[-1] < 0
     digits[:, negative] = -digits[:, negative]
