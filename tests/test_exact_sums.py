@@ -93,3 +93,28 @@ def test_windows_over_a_long_array_match_the_oracle():
     lo = np.sort(rng.integers(0, 20_000, 200))
     hi = np.minimum(lo + rng.integers(0, 3000, 200), 20_000)
     check(list(values), list(zip(lo.tolist(), hi.tolist())))
+
+
+whole_or_dyadic = st.one_of(st.integers(-10**9, 10**9).map(float),
+                            st.integers(-2**20, 2**20).map(lambda k: k / 1024),
+                            st.just(float("nan")))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(whole_or_dyadic, max_size=40), st.data())
+def test_whole_and_dyadic_values_take_plain_prefix_sums_with_the_same_bits(values, data):
+    # Multiples of one power of two with a small total: float64 prefix sums are exact, so the
+    # cheap path must give exactly the correctly rounded sums.
+    n = len(values)
+    slices = data.draw(st.lists(st.tuples(st.integers(0, n), st.integers(0, n)).map(lambda p: (min(p), max(p))),
+                                min_size=1, max_size=20))
+    check(values, slices)
+    if any(not math.isnan(v) and v != 0 for v in values):
+        assert ExactWindowSums(np.array(values, dtype="float64"))._float_prefix is not None
+
+
+def test_decimals_and_huge_totals_take_the_digits():
+    assert ExactWindowSums(np.array([0.1, 0.2, 12.34]))._float_prefix is None
+    huge = [2.0 ** 53, 1.0, 1.0, -(2.0 ** 53)]  # a prefix of 2**53 + 1 is not a double
+    assert ExactWindowSums(np.array(huge))._float_prefix is None
+    check(huge, [(1, 2), (0, 4), (1, 4), (2, 4), (0, 3)])

@@ -50,10 +50,13 @@ class ExactWindowSums:
         exponent = exponent.astype("int64") - 53
         nonzero = integer != 0
         if not nonzero.any():
-            self.base, self._digits = 0, 1
+            self.base, self._digits, self._float_prefix = 0, 1, None
             self._prefixes = np.zeros((1, len(values) + 1), dtype="int64")
             return
         self.base = int(exponent[nonzero].min())
+        self._float_prefix = self._exact_float_prefix(values, finite, integer, exponent, nonzero)
+        if self._float_prefix is not None:
+            return
         shift = np.where(nonzero, exponent - self.base, 0)
         self._digits = _digits_needed(int(shift.max()), len(values))
         # |integer| = a0 + a1 * 2**30 (a0 < 2**30, a1 < 2**23), each shifted by shift % 30 (< 2**59
@@ -80,6 +83,22 @@ class ExactWindowSums:
             np.cumsum(contribution, out=self._prefixes[k, 1:])
 
     @staticmethod
+    def _exact_float_prefix(values: np.ndarray, finite: np.ndarray, integer: np.ndarray, exponent: np.ndarray,
+                            nonzero: np.ndarray) -> np.ndarray | None:
+        """Plain float64 prefix sums when they are exact, else None: every value a multiple of
+        2**b (b the lowest set bit of any value) and the sum of magnitudes below 2**(52 + b), so
+        every prefix and every difference of two is a representable multiple of 2**b. Whole
+        numbers (cents as integers, counts, quantities) take this path; 0.01-like decimals do not."""
+        lowest_bit = np.frexp((integer & -integer).astype("float64"))[1].astype("int64") - 1
+        b = int((exponent + lowest_bit)[nonzero].min())
+        with np.errstate(over="ignore"):  # an infinite total simply fails the test
+            total = float(np.abs(np.where(finite, values, 0.0)).sum())
+        # The float sum of magnitudes is at most (1 + n eps) times the true one: 2**51 leaves room.
+        if b > 970 or total >= np.ldexp(1.0, 51 + b):
+            return None
+        return np.concatenate([[0.0], np.cumsum(np.where(finite, values, 0.0))])
+
+    @staticmethod
     def _prefix_count(mask: np.ndarray) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(mask, dtype="int64")])
 
@@ -87,10 +106,13 @@ class ExactWindowSums:
         """The correctly rounded sum of each slice ``[lo[i], hi[i])``: NaN when it holds no
         non-null value or both infinities, +-inf when it holds one of them, +0.0 for zero."""
         lo, hi = np.asarray(lo, dtype="int64"), np.asarray(hi, dtype="int64")
-        digits = np.zeros((max(self._digits, len(self._prefixes)), len(lo)), dtype="int64")
-        for k, prefix in enumerate(self._prefixes):
-            np.subtract(prefix[hi], prefix[lo], out=digits[k])
-        result = round_digits(digits, self.base)
+        if self._float_prefix is not None:
+            result = self._float_prefix[hi] - self._float_prefix[lo] + 0.0  # exact; never -0.0
+        else:
+            digits = np.zeros((max(self._digits, len(self._prefixes)), len(lo)), dtype="int64")
+            for k, prefix in enumerate(self._prefixes):
+                np.subtract(prefix[hi], prefix[lo], out=digits[k])
+            result = round_digits(digits, self.base)
         empty = self._present[hi] - self._present[lo] == 0
         if self._infinities is not None:
             pos_prefix, neg_prefix = self._infinities
