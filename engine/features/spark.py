@@ -65,29 +65,19 @@ def _micros(column: str) -> Column:
     return F.unix_micros(F.col(column).cast("timestamp"))
 
 
-def _stat_column(kind: str, value: str, frame) -> Column:
-    from pyspark.sql import functions as F
+KERNEL_CLASS = "ai.lakescore.FeatureWindows"
 
-    column = F.col(value)
-    if kind in ("count", "n"):
-        return F.count(column).over(frame)
-    if kind == "sum":
-        return F.sum(column).over(frame)
-    if kind == "min":
-        return F.min(column).over(frame)
-    if kind == "max":
-        return F.max(column).over(frame)
-    if kind == "std":
-        return F.stddev_samp(column).over(frame)
-    if kind == "last":
-        # Latest time first, then the greatest value: the struct order is (time, value).
-        latest = F.max(F.when(column.isNotNull(), F.struct(F.col(_TIME).alias("t"), column.alias("v"))))
-        return latest.over(frame).getField("v")
-    if kind == "last_time":
-        return F.max(F.when(column.isNotNull(), F.col(_TIME))).over(frame).cast("double")
-    if kind == "distinct":
-        return F.size(F.collect_set(column).over(frame)).cast("double")
-    raise AssertionError(kind)
+
+def kernel_config(plan: Plan, keys: list[str], spine_columns: list[str]) -> str:
+    """The JSON ``FeatureWindows.compute`` reads: which columns are keys, time, flag and
+    inputs, which statistics to compute and which spine columns to output."""
+    import json
+
+    return json.dumps({
+        "keys": keys, "time": _TIME, "event": _IS_EVENT, "spine": spine_columns,
+        "inputs": [{"name": item.name(i), "numeric": item.numeric} for i, item in enumerate(plan.inputs)],
+        "stats": [{"name": s.name, "kind": s.kind, "input": s.input, "micros": s.micros} for s in plan.stats],
+    })
 
 
 def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> DataFrame:
@@ -96,11 +86,15 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
     A feature of a spine row is computed over the events of the same entity with
     ``as_of - window <= event_time < as_of`` (see ``engine.features.definitions`` for filters,
     nulls, defaults and ttl). The spine's columns and types are kept; features are ``long``
-    (count, distinct_count) or ``double``. Lazy: nothing runs until the result is used. Raises
-    ``DefinitionError`` / ``SchemaMismatch`` (from the schemas only) before any job runs.
+    (count, distinct_count) or ``double``. Lazy: nothing runs until the result is used (the
+    shuffle and sort feeding the kernel run when this is called, as for ``DataFrame.rdd``).
+    Raises ``DefinitionError`` / ``SchemaMismatch`` (from the schemas only) before any job runs,
+    and ``EnvironmentProblem`` when the kernel's jar is not on the session's classpath.
     """
-    from pyspark.sql import Window
+    from pyspark.sql import DataFrame as SparkFrame
     from pyspark.sql import functions as F
+
+    from engine.scoring.spark import scorer_class
 
     source_kinds = spark_column_kinds(events.schema)
     check_inputs(fs, source_kinds, spark_column_kinds(spine.schema))
@@ -108,6 +102,8 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
     if internal:
         raise SchemaMismatch(f"feature definition {fs.name!r}: spine column {internal[0]!r} uses the "
                              f"prefix {_PREFIX!r} reserved for lakescore's internal columns; rename it")
+    spark = spine.sparkSession
+    kernel = scorer_class(spark, KERNEL_CLASS)
     keys = list(fs.entity_keys)
     kinds = event_kinds(fs, source_kinds)
     plan = Plan(fs, kinds)
@@ -140,21 +136,19 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
         *keys, _micros(fs.timestamp).alias(_TIME), F.lit(1).alias(_IS_EVENT), *prepared)
     spine_rows = spine.withColumn(_TIME, _micros(fs.as_of))
     rows = spine_rows.unionByName(event_rows, allowMissingColumns=True)
+    # Labels sort before the events at their own time when those are excluded, after them when
+    # included: the kernel's windows then always end at its buffer's end.
+    flag = F.col(_IS_EVENT).asc_nulls_last() if fs.inclusive else F.col(_IS_EVENT).asc_nulls_first()
     ordered = rows.repartition(*keys).sortWithinPartitions(
-        *keys, F.col(_TIME),
+        *keys, F.col(_TIME), flag,
         *(F.col(plan.inputs[i].name(i)).asc_nulls_last() for i in plan.sort_inputs))
-
-    by_time = Window.partitionBy(*keys).orderBy(_TIME)
-    upper = 0 if fs.inclusive else -1
-    windowed = {stat.name: _stat_column(stat.kind, plan.inputs[stat.input].name(stat.input),
-                                        by_time.rangeBetween(-stat.micros, upper))
-                for stat in plan.stats}
+    windowed = SparkFrame(kernel.compute(ordered._jdf, kernel_config(plan, keys, [*spine.columns, _TIME])),
+                          spark)
 
     raw = plan.raw_last_kinds()
 
     def stat_or_time(name: str) -> Column:
-        # Counts are longs: as doubles, feature arithmetic is float64 as on Dask. Last values of
-        # strings, booleans and timestamps keep their type.
+        # Last values of strings, booleans and timestamps keep their type.
         return F.col(name) if name in raw else F.col(name).cast("double")
 
     features: dict[str, Column] = {}
@@ -164,11 +158,9 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
         features[name] = to_spark(plan.features[name], lambda c: features[c] if c in features
                                   else stat_or_time(c)).cast(spark_types[dtype])
     key_types = {key: spine.schema[key].dataType for key in keys}
-    return (ordered.withColumns(windowed)
-            .where(F.col(_IS_EVENT).isNull())
-            .select(*(F.col(c).cast(key_types[c]).alias(c) if c in key_types else F.col(c)
-                      for c in spine.columns),
-                    *(column.alias(name) for name, column in features.items())))
+    return windowed.select(*(F.col(c).cast(key_types[c]).alias(c) if c in key_types else F.col(c)
+                             for c in spine.columns),
+                           *(column.alias(name) for name, column in features.items()))
 
 
 def scoring_set_spark(fs: FeatureSet, events: DataFrame, as_of: object,

@@ -1,0 +1,831 @@
+package ai.lakescore;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.apache.spark.api.java.function.FlatMapFunction;
+import org.apache.spark.rdd.RDD;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.catalyst.InternalRow;
+import org.apache.spark.sql.catalyst.InternalRow$;
+import org.apache.spark.sql.catalyst.expressions.SpecificInternalRow;
+import org.apache.spark.sql.types.BooleanType;
+import org.apache.spark.sql.types.ByteType;
+import org.apache.spark.sql.types.DataType;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.DateType;
+import org.apache.spark.sql.types.DecimalType;
+import org.apache.spark.sql.types.DoubleType;
+import org.apache.spark.sql.types.FloatType;
+import org.apache.spark.sql.types.IntegerType;
+import org.apache.spark.sql.types.LongType;
+import org.apache.spark.sql.types.ShortType;
+import org.apache.spark.sql.types.StringType;
+import org.apache.spark.sql.types.StructField;
+import org.apache.spark.sql.types.StructType;
+import org.apache.spark.sql.types.TimestampNTZType;
+import org.apache.spark.sql.types.TimestampType;
+import org.apache.spark.unsafe.types.UTF8String;
+
+import java.io.IOException;
+import java.io.Serializable;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.NoSuchElementException;
+
+/**
+ * The point-in-time windowed statistics of {@code engine.features.spark}, as one streaming pass
+ * per partition inside the executors' JVMs.
+ *
+ * <p>The input is the union of label rows and event rows, hash-partitioned by the entity keys and
+ * sorted within partitions by (keys, time, the event flag, the values of the inputs that
+ * {@code std} reads). The flag sorts labels before the events at their own time when the window
+ * excludes its end and after them when it includes it, so when a label arrives the entity's
+ * buffered events are exactly those at or before its window's end: the head of every window is
+ * the buffer's end and only the tail moves, forward, as label times grow.
+ *
+ * <p>Why not Spark's window functions: a sliding {@code rangeBetween} frame re-folds its buffer,
+ * quadratic on a skewed entity. Why not a UDF or {@code applyInArrow}: rows would leave the JVM
+ * (Arrow, a Python worker) or become boxed external {@code Row}s. Here physical rows are read by
+ * ordinal with primitive getters (as {@link SparkMojoScorer} does), each event enters and leaves
+ * each window once (exact sums, monotonic deques for min/max, counted values for distinct,
+ * prefix counts), and one reused {@link SpecificInternalRow} is emitted per label row.
+ *
+ * <p>Every statistic meets /work/specs/feature_kernel_spec.md bit for bit; in particular
+ * {@code sum} is the correctly rounded exact sum ({@link ExactSum}), so it does not depend on the
+ * order in which events enter or leave.
+ */
+public final class FeatureWindows {
+    private FeatureWindows() {}
+
+    /**
+     * One row per label row of {@code sorted} (rows whose event flag is null): its {@code spine}
+     * columns, then one nullable column per statistic named as given: double, except {@code last}
+     * of a raw input, which keeps the input column's type.
+     *
+     * @param config JSON: {@code keys} (column names), {@code time} (long µs), {@code event}
+     *               (non-null on event rows), {@code spine} (columns to output), {@code inputs}
+     *               ({@code [{"name", "numeric"}]}), {@code stats}
+     *               ({@code [{"name", "kind", "input", "micros"}]})
+     */
+    public static Dataset<Row> compute(Dataset<Row> sorted, String config) {
+        org.apache.spark.sql.classic.Dataset<Row> classic = (org.apache.spark.sql.classic.Dataset<Row>) sorted;
+        Plan plan = new Plan(classic.schema(), config);
+        RDD<InternalRow> rows = classic.queryExecution().toRdd();
+        RDD<InternalRow> out = rows.toJavaRDD().mapPartitions(new Pass(plan), true).rdd();
+        return classic.sparkSession().internalCreateDataFrame(out, plan.output, false);
+    }
+
+    // --- values: how a column is held ---------------------------------------------------------
+
+    /** Storage classes: integral-like values as longs, floating as doubles, strings, others. */
+    static final int LONG = 0, DOUBLE = 1, STRING = 2, OBJECT = 3;
+
+    static int storage(DataType t) {
+        if (t instanceof LongType || t instanceof TimestampType || t instanceof TimestampNTZType
+            || t instanceof IntegerType || t instanceof DateType || t instanceof ShortType
+            || t instanceof ByteType || t instanceof BooleanType) return LONG;
+        if (t instanceof DoubleType || t instanceof FloatType) return DOUBLE;
+        if (t instanceof StringType) return STRING;
+        return OBJECT;
+    }
+
+    static long readLong(InternalRow row, int o, DataType t) {
+        if (t instanceof LongType || t instanceof TimestampType || t instanceof TimestampNTZType) return row.getLong(o);
+        if (t instanceof IntegerType || t instanceof DateType) return row.getInt(o);
+        if (t instanceof ShortType) return row.getShort(o);
+        if (t instanceof ByteType) return row.getByte(o);
+        return row.getBoolean(o) ? 1 : 0;
+    }
+
+    static void writeLong(SpecificInternalRow out, int i, DataType t, long v) {
+        if (t instanceof LongType || t instanceof TimestampType || t instanceof TimestampNTZType) out.setLong(i, v);
+        else if (t instanceof IntegerType || t instanceof DateType) out.setInt(i, (int) v);
+        else if (t instanceof ShortType) out.setShort(i, (short) v);
+        else if (t instanceof ByteType) out.setByte(i, (byte) v);
+        else out.setBoolean(i, v != 0);
+    }
+
+    static double readDouble(InternalRow row, int o, DataType t) {
+        return t instanceof FloatType ? row.getFloat(o) : row.getDouble(o);
+    }
+
+    static void writeDouble(SpecificInternalRow out, int i, DataType t, double v) {
+        if (t instanceof FloatType) out.setFloat(i, (float) v);
+        else out.setDouble(i, v);
+    }
+
+    /** A number as a double (NaN for null), whatever its numeric type. */
+    static double readNumber(InternalRow row, int o, DataType t) {
+        if (row.isNullAt(o)) return Double.NaN;
+        if (t instanceof DoubleType) return row.getDouble(o);
+        if (t instanceof DecimalType) {
+            DecimalType d = (DecimalType) t;
+            return row.getDecimal(o, d.precision(), d.scale()).toDouble();
+        }
+        if (storage(t) == DOUBLE) return readDouble(row, o, t);
+        return readLong(row, o, t);
+    }
+
+    /** A non-null value of storage {@code STRING} or {@code OBJECT}, copied out of the row. */
+    static Object readObject(InternalRow row, int o, DataType t) {
+        if (t instanceof StringType) return row.getUTF8String(o).clone();
+        return InternalRow$.MODULE$.copyValue(row.get(o, t));
+    }
+
+    // --- the plan, resolved on the driver ------------------------------------------------------
+
+    static final int COUNT = 0, SUM = 1, MIN = 2, MAX = 3, STD = 4, LAST = 5, LAST_TIME = 6, DISTINCT = 7;
+    static final List<String> KINDS = Arrays.asList("count", "sum", "min", "max", "std", "last", "last_time", "distinct");
+
+    /** The configuration bound to the input schema: ordinals, types and the output schema. */
+    static final class Plan implements Serializable {
+        private static final long serialVersionUID = 1L;
+        final int[] keyAt;
+        final DataType[] keyType;
+        final int timeAt, eventAt;
+        final int[] spineAt;
+        final DataType[] spineType;
+        final int[] inputAt;
+        final DataType[] inputType;
+        final boolean[] numeric;
+        final int[] statKind, statInput, statFrame;
+        /** Distinct (input, micros) pairs: one running window each. */
+        final int[] frameInput;
+        final long[] frameMicros;
+        final boolean[] frameSum, frameMin, frameMax, frameDistinct;
+        final StructType output;
+
+        Plan(StructType schema, String config) {
+            JsonNode c;
+            try {
+                c = new ObjectMapper().readTree(config);
+            } catch (IOException e) {
+                throw new IllegalArgumentException("feature windows configuration is not JSON: " + config, e);
+            }
+            Map<String, Integer> position = new HashMap<>();
+            String[] names = schema.fieldNames();
+            for (int i = 0; i < names.length; i++) position.putIfAbsent(names[i], i);
+            keyAt = ordinals(c.get("keys"), position);
+            keyType = types(keyAt, schema);
+            timeAt = ordinal(c.get("time").asText(), position);
+            eventAt = ordinal(c.get("event").asText(), position);
+            spineAt = ordinals(c.get("spine"), position);
+            spineType = types(spineAt, schema);
+            JsonNode inputs = c.get("inputs");
+            inputAt = new int[inputs.size()];
+            numeric = new boolean[inputs.size()];
+            for (int i = 0; i < inputAt.length; i++) {
+                inputAt[i] = ordinal(inputs.get(i).get("name").asText(), position);
+                numeric[i] = inputs.get(i).get("numeric").asBoolean();
+            }
+            inputType = types(inputAt, schema);
+            JsonNode stats = c.get("stats");
+            int n = stats.size();
+            statKind = new int[n];
+            statInput = new int[n];
+            statFrame = new int[n];
+            List<StructField> fields = new ArrayList<>();
+            for (int at : spineAt) fields.add(schema.fields()[at]);
+            Map<String, Integer> frames = new LinkedHashMap<>();
+            for (int s = 0; s < n; s++) {
+                JsonNode stat = stats.get(s);
+                String kind = stat.get("kind").asText();
+                statKind[s] = kind.equals("n") ? COUNT : KINDS.indexOf(kind);
+                if (statKind[s] < 0) throw new IllegalArgumentException("unknown statistic kind " + kind);
+                statInput[s] = stat.get("input").asInt();
+                long micros = stat.get("micros").asLong();
+                statFrame[s] = frames.computeIfAbsent(statInput[s] + "/" + micros, k -> frames.size());
+                boolean raw = statKind[s] == LAST && !numeric[statInput[s]];
+                fields.add(DataTypes.createStructField(stat.get("name").asText(),
+                    raw ? inputType[statInput[s]] : DataTypes.DoubleType, true));
+            }
+            int f = frames.size();
+            frameInput = new int[f];
+            frameMicros = new long[f];
+            frameSum = new boolean[f];
+            frameMin = new boolean[f];
+            frameMax = new boolean[f];
+            frameDistinct = new boolean[f];
+            for (int s = 0; s < n; s++) {
+                int k = statFrame[s];
+                frameInput[k] = statInput[s];
+                frameMicros[k] = stats.get(s).get("micros").asLong();
+                frameSum[k] |= statKind[s] == SUM;
+                frameMin[k] |= statKind[s] == MIN;
+                frameMax[k] |= statKind[s] == MAX;
+                frameDistinct[k] |= statKind[s] == DISTINCT;
+            }
+            output = DataTypes.createStructType(fields);
+        }
+
+        private static int ordinal(String name, Map<String, Integer> position) {
+            Integer at = position.get(name);
+            if (at == null) throw new IllegalArgumentException("column " + name + " is not in the frame");
+            return at;
+        }
+
+        private static int[] ordinals(JsonNode names, Map<String, Integer> position) {
+            int[] at = new int[names.size()];
+            for (int i = 0; i < at.length; i++) at[i] = ordinal(names.get(i).asText(), position);
+            return at;
+        }
+
+        private static DataType[] types(int[] at, StructType schema) {
+            DataType[] t = new DataType[at.length];
+            for (int i = 0; i < at.length; i++) t[i] = schema.fields()[at[i]].dataType();
+            return t;
+        }
+    }
+
+    // --- the pass -------------------------------------------------------------------------------
+
+    /** One partition: buffers each entity's events and emits one row per label row. */
+    static final class Pass implements FlatMapFunction<Iterator<InternalRow>, InternalRow> {
+        private static final long serialVersionUID = 1L;
+        private final Plan plan;
+
+        Pass(Plan plan) {
+            this.plan = plan;
+        }
+
+        @Override
+        public Iterator<InternalRow> call(Iterator<InternalRow> rows) {
+            Entity entity = new Entity(plan);
+            SpecificInternalRow out = new SpecificInternalRow(plan.output);
+            return new Iterator<InternalRow>() {
+                private boolean ready;
+
+                @Override
+                public boolean hasNext() {
+                    if (ready) return true;
+                    while (rows.hasNext()) {
+                        InternalRow row = rows.next();
+                        boolean nullKey = entity.keys.anyNull(row);
+                        if (nullKey) {
+                            entity.keys.forget();
+                        } else if (!entity.keys.same(row)) {
+                            entity.keys.remember(row);
+                            entity.reset();
+                        }
+                        boolean noTime = row.isNullAt(plan.timeAt);
+                        if (!row.isNullAt(plan.eventAt)) {
+                            if (!nullKey && !noTime) entity.append(row);
+                            continue;
+                        }
+                        entity.emit(row, nullKey || noTime, out);
+                        ready = true;
+                        return true;
+                    }
+                    return false;
+                }
+
+                @Override
+                public InternalRow next() {
+                    if (!hasNext()) throw new NoSuchElementException();
+                    ready = false;
+                    return out;
+                }
+            };
+        }
+    }
+
+    /** The current entity's key values, to detect the next entity; long and string keys unboxed. */
+    static final class Keys {
+        private final int[] at;
+        private final DataType[] type;
+        private final int[] storage;
+        private final long[] longs;
+        private final double[] doubles;
+        private final Object[] objects;
+        private boolean valid;
+
+        Keys(Plan plan) {
+            at = plan.keyAt;
+            type = plan.keyType;
+            storage = new int[at.length];
+            for (int i = 0; i < at.length; i++) storage[i] = storage(type[i]);
+            longs = new long[at.length];
+            doubles = new double[at.length];
+            objects = new Object[at.length];
+        }
+
+        boolean anyNull(InternalRow row) {
+            for (int o : at) if (row.isNullAt(o)) return true;
+            return false;
+        }
+
+        void forget() {
+            valid = false;
+        }
+
+        boolean same(InternalRow row) {
+            if (!valid) return false;
+            for (int i = 0; i < at.length; i++) {
+                int o = at[i];
+                switch (storage[i]) {
+                    case LONG: if (readLong(row, o, type[i]) != longs[i]) return false; break;
+                    case DOUBLE:
+                        if (Double.doubleToLongBits(readDouble(row, o, type[i])) != Double.doubleToLongBits(doubles[i])) return false;
+                        break;
+                    case STRING: if (!row.getUTF8String(o).equals(objects[i])) return false; break;
+                    default: if (!row.get(o, type[i]).equals(objects[i])) return false;
+                }
+            }
+            return true;
+        }
+
+        void remember(InternalRow row) {
+            for (int i = 0; i < at.length; i++) {
+                int o = at[i];
+                switch (storage[i]) {
+                    case LONG: longs[i] = readLong(row, o, type[i]); break;
+                    case DOUBLE: doubles[i] = readDouble(row, o, type[i]); break;
+                    default: objects[i] = readObject(row, o, type[i]);
+                }
+            }
+            valid = true;
+        }
+    }
+
+    /** One entity's buffered events (times and input values) and the running windows over them. */
+    static final class Entity {
+        private final Plan plan;
+        final Keys keys;
+        private int size;
+        private long[] time = new long[1024];
+        private final Input[] inputs;
+        private final Frame[] frames;
+        private final int[] inputStorage;
+
+        Entity(Plan plan) {
+            this.plan = plan;
+            keys = new Keys(plan);
+            inputs = new Input[plan.inputAt.length];
+            inputStorage = new int[inputs.length];
+            for (int i = 0; i < inputs.length; i++) {
+                inputStorage[i] = plan.numeric[i] ? DOUBLE : storage(plan.inputType[i]);
+                inputs[i] = new Input(inputStorage[i], time.length);
+            }
+            frames = new Frame[plan.frameInput.length];
+            for (int f = 0; f < frames.length; f++) {
+                frames[f] = new Frame(plan.frameMicros[f], inputs[plan.frameInput[f]],
+                    plan.frameSum[f], plan.frameMin[f], plan.frameMax[f], plan.frameDistinct[f]);
+            }
+        }
+
+        void reset() {
+            size = 0;
+            for (Input input : inputs) input.reset();
+            for (Frame frame : frames) frame.reset();
+        }
+
+        void append(InternalRow row) {
+            if (size == time.length) {
+                time = Arrays.copyOf(time, size * 2);
+                for (Input input : inputs) input.grow(size * 2);
+            }
+            long t = row.getLong(plan.timeAt);
+            time[size] = t;
+            for (int i = 0; i < inputs.length; i++) {
+                int o = plan.inputAt[i];
+                DataType type = plan.inputType[i];
+                Input input = inputs[i];
+                switch (inputStorage[i]) {
+                    case DOUBLE: {
+                        double v = plan.numeric[i] ? readNumber(row, o, type)
+                            : row.isNullAt(o) ? Double.NaN : readDouble(row, o, type);
+                        input.doubles[size] = v;
+                        input.present(size, t, v == v);
+                        break;
+                    }
+                    case LONG: {
+                        boolean isNull = row.isNullAt(o);
+                        input.nulls[size] = isNull;
+                        if (!isNull) input.longs[size] = readLong(row, o, type);
+                        input.present(size, t, !isNull);
+                        break;
+                    }
+                    default: {
+                        Object v = row.isNullAt(o) ? null : readObject(row, o, type);
+                        input.objects[size] = v;
+                        input.present(size, t, v != null);
+                    }
+                }
+            }
+            size++;
+        }
+
+        /** The label's output row: spine columns, then each statistic of its window. */
+        void emit(InternalRow row, boolean empty, SpecificInternalRow out) {
+            for (int i = 0; i < plan.spineAt.length; i++) {
+                int o = plan.spineAt[i];
+                DataType type = plan.spineType[i];
+                if (row.isNullAt(o)) {
+                    out.setNullAt(i);
+                    continue;
+                }
+                switch (storage(type)) {
+                    case LONG: writeLong(out, i, type, readLong(row, o, type)); break;
+                    case DOUBLE: writeDouble(out, i, type, readDouble(row, o, type)); break;
+                    default: out.update(i, readObject(row, o, type));
+                }
+            }
+            int first = plan.spineAt.length;
+            if (!empty) {
+                long t = row.getLong(plan.timeAt);
+                for (Frame frame : frames) frame.slide(t, time, size);
+            }
+            for (int s = 0; s < plan.statKind.length; s++) {
+                int at = first + s;
+                int kind = plan.statKind[s];
+                if (empty) {
+                    if (kind == COUNT || kind == DISTINCT) out.setDouble(at, 0.0);
+                    else out.setNullAt(at);
+                    continue;
+                }
+                Frame frame = frames[plan.statFrame[s]];
+                Input input = frame.input;
+                int n = input.prefix[size] - input.prefix[frame.tail];
+                switch (kind) {
+                    case COUNT: out.setDouble(at, n); break;
+                    case DISTINCT: out.setDouble(at, frame.distinct.size()); break;
+                    case SUM: {
+                        ExactSum sum = frame.sum;
+                        if (n == 0 || sum.posInf > 0 && sum.negInf > 0) out.setNullAt(at);
+                        else if (sum.posInf > 0) out.setDouble(at, Double.POSITIVE_INFINITY);
+                        else if (sum.negInf > 0) out.setDouble(at, Double.NEGATIVE_INFINITY);
+                        else out.setDouble(at, sum.value());
+                        break;
+                    }
+                    case MIN:
+                    case MAX: {
+                        Deque deque = kind == MIN ? frame.min : frame.max;
+                        if (deque.isEmpty()) out.setNullAt(at);
+                        else out.setDouble(at, input.doubles[deque.front()] + 0.0);
+                        break;
+                    }
+                    case STD: {
+                        double std = input.std(frame.tail, size);
+                        if (std != std) out.setNullAt(at);
+                        else out.setDouble(at, std);
+                        break;
+                    }
+                    case LAST_TIME:
+                        if (input.last < frame.tail) out.setNullAt(at);
+                        else out.setDouble(at, input.lastTime);
+                        break;
+                    default:  // LAST
+                        if (input.last < frame.tail) out.setNullAt(at);
+                        else input.writeLast(out, at, plan.output.fields()[at].dataType());
+                }
+            }
+        }
+    }
+
+    /** One input's buffered values (one array by storage), prefix counts of its non-null values,
+     * and its latest non-null event with the greatest value of that event's time. */
+    static final class Input {
+        private final int storage;
+        double[] doubles;
+        long[] longs;
+        boolean[] nulls;
+        Object[] objects;
+        /** prefix[i]: non-null values among the first i events. */
+        int[] prefix;
+        int last = -1;
+        long lastTime;
+        private double bestDouble;
+        private long bestLong;
+        private Object bestObject;
+
+        Input(int storage, int capacity) {
+            this.storage = storage;
+            prefix = new int[capacity + 1];
+            if (storage == DOUBLE) doubles = new double[capacity];
+            else if (storage == LONG) {
+                longs = new long[capacity];
+                nulls = new boolean[capacity];
+            } else objects = new Object[capacity];
+        }
+
+        void grow(int capacity) {
+            prefix = Arrays.copyOf(prefix, capacity + 1);
+            if (doubles != null) doubles = Arrays.copyOf(doubles, capacity);
+            if (longs != null) {
+                longs = Arrays.copyOf(longs, capacity);
+                nulls = Arrays.copyOf(nulls, capacity);
+            }
+            if (objects != null) objects = Arrays.copyOf(objects, capacity);
+        }
+
+        void reset() {
+            last = -1;
+            bestObject = null;
+        }
+
+        boolean isPresent(int i) {
+            switch (storage) {
+                case DOUBLE: return doubles[i] == doubles[i];
+                case LONG: return !nulls[i];
+                default: return objects[i] != null;
+            }
+        }
+
+        /** Event {@code i} at time {@code t} was appended: count it, and keep the latest value. */
+        @SuppressWarnings({"unchecked", "rawtypes"})
+        void present(int i, long t, boolean isPresent) {
+            prefix[i + 1] = prefix[i] + (isPresent ? 1 : 0);
+            if (!isPresent) return;
+            boolean tie = last >= 0 && lastTime == t;
+            switch (storage) {
+                case DOUBLE:
+                    if (!tie || doubles[i] > bestDouble) bestDouble = doubles[i];
+                    break;
+                case LONG:
+                    if (!tie || longs[i] > bestLong) bestLong = longs[i];
+                    break;
+                default:
+                    if (!tie || ((Comparable) objects[i]).compareTo(bestObject) > 0) bestObject = objects[i];
+            }
+            last = i;
+            lastTime = t;
+        }
+
+        void writeLast(SpecificInternalRow out, int at, DataType type) {
+            switch (storage) {
+                case DOUBLE: writeDouble(out, at, type, bestDouble); break;
+                case LONG: writeLong(out, at, type, bestLong); break;
+                default: out.update(at, bestObject);
+            }
+        }
+
+        /** Sample standard deviation of the non-null values of events [from, to), folded in
+         * buffer order by Welford's update as Spark's {@code stddev_samp}; NaN when under two. */
+        double std(int from, int to) {
+            double n = 0.0, avg = 0.0, m2 = 0.0;
+            for (int i = from; i < to; i++) {
+                double x = doubles[i];
+                if (x != x) continue;
+                double newN = n + 1.0;
+                double delta = x - avg;
+                double deltaN = delta / newN;
+                avg = avg + deltaN;
+                m2 = m2 + delta * (delta - deltaN);
+                n = newN;
+            }
+            return n < 2.0 ? Double.NaN : Math.sqrt(m2 / (n - 1.0));
+        }
+
+        /** Event {@code i}'s value as a distinct-count key: doubles with -0.0 as 0.0. */
+        Object key(int i) {
+            switch (storage) {
+                case DOUBLE: return doubles[i] + 0.0;
+                case LONG: return longs[i];
+                default: return objects[i];
+            }
+        }
+    }
+
+    /** One window length over one input: events [tail, entered) are in its running state. */
+    static final class Frame {
+        private final long micros;
+        final Input input;
+        final ExactSum sum;
+        final Deque min, max;
+        final Map<Object, int[]> distinct;
+        private final boolean stateful;
+        int tail;
+        private int entered;
+
+        Frame(long micros, Input input, boolean sum, boolean min, boolean max, boolean distinct) {
+            this.micros = micros;
+            this.input = input;
+            this.sum = sum ? new ExactSum() : null;
+            this.min = min ? new Deque(true) : null;
+            this.max = max ? new Deque(false) : null;
+            this.distinct = distinct ? new HashMap<>() : null;
+            stateful = sum || min || max || distinct;
+        }
+
+        void reset() {
+            tail = 0;
+            entered = 0;
+            if (sum != null) sum.clear();
+            if (min != null) min.clear();
+            if (max != null) max.clear();
+            if (distinct != null) distinct.clear();
+        }
+
+        /** Moves the window to end at the buffer's end for a label at {@code t}: events older
+         * than {@code t - micros} leave, new ones enter (those already too old never enter). */
+        void slide(long t, long[] time, int size) {
+            long low = t < Long.MIN_VALUE + micros ? Long.MIN_VALUE : t - micros;
+            while (tail < entered && time[tail] < low) {
+                if (stateful) leave(tail);
+                tail++;
+            }
+            if (tail == entered) {
+                while (tail < size && time[tail] < low) tail++;
+                entered = tail;
+            }
+            for (; entered < size; entered++) if (stateful) enter(entered);
+            if (min != null) min.evict(tail);
+            if (max != null) max.evict(tail);
+        }
+
+        private void enter(int i) {
+            if (!input.isPresent(i)) return;
+            if (sum != null) sum.add(input.doubles[i], 1);
+            if (min != null) min.push(i, input.doubles);
+            if (max != null) max.push(i, input.doubles);
+            if (distinct != null) distinct.computeIfAbsent(input.key(i), k -> new int[1])[0]++;
+        }
+
+        private void leave(int i) {
+            if (!input.isPresent(i)) return;
+            if (sum != null) sum.add(input.doubles[i], -1);
+            if (distinct != null) {
+                Object key = input.key(i);
+                int[] count = distinct.get(key);
+                if (--count[0] == 0) distinct.remove(key);
+            }
+        }
+    }
+
+    /** A monotonic deque of buffer indices: its front is the window's min (or max). */
+    static final class Deque {
+        private final boolean min;
+        private int[] at = new int[1024];
+        private int head, end;
+
+        Deque(boolean min) {
+            this.min = min;
+        }
+
+        void clear() {
+            head = 0;
+            end = 0;
+        }
+
+        boolean isEmpty() {
+            return head == end;
+        }
+
+        int front() {
+            return at[head];
+        }
+
+        void push(int i, double[] values) {
+            double v = values[i];
+            while (end > head && (min ? values[at[end - 1]] >= v : values[at[end - 1]] <= v)) end--;
+            if (end == at.length) {
+                if (head > 0) {  // slide the live part down before growing
+                    System.arraycopy(at, head, at, 0, end - head);
+                    end -= head;
+                    head = 0;
+                }
+                if (end == at.length) at = Arrays.copyOf(at, at.length * 2);
+            }
+            at[end++] = i;
+        }
+
+        void evict(int tail) {
+            while (head < end && at[head] < tail) head++;
+        }
+    }
+
+    /**
+     * The exact sum of finite doubles, as an integer multiple of 2^-1074 held in 30-bit digits
+     * (a long each, so additions defer carries), plus counts of infinities. Adding or removing a
+     * value touches the 2 or 3 digits it spans; {@link #value} normalizes the touched range and
+     * rounds once, to nearest with ties to even, directly to the double (subnormal) grid.
+     */
+    static final class ExactSum {
+        private static final int BITS = 30;
+        private static final long MASK = (1L << BITS) - 1;
+        /** Bits 0..2097 hold every finite double; room above for carries of 2^31 additions. */
+        private static final int DIGITS = 76;
+        private final long[] digit = new long[DIGITS];
+        private final long[] scratch = new long[DIGITS];
+        private int lo = DIGITS, hi = -1;
+        private long pending;
+        int posInf, negInf;
+
+        void clear() {
+            if (hi >= lo) Arrays.fill(digit, lo, hi + 1, 0L);
+            lo = DIGITS;
+            hi = -1;
+            pending = 0;
+            posInf = 0;
+            negInf = 0;
+        }
+
+        /** Adds {@code x} (non-NaN) {@code times} times, {@code times} being 1 or -1. */
+        void add(double x, int times) {
+            if (x == 0.0) return;
+            if (x == Double.POSITIVE_INFINITY) {
+                posInf += times;
+                return;
+            }
+            if (x == Double.NEGATIVE_INFINITY) {
+                negInf += times;
+                return;
+            }
+            long bits = Double.doubleToRawLongBits(x);
+            int exponent = (int) ((bits >>> 52) & 0x7ff);
+            long mantissa = bits & 0xFFFFFFFFFFFFFL;
+            int position = 0;  // of the mantissa's lowest bit, counted from 2^-1074
+            if (exponent != 0) {
+                mantissa |= 1L << 52;
+                position = exponent - 1;
+            }
+            long sign = bits < 0 ? -times : times;
+            int k = position / BITS;
+            int shift = position % BITS;
+            long low = (mantissa & MASK) << shift;
+            long high = (mantissa >>> BITS) << shift;
+            digit[k] += sign * (low & MASK);
+            digit[k + 1] += sign * ((low >>> BITS) + (high & MASK));
+            digit[k + 2] += sign * (high >>> BITS);
+            if (k < lo) lo = k;
+            if (k + 2 > hi) hi = k + 2;
+            if (++pending == 1L << 31) normalize();
+        }
+
+        /** Carries through the touched range: digits lo..hi-1 in [0, 2^30), the top one signed. */
+        private void normalize() {
+            long carry = 0;
+            for (int i = lo; i < hi; i++) {
+                long v = digit[i] + carry;
+                carry = v >> BITS;
+                digit[i] = v & MASK;
+            }
+            digit[hi] += carry;
+            pending = 0;
+        }
+
+        /** The sum correctly rounded to a double; an exact zero is +0.0. */
+        double value() {
+            if (hi < lo) return 0.0;
+            normalize();
+            long[] m = scratch;
+            boolean negative = digit[hi] < 0;
+            long carry = 0;
+            for (int i = lo; i < hi; i++) {  // the magnitude, digits in [0, 2^30)
+                long v = (negative ? -digit[i] : digit[i]) + carry;
+                carry = v >> BITS;
+                m[i] = v & MASK;
+            }
+            long top = (negative ? -digit[hi] : digit[hi]) + carry;
+            m[hi] = top & MASK;
+            m[hi + 1] = (top >>> BITS) & MASK;
+            m[hi + 2] = top >>> (2 * BITS);
+            double result = round(m, hi + 2);
+            Arrays.fill(m, lo, hi + 3, 0L);
+            return negative ? -result : result;
+        }
+
+        private double round(long[] m, int top) {
+            int t = top;
+            while (t >= lo && m[t] == 0) t--;
+            if (t < lo) return 0.0;
+            int highest = t * BITS + 63 - Long.numberOfLeadingZeros(m[t]);
+            int lowest = Math.max(highest - 52, 0);
+            long mantissa = bits(m, lowest, highest - lowest + 1);
+            if (lowest > 0 && bits(m, lowest - 1, 1) == 1
+                && ((mantissa & 1) == 1 || anyBelow(m, lowest - 1))) {
+                mantissa++;
+            }
+            return Math.scalb((double) mantissa, lowest - 1074);
+        }
+
+        /** {@code n} (at most 62) bits of {@code m} from bit {@code from} up. */
+        private static long bits(long[] m, int from, int n) {
+            long out = 0;
+            int got = 0;
+            while (got < n) {
+                int k = from / BITS;
+                int shift = from % BITS;
+                int take = Math.min(BITS - shift, n - got);
+                out |= ((m[k] >>> shift) & ((1L << take) - 1)) << got;
+                got += take;
+                from += take;
+            }
+            return out;
+        }
+
+        /** Whether any bit of {@code m} below bit {@code position} is set. */
+        private boolean anyBelow(long[] m, int position) {
+            int k = position / BITS;
+            if ((m[k] & ((1L << (position % BITS)) - 1)) != 0) return true;
+            for (int i = lo; i < k; i++) if (m[i] != 0) return true;
+            return false;
+        }
+    }
+}
