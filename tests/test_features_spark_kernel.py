@@ -1,0 +1,112 @@
+"""The JVM pass of the Spark feature join (``ai.lakescore.FeatureWindows``): its sums are the
+exact sums rounded once (``math.fsum``), whichever events enter and leave the window, on
+adversarial values; a zero is +0.0 and infinities follow the contract's rules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import spark_frame
+from engine.features import load_feature_set
+from engine.features.spark import training_set_spark
+
+T0 = pd.Timestamp("2025-03-01", tz="UTC")
+SECOND = pd.Timedelta(seconds=1)
+DEFINITION = {
+    "name": "exact_sums", "entity": "customer_id", "timestamp": "event_time", "as_of": "as_of",
+    "source": "events",
+    "aggregations": [{"column": "amount", "functions": ["sum", "mean"], "windows": ["10s", "1000d"]}],
+}
+MAX = 1.7976931348623157e308
+# Each case: the values of one entity's events, all in its label's window.
+CASES = {
+    "cancellation": [1e16, 0.1, -1e16, 0.2],
+    "mixed_magnitudes": [1e300, 1e-300, -1e300, 3.5, 1e-300, 1e200, -1e200],
+    "subnormals": [5e-324, 5e-324, 1e-310, -2.5e-320, 2.2250738585072014e-308, -2.225073858507201e-308],
+    "subnormal_result": [2.2250738585072014e-308, -2.225073858507201e-308],
+    "halfway_to_even_down": [1.0, 2.0 ** -53],
+    "halfway_to_even_up": [1.0 + 2.0 ** -52, 2.0 ** -53],
+    "just_above_halfway": [1.0, 2.0 ** -53, 2.0 ** -160],
+    "just_below_halfway": [1.0, 2.0 ** -53, -(2.0 ** -160)],
+    "negative_halfway": [-1.0 - 2.0 ** -52, -(2.0 ** -53), 1e-320, -1e-320],
+    "near_the_top": [MAX, 2.0 ** 969, -MAX],
+    "many_small_and_one_large": [2.0 ** 60] + [1.0] * 1000 + [-(2.0 ** 60)],
+}
+# Exact sums beyond the double range, and infinities: not fsum's to say (it raises).
+SPECIAL = {
+    "overflow_to_inf": ([MAX, MAX], math.inf),
+    "overflow_negative": ([-MAX, -1e300], -math.inf),
+    "below_the_rounding_point": ([MAX, 2.0 ** 969], MAX),
+    "at_the_rounding_point": ([MAX, 2.0 ** 970], math.inf),
+    "plus_inf": ([math.inf, 1.0, -5.0], math.inf),
+    "minus_inf": ([-math.inf, 1e308, 1e308], -math.inf),
+    "both_infinities": ([math.inf, -math.inf, 1.0], None),
+    "exact_zero": ([1.5, -1.5], 0.0),
+    "negative_zero": ([-0.0, -0.0], 0.0),
+    "only_nulls": ([math.nan, math.nan], None),
+}
+
+
+def sums(spark, groups: list[list[float]], labels_at: list[list[pd.Timestamp]] | None = None,
+         times: list[list[pd.Timestamp]] | None = None) -> pd.DataFrame:
+    """Entity i holds ``groups[i]`` as events one second apart (or at ``times[i]``); its labels
+    are one second after its last event (or at ``labels_at[i]``). Returns the features by row."""
+    events, spine = [], []
+    for i, values in enumerate(groups):
+        at = times[i] if times else [T0 + j * SECOND for j in range(len(values))]
+        events += [(i, t, v) for t, v in zip(at, values)]
+        for t in (labels_at[i] if labels_at else [at[-1] + SECOND]):
+            spine.append((i, t))
+    ev = pd.DataFrame(events, columns=["customer_id", "event_time", "amount"]).astype(
+        {"customer_id": "int64", "event_time": "datetime64[us, UTC]", "amount": "float64"})
+    sp = pd.DataFrame(spine, columns=["customer_id", "as_of"]).astype(
+        {"customer_id": "int64", "as_of": "datetime64[us, UTC]"})
+    sp["row_id"] = np.arange(len(sp), dtype="int64")
+    fs = load_feature_set(DEFINITION)
+    out = training_set_spark(fs, spark_frame(spark, ev), spark_frame(spark, sp)).toPandas()
+    return out.sort_values("row_id").reset_index(drop=True)
+
+
+def same_double(got: float, want: float) -> bool:
+    """Equal bit for bit (so +0.0 is not -0.0), NaN equal to NaN."""
+    return np.float64(got).tobytes() == np.float64(want).tobytes()
+
+
+def test_sums_are_the_correctly_rounded_exact_sums(spark):
+    got = sums(spark, list(CASES.values()))["amount_sum_1000d"].tolist()
+    for (name, values), value in zip(CASES.items(), got):
+        want = math.fsum(values) + 0.0
+        assert same_double(value, want), f"{name}: {value!r} != fsum {want!r}"
+
+
+def test_overflow_infinities_zero_and_nulls_follow_the_contract(spark):
+    out = sums(spark, [values for values, _ in SPECIAL.values()])
+    for (name, (_, want)), value, mean in zip(SPECIAL.items(), out["amount_sum_1000d"], out["amount_mean_1000d"]):
+        if want is None:  # a null sum: the feature's default (0.0), and no mean
+            assert value == 0.0 and math.isnan(mean), name
+        else:
+            assert same_double(value, want), f"{name}: {value!r} != {want!r}"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sliding_sums_equal_fsum_of_each_window(spark, seed):
+    """Values over 600 orders of magnitude enter and leave a 10 s window label after label:
+    each label's sum is fsum of exactly its window, not of what passed through it."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    values = rng.choice([-1.0, 1.0], n) * 10.0 ** rng.uniform(-300, 300, n)
+    values[rng.random(n) < 0.2] *= 2.0 ** -800  # some subnormal-range values
+    values[rng.random(n) < 0.05] = np.nan
+    seconds = np.sort(rng.integers(0, 200, n))  # ties on time
+    times = [T0 + int(s) * SECOND for s in seconds]
+    labels = [T0 + int(s) * SECOND for s in range(0, 205, 3)]
+    out = sums(spark, [values.tolist()], [labels], [times])
+    for t, value in zip(labels, out["amount_sum_10s"]):
+        seconds_before = (t - T0) / SECOND
+        inside = values[(seconds >= seconds_before - 10) & (seconds < seconds_before) & ~np.isnan(values)]
+        want = math.fsum(inside) + 0.0
+        assert same_double(value, want), f"label at {t}: {value!r} != {want!r}"
