@@ -139,7 +139,10 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
     # Labels sort before the events at their own time when those are excluded, after them when
     # included: the kernel's windows then always end at its buffer's end.
     flag = F.col(_IS_EVENT).asc_nulls_last() if fs.inclusive else F.col(_IS_EVENT).asc_nulls_first()
-    ordered = rows.repartition(*keys).sortWithinPartitions(
+    # An explicit count: adaptive execution would coalesce a small shuffle into fewer
+    # partitions than cores (3 tasks on 2 cores take two rounds).
+    partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    ordered = rows.repartition(partitions, *keys).sortWithinPartitions(
         *keys, F.col(_TIME), flag,
         *(F.col(plan.inputs[i].name(i)).asc_nulls_last() for i in plan.sort_inputs))
     windowed = SparkFrame(kernel.compute(ordered._jdf, kernel_config(plan, keys, [*spine.columns, _TIME])),
