@@ -70,11 +70,13 @@ KERNEL_CLASS = "ai.lakescore.FeatureWindows"
 
 def kernel_config(plan: Plan, keys: list[str], spine_columns: list[str]) -> str:
     """The JSON ``FeatureWindows.compute`` reads: which columns are keys, time, flag and
-    inputs, which statistics to compute and which spine columns to output."""
+    inputs, which statistics to compute, in which order events at equal times come, whether a
+    label's own time is in its windows, and which spine columns to output."""
     import json
 
     return json.dumps({
         "keys": keys, "time": _TIME, "event": _IS_EVENT, "spine": spine_columns,
+        "inclusive": plan.fs.inclusive, "order": plan.sort_inputs,
         "inputs": [{"name": item.name(i), "numeric": item.numeric} for i, item in enumerate(plan.inputs)],
         "stats": [{"name": s.name, "kind": s.kind, "input": s.input, "micros": s.micros} for s in plan.stats],
     })
@@ -136,16 +138,11 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
         *keys, _micros(fs.timestamp).alias(_TIME), F.lit(1).alias(_IS_EVENT), *prepared)
     spine_rows = spine.withColumn(_TIME, _micros(fs.as_of))
     rows = spine_rows.unionByName(event_rows, allowMissingColumns=True)
-    # Labels sort before the events at their own time when those are excluded, after them when
-    # included: the kernel's windows then always end at its buffer's end.
-    flag = F.col(_IS_EVENT).asc_nulls_last() if fs.inclusive else F.col(_IS_EVENT).asc_nulls_first()
     # An explicit count: adaptive execution would coalesce a small shuffle into fewer
     # partitions than cores (3 tasks on 2 cores take two rounds).
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    ordered = rows.repartition(partitions, *keys).sortWithinPartitions(
-        *keys, F.col(_TIME), flag,
-        *(F.col(plan.inputs[i].name(i)).asc_nulls_last() for i in plan.sort_inputs))
-    windowed = SparkFrame(kernel.compute(ordered._jdf, kernel_config(plan, keys, [*spine.columns, _TIME])),
+    by_entity = rows.repartition(partitions, *keys)
+    windowed = SparkFrame(kernel.compute(by_entity._jdf, kernel_config(plan, keys, [*spine.columns, _TIME])),
                           spark)
 
     raw = plan.raw_last_kinds()

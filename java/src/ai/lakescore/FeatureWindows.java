@@ -154,6 +154,11 @@ public final class FeatureWindows {
         final int[] inputAt;
         final DataType[] inputType;
         final boolean[] numeric;
+        final int[] inputStorage;
+        /** Events at a label's own time are in its window. */
+        final boolean inclusive;
+        /** Inputs whose values order the events at equal times (those std folds). */
+        final int[] order;
         final int[] statKind, statInput, statFrame;
         /** Distinct (input, micros) pairs: one running window each. */
         final int[] frameInput;
@@ -185,6 +190,12 @@ public final class FeatureWindows {
                 numeric[i] = inputs.get(i).get("numeric").asBoolean();
             }
             inputType = types(inputAt, schema);
+            inputStorage = new int[inputAt.length];
+            for (int i = 0; i < inputAt.length; i++) inputStorage[i] = numeric[i] ? DOUBLE : storage(inputType[i]);
+            inclusive = c.get("inclusive").asBoolean();
+            JsonNode ordering = c.get("order");
+            order = new int[ordering.size()];
+            for (int k = 0; k < order.length; k++) order[k] = ordering.get(k).asInt();
             JsonNode stats = c.get("stats");
             int n = stats.size();
             statKind = new int[n];
@@ -245,7 +256,13 @@ public final class FeatureWindows {
 
     // --- the pass -------------------------------------------------------------------------------
 
-    /** One partition: buffers each entity's events and emits one row per label row. */
+    /**
+     * One partition: reads every row into primitive columns, groups the rows by entity (a
+     * counting sort on dense entity ids), sorts each entity's events by (time, the std inputs'
+     * values ascending, nulls last) and its labels by time, then walks each entity's labels in
+     * time order, appending the events up to each label's window end to the entity's buffer.
+     * The partition is held in memory once, as primitive arrays and copies of the label rows.
+     */
     static final class Pass implements FlatMapFunction<Iterator<InternalRow>, InternalRow> {
         private static final long serialVersionUID = 1L;
         private final Plan plan;
@@ -256,122 +273,282 @@ public final class FeatureWindows {
 
         @Override
         public Iterator<InternalRow> call(Iterator<InternalRow> rows) {
+            Partition part = new Partition(plan);
+            while (rows.hasNext()) part.add(rows.next());
+            part.group();
             Entity entity = new Entity(plan);
             SpecificInternalRow out = new SpecificInternalRow(plan.output);
             return new Iterator<InternalRow>() {
-                private boolean ready;
+                private int nextNoEntity;
+                private int current = -1;
+                private int label, labelEnd, event, eventEnd;
 
                 @Override
                 public boolean hasNext() {
-                    if (ready) return true;
-                    while (rows.hasNext()) {
-                        InternalRow row = rows.next();
-                        boolean nullKey = entity.keys.anyNull(row);
-                        if (nullKey) {
-                            entity.keys.forget();
-                        } else if (!entity.keys.same(row)) {
-                            entity.keys.remember(row);
-                            entity.reset();
-                        }
-                        boolean noTime = row.isNullAt(plan.timeAt);
-                        if (!row.isNullAt(plan.eventAt)) {
-                            if (!nullKey && !noTime) entity.append(row);
-                            continue;
-                        }
-                        entity.emit(row, nullKey || noTime, out);
-                        ready = true;
-                        return true;
+                    if (nextNoEntity < part.noEntity.size()) return true;
+                    while (label == labelEnd) {
+                        if (++current >= part.entities) return false;
+                        label = part.labelStart[current];
+                        labelEnd = part.labelStart[current + 1];
+                        event = part.eventStart[current];
+                        eventEnd = part.eventStart[current + 1];
+                        entity.reset();
                     }
-                    return false;
+                    return true;
                 }
 
                 @Override
                 public InternalRow next() {
                     if (!hasNext()) throw new NoSuchElementException();
-                    ready = false;
+                    if (nextNoEntity < part.noEntity.size()) {
+                        entity.emit(part.noEntity.get(nextNoEntity++), 0, true, out);
+                        return out;
+                    }
+                    int at = part.labelOrder[label++];
+                    long t = part.time[at];
+                    while (event < eventEnd) {
+                        long e = part.time[part.eventOrder[event]];
+                        if (e > t || e == t && !plan.inclusive) break;
+                        entity.append(part, part.eventOrder[event++]);
+                    }
+                    entity.emit(part.labels[at], t, false, out);
                     return out;
                 }
             };
         }
     }
 
-    /** The current entity's key values, to detect the next entity; long and string keys unboxed. */
-    static final class Keys {
+    /** A partition's rows: entity ids and times of all, input values of events, label copies. */
+    static final class Partition {
+        private final Plan plan;
+        private final EntityIds ids;
+        int size;
+        long[] time = new long[4096];
+        int[] entity = new int[4096];
+        boolean[] isEvent = new boolean[4096];
+        InternalRow[] labels = new InternalRow[4096];
+        final Input[] inputs;
+        /** Labels with a null key or time: their window is empty. */
+        final List<InternalRow> noEntity = new ArrayList<>();
+        int entities;
+        int[] eventStart, labelStart, eventOrder, labelOrder;
+
+        Partition(Plan plan) {
+            this.plan = plan;
+            ids = new EntityIds(plan);
+            inputs = new Input[plan.inputAt.length];
+            for (int i = 0; i < inputs.length; i++) inputs[i] = new Input(plan.inputStorage[i], time.length, false);
+        }
+
+        void add(InternalRow row) {
+            boolean event = !row.isNullAt(plan.eventAt);
+            int id = ids.id(row);
+            boolean noTime = row.isNullAt(plan.timeAt);
+            if (id < 0 || noTime) {
+                if (!event) noEntity.add(row.copy());
+                return;
+            }
+            if (size == time.length) {
+                int capacity = size * 2;
+                time = Arrays.copyOf(time, capacity);
+                entity = Arrays.copyOf(entity, capacity);
+                isEvent = Arrays.copyOf(isEvent, capacity);
+                labels = Arrays.copyOf(labels, capacity);
+                for (Input input : inputs) input.grow(capacity);
+            }
+            time[size] = row.getLong(plan.timeAt);
+            entity[size] = id;
+            isEvent[size] = event;
+            if (event) {
+                for (int i = 0; i < inputs.length; i++) {
+                    inputs[i].read(size, row, plan.inputAt[i], plan.inputType[i], plan.numeric[i]);
+                }
+            } else {
+                labels[size] = row.copy();
+            }
+            size++;
+        }
+
+        /** Counting sort by entity, then each entity's events and labels in their order. */
+        void group() {
+            entities = ids.count();
+            eventStart = new int[entities + 1];
+            labelStart = new int[entities + 1];
+            int events = 0;
+            for (int r = 0; r < size; r++) {
+                if (isEvent[r]) {
+                    eventStart[entity[r] + 1]++;
+                    events++;
+                } else {
+                    labelStart[entity[r] + 1]++;
+                }
+            }
+            for (int e = 0; e < entities; e++) {
+                eventStart[e + 1] += eventStart[e];
+                labelStart[e + 1] += labelStart[e];
+            }
+            eventOrder = new int[events];
+            labelOrder = new int[size - events];
+            int[] nextEvent = Arrays.copyOf(eventStart, entities);
+            int[] nextLabel = Arrays.copyOf(labelStart, entities);
+            for (int r = 0; r < size; r++) {
+                if (isEvent[r]) eventOrder[nextEvent[entity[r]]++] = r;
+                else labelOrder[nextLabel[entity[r]]++] = r;
+            }
+            int[] scratch = new int[Math.max(events, size - events)];
+            IndexOrder byTime = (a, b) -> Long.compare(time[a], time[b]);
+            IndexOrder eventsOrder = byTime;
+            if (plan.order.length > 0) {
+                double[][] values = new double[plan.order.length][];
+                for (int k = 0; k < values.length; k++) values[k] = inputs[plan.order[k]].doubles;
+                eventsOrder = (a, b) -> {
+                    int c = Long.compare(time[a], time[b]);
+                    for (int k = 0; c == 0 && k < values.length; k++) c = ascendingNullsLast(values[k][a], values[k][b]);
+                    return c;
+                };
+            }
+            for (int e = 0; e < entities; e++) {
+                sort(eventOrder, eventStart[e], eventStart[e + 1], eventsOrder, scratch);
+                sort(labelOrder, labelStart[e], labelStart[e + 1], byTime, scratch);
+            }
+        }
+    }
+
+    /** Doubles ascending, NaN (null) last, -0.0 equal to 0.0. */
+    static int ascendingNullsLast(double a, double b) {
+        if (a != a) return b != b ? 0 : 1;
+        if (b != b) return -1;
+        return a < b ? -1 : a > b ? 1 : 0;
+    }
+
+    interface IndexOrder {
+        int compare(int a, int b);
+    }
+
+    /** A stable sort of {@code index[from, to)}: insertion sort when short, else merge sort. */
+    static void sort(int[] index, int from, int to, IndexOrder order, int[] scratch) {
+        if (to - from <= 24) {
+            for (int i = from + 1; i < to; i++) {
+                int v = index[i];
+                int j = i - 1;
+                while (j >= from && order.compare(index[j], v) > 0) {
+                    index[j + 1] = index[j];
+                    j--;
+                }
+                index[j + 1] = v;
+            }
+            return;
+        }
+        int middle = (from + to) >>> 1;
+        sort(index, from, middle, order, scratch);
+        sort(index, middle, to, order, scratch);
+        if (order.compare(index[middle - 1], index[middle]) <= 0) return;
+        System.arraycopy(index, from, scratch, from, to - from);
+        int i = from, j = middle, k = from;
+        while (i < middle && j < to) index[k++] = order.compare(scratch[j], scratch[i]) < 0 ? scratch[j++] : scratch[i++];
+        while (i < middle) index[k++] = scratch[i++];
+        while (j < to) index[k++] = scratch[j++];
+    }
+
+    /** Dense ids of the partition's entities (-1 for a null key); a single long key unboxed. */
+    static final class EntityIds {
         private final int[] at;
         private final DataType[] type;
         private final int[] storage;
-        private final long[] longs;
-        private final double[] doubles;
-        private final Object[] objects;
-        private boolean valid;
+        private final boolean singleLong;
+        private final HashMap<Object, Integer> byValue = new HashMap<>();
+        private long[] slotKey = new long[1 << 12];
+        private int[] slotId = new int[1 << 12];
+        private int count;
 
-        Keys(Plan plan) {
+        EntityIds(Plan plan) {
             at = plan.keyAt;
             type = plan.keyType;
             storage = new int[at.length];
             for (int i = 0; i < at.length; i++) storage[i] = storage(type[i]);
-            longs = new long[at.length];
-            doubles = new double[at.length];
-            objects = new Object[at.length];
+            singleLong = at.length == 1 && storage[0] == LONG;
+            Arrays.fill(slotId, -1);
         }
 
-        boolean anyNull(InternalRow row) {
-            for (int o : at) if (row.isNullAt(o)) return true;
-            return false;
+        int count() {
+            return count;
         }
 
-        void forget() {
-            valid = false;
-        }
-
-        boolean same(InternalRow row) {
-            if (!valid) return false;
-            for (int i = 0; i < at.length; i++) {
-                int o = at[i];
-                switch (storage[i]) {
-                    case LONG: if (readLong(row, o, type[i]) != longs[i]) return false; break;
-                    case DOUBLE:
-                        if (Double.doubleToLongBits(readDouble(row, o, type[i])) != Double.doubleToLongBits(doubles[i])) return false;
-                        break;
-                    case STRING: if (!row.getUTF8String(o).equals(objects[i])) return false; break;
-                    default: if (!row.get(o, type[i]).equals(objects[i])) return false;
-                }
+        int id(InternalRow row) {
+            for (int o : at) if (row.isNullAt(o)) return -1;
+            if (singleLong) return longId(readLong(row, at[0], type[0]));
+            Object key;
+            if (at.length == 1) {
+                key = value(row, 0);
+            } else {
+                Object[] values = new Object[at.length];
+                for (int i = 0; i < at.length; i++) values[i] = value(row, i);
+                key = Arrays.asList(values);
             }
-            return true;
+            Integer id = byValue.get(key);
+            if (id == null) {
+                id = count++;
+                byValue.put(key, id);
+            }
+            return id;
         }
 
-        void remember(InternalRow row) {
-            for (int i = 0; i < at.length; i++) {
-                int o = at[i];
-                switch (storage[i]) {
-                    case LONG: longs[i] = readLong(row, o, type[i]); break;
-                    case DOUBLE: doubles[i] = readDouble(row, o, type[i]); break;
-                    default: objects[i] = readObject(row, o, type[i]);
-                }
+        private Object value(InternalRow row, int i) {
+            switch (storage[i]) {
+                case LONG: return readLong(row, at[i], type[i]);
+                case DOUBLE: return readDouble(row, at[i], type[i]);
+                default: return readObject(row, at[i], type[i]);
             }
-            valid = true;
+        }
+
+        /** Open addressing on the key's mixed bits; grows at half full. */
+        private int longId(long key) {
+            int mask = slotId.length - 1;
+            int slot = mix(key) & mask;
+            while (slotId[slot] >= 0) {
+                if (slotKey[slot] == key) return slotId[slot];
+                slot = (slot + 1) & mask;
+            }
+            slotKey[slot] = key;
+            slotId[slot] = count;
+            if (2 * (count + 1) > slotId.length) grow();
+            return count++;
+        }
+
+        private void grow() {
+            long[] oldKey = slotKey;
+            int[] oldId = slotId;
+            slotKey = new long[oldKey.length * 2];
+            slotId = new int[oldId.length * 2];
+            Arrays.fill(slotId, -1);
+            int mask = slotId.length - 1;
+            for (int s = 0; s < oldId.length; s++) {
+                if (oldId[s] < 0) continue;
+                int slot = mix(oldKey[s]) & mask;
+                while (slotId[slot] >= 0) slot = (slot + 1) & mask;
+                slotKey[slot] = oldKey[s];
+                slotId[slot] = oldId[s];
+            }
+        }
+
+        private static int mix(long key) {
+            long h = key * 0x9E3779B97F4A7C15L;
+            return (int) (h ^ (h >>> 32));
         }
     }
 
     /** One entity's buffered events (times and input values) and the running windows over them. */
     static final class Entity {
         private final Plan plan;
-        final Keys keys;
         private int size;
         private long[] time = new long[1024];
         private final Input[] inputs;
         private final Frame[] frames;
-        private final int[] inputStorage;
 
         Entity(Plan plan) {
             this.plan = plan;
-            keys = new Keys(plan);
             inputs = new Input[plan.inputAt.length];
-            inputStorage = new int[inputs.length];
-            for (int i = 0; i < inputs.length; i++) {
-                inputStorage[i] = plan.numeric[i] ? DOUBLE : storage(plan.inputType[i]);
-                inputs[i] = new Input(inputStorage[i], time.length);
-            }
+            for (int i = 0; i < inputs.length; i++) inputs[i] = new Input(plan.inputStorage[i], time.length, true);
             frames = new Frame[plan.frameInput.length];
             for (int f = 0; f < frames.length; f++) {
                 frames[f] = new Frame(plan.frameMicros[f], inputs[plan.frameInput[f]],
@@ -385,44 +562,20 @@ public final class FeatureWindows {
             for (Frame frame : frames) frame.reset();
         }
 
-        void append(InternalRow row) {
+        /** Appends the partition's event {@code r}: the next in (time, std values) order. */
+        void append(Partition part, int r) {
             if (size == time.length) {
                 time = Arrays.copyOf(time, size * 2);
                 for (Input input : inputs) input.grow(size * 2);
             }
-            long t = row.getLong(plan.timeAt);
+            long t = part.time[r];
             time[size] = t;
-            for (int i = 0; i < inputs.length; i++) {
-                int o = plan.inputAt[i];
-                DataType type = plan.inputType[i];
-                Input input = inputs[i];
-                switch (inputStorage[i]) {
-                    case DOUBLE: {
-                        double v = plan.numeric[i] ? readNumber(row, o, type)
-                            : row.isNullAt(o) ? Double.NaN : readDouble(row, o, type);
-                        input.doubles[size] = v;
-                        input.present(size, t, v == v);
-                        break;
-                    }
-                    case LONG: {
-                        boolean isNull = row.isNullAt(o);
-                        input.nulls[size] = isNull;
-                        if (!isNull) input.longs[size] = readLong(row, o, type);
-                        input.present(size, t, !isNull);
-                        break;
-                    }
-                    default: {
-                        Object v = row.isNullAt(o) ? null : readObject(row, o, type);
-                        input.objects[size] = v;
-                        input.present(size, t, v != null);
-                    }
-                }
-            }
+            for (int i = 0; i < inputs.length; i++) inputs[i].append(size, part.inputs[i], r, t);
             size++;
         }
 
         /** The label's output row: spine columns, then each statistic of its window. */
-        void emit(InternalRow row, boolean empty, SpecificInternalRow out) {
+        void emit(InternalRow row, long t, boolean empty, SpecificInternalRow out) {
             for (int i = 0; i < plan.spineAt.length; i++) {
                 int o = plan.spineAt[i];
                 DataType type = plan.spineType[i];
@@ -438,7 +591,6 @@ public final class FeatureWindows {
             }
             int first = plan.spineAt.length;
             if (!empty) {
-                long t = row.getLong(plan.timeAt);
                 for (Frame frame : frames) frame.slide(t, time, size);
             }
             for (int s = 0; s < plan.statKind.length; s++) {
@@ -488,8 +640,9 @@ public final class FeatureWindows {
         }
     }
 
-    /** One input's buffered values (one array by storage), prefix counts of its non-null values,
-     * and its latest non-null event with the greatest value of that event's time. */
+    /** One input's values (one array by storage): a partition's, as read, or an entity's buffer,
+     * with prefix counts of its non-null values and its latest non-null event with the greatest
+     * value of that event's time. */
     static final class Input {
         private final int storage;
         double[] doubles;
@@ -504,9 +657,9 @@ public final class FeatureWindows {
         private long bestLong;
         private Object bestObject;
 
-        Input(int storage, int capacity) {
+        Input(int storage, int capacity, boolean counted) {
             this.storage = storage;
-            prefix = new int[capacity + 1];
+            if (counted) prefix = new int[capacity + 1];
             if (storage == DOUBLE) doubles = new double[capacity];
             else if (storage == LONG) {
                 longs = new long[capacity];
@@ -515,7 +668,7 @@ public final class FeatureWindows {
         }
 
         void grow(int capacity) {
-            prefix = Arrays.copyOf(prefix, capacity + 1);
+            if (prefix != null) prefix = Arrays.copyOf(prefix, capacity + 1);
             if (doubles != null) doubles = Arrays.copyOf(doubles, capacity);
             if (longs != null) {
                 longs = Arrays.copyOf(longs, capacity);
@@ -527,6 +680,36 @@ public final class FeatureWindows {
         void reset() {
             last = -1;
             bestObject = null;
+        }
+
+        /** Reads slot {@code i} from {@code row}'s column {@code o}: numeric inputs as doubles,
+         * NaN for null. */
+        void read(int i, InternalRow row, int o, DataType type, boolean numeric) {
+            switch (storage) {
+                case DOUBLE:
+                    doubles[i] = numeric ? readNumber(row, o, type)
+                        : row.isNullAt(o) ? Double.NaN : readDouble(row, o, type);
+                    break;
+                case LONG:
+                    nulls[i] = row.isNullAt(o);
+                    if (!nulls[i]) longs[i] = readLong(row, o, type);
+                    break;
+                default:
+                    objects[i] = row.isNullAt(o) ? null : readObject(row, o, type);
+            }
+        }
+
+        /** Appends {@code from}'s slot {@code r}, an event at time {@code t}, as slot {@code i}. */
+        void append(int i, Input from, int r, long t) {
+            switch (storage) {
+                case DOUBLE: doubles[i] = from.doubles[r]; break;
+                case LONG:
+                    nulls[i] = from.nulls[r];
+                    longs[i] = from.longs[r];
+                    break;
+                default: objects[i] = from.objects[r];
+            }
+            present(i, t, isPresent(i));
         }
 
         boolean isPresent(int i) {
