@@ -1,17 +1,24 @@
-"""Spark compiler of a ``FeatureSet``: a point-in-time join as window functions.
+"""Spark compiler of a ``FeatureSet``: the point-in-time join as one pass per partition in the
+executors' JVMs (``ai.lakescore.FeatureWindows``, built into the scoring jar).
 
-The spine and the events are unioned into one frame, hash-partitioned by the entity keys and
-sorted by (keys, time, values); each statistic of the plan (``engine.features.plan``) is a window
-aggregate over a range frame ``[as_of - window, as_of - 1µs]`` (``[.., as_of]`` when inclusive)
-of the time in microseconds, and each feature is an expression over those statistics. No Python
-UDF, no collect, no cross or range join: the work is one shuffle, one sort and one pass per
-partition. Distinct counts use ``collect_set`` over the frame (Spark has no distinct window
-aggregate), which holds each frame's distinct values in memory.
+Label (spine) rows and event rows, the events reduced to keys, time in microseconds and the
+plan's prepared inputs (``engine.features.plan``), are unioned and hash-partitioned by the entity
+keys: one shuffle, no collect, no join. The kernel then groups each partition by entity, sorts
+each entity's events by time, and walks its labels in time order with two pointers per window,
+so every event enters and leaves each window once; each feature is then a Spark expression over
+the statistics' columns, as on Dask.
 
-Why the explicit sort: Spark recomputes a sliding frame's sum from its buffer, in the buffer's
-order, which is the sorted input order. Sorting ties on time by the values themselves makes
-that order (hence every floating-point sum) deterministic and equal to the Dask compiler's,
-which adds the same values in the same order.
+Why the JVM and not Spark's window functions: a sliding ``rangeBetween`` frame re-folds its
+buffer, quadratic on a skewed entity; and Spark's ``sortWithinPartitions`` alone cost more than
+the kernel's grouping and sorting of primitive arrays. Why not a UDF or ``applyInArrow``: rows
+would leave the JVM (Arrow, a Python worker) or become boxed ``Row`` objects; the kernel reads
+Catalyst's rows by ordinal, as MOJO scoring does. The cost is that a partition is held in
+memory (primitive arrays, copies of the label rows) while it is grouped.
+
+Sums are exact: the real sum of the window's values correctly rounded once (as ``math.fsum``),
+so they depend neither on the order events arrive in nor on the engine. Only ``std`` folds
+values in order (Welford's update, as ``stddev_samp``): events at equal times are ordered by
+value (``Plan.sort_inputs``). The parity tests hold Spark, Dask and DuckDB to the same values.
 """
 
 from __future__ import annotations

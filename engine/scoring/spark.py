@@ -44,7 +44,8 @@ def column_kind(data_type: T.DataType) -> ColumnKind:
 
 
 def scorer_class(spark: SparkSession, class_name: str = SCORER_CLASS):
-    """The Java scorer class in the session's driver JVM.
+    """A Java class of the scoring jar (the MOJO scorer, or the feature kernel of
+    ``engine.features.spark``) in the session's driver JVM.
 
     Raises ``EnvironmentProblem`` when it is not on the classpath (the jar was not built, or the
     session was started without it).
@@ -54,7 +55,7 @@ def scorer_class(spark: SparkSession, class_name: str = SCORER_CLASS):
         spark._jvm.java.lang.Class.forName(class_name, True, loader)
     except Exception as exc:  # noqa: BLE001 - py4j surfaces ClassNotFoundException as a generic error
         raise EnvironmentProblem(
-            f"the MOJO scoring class {class_name} is not on Spark's classpath; run `make setup` to "
+            f"the lakescore Java class {class_name} is not on Spark's classpath; run `make setup` to "
             "build build/jars/lakescore-scorer.jar, then start Spark through "
             "engine.session.spark_session or ./spark-submit.sh so the jar is passed; a session "
             "started elsewhere (a notebook's) needs both jars of engine.scoring.jars.scorer_jars() "
