@@ -315,13 +315,13 @@ public final class FeatureWindows {
                         return out;
                     }
                     int at = part.labelOrder[label++];
-                    long t = part.time[at];
+                    long t = part.labelTime[at];
                     while (event < eventEnd) {
-                        long e = part.time[part.eventOrder[event]];
+                        long e = part.eventTime[part.eventOrder[event]];
                         if (e > t || e == t && !plan.inclusive) break;
                         entity.append(part, part.eventOrder[event++]);
                     }
-                    entity.emit(part.labels[at], t, false, out);
+                    entity.emit(part.labelRows[at], t, false, out);
                     return out;
                 }
             };
@@ -341,7 +341,12 @@ public final class FeatureWindows {
         /** Labels with a null key or time: their window is empty. */
         final List<InternalRow> noEntity = new ArrayList<>();
         int entities;
+        /** After {@link #group}: per entity e, its events are eventOrder[eventStart[e], eventStart[e + 1])
+         * (positions in eventTime and eventInputs, in their order), its labels likewise. */
         int[] eventStart, labelStart, eventOrder, labelOrder;
+        long[] eventTime, labelTime;
+        Input[] eventInputs;
+        InternalRow[] labelRows;
 
         Partition(Plan plan) {
             this.plan = plan;
@@ -405,21 +410,41 @@ public final class FeatureWindows {
                 if (isEvent[r]) eventOrder[nextEvent[entity[r]]++] = r;
                 else labelOrder[nextLabel[entity[r]]++] = r;
             }
-            int[] scratch = new int[Math.max(events, size - events)];
-            IndexOrder byTime = (a, b) -> Long.compare(time[a], time[b]);
-            IndexOrder eventsOrder = byTime;
+            // Each entity's rows gathered together once, so that sorting and walking an entity
+            // touch nearby memory rather than the whole partition's arrays.
+            eventTime = new long[events];
+            eventInputs = new Input[inputs.length];
+            for (int k = 0; k < events; k++) eventTime[k] = time[eventOrder[k]];
+            for (int i = 0; i < inputs.length; i++) eventInputs[i] = inputs[i].gather(eventOrder, events);
+            labelTime = new long[size - events];
+            labelRows = new InternalRow[size - events];
+            for (int k = 0; k < labelTime.length; k++) {
+                labelTime[k] = time[labelOrder[k]];
+                labelRows[k] = labels[labelOrder[k]];
+            }
+            time = null;
+            labels = null;
+            entity = null;
+            isEvent = null;
+            Arrays.fill(inputs, null);
+            for (int k = 0; k < events; k++) eventOrder[k] = k;
+            for (int k = 0; k < labelOrder.length; k++) labelOrder[k] = k;
+            int[] scratch = new int[Math.max(events, labelOrder.length)];
+            long[] et = eventTime, lt = labelTime;
+            IndexOrder eventsOrder = (a, b) -> Long.compare(et[a], et[b]);
             if (plan.order.length > 0) {
                 double[][] values = new double[plan.order.length][];
-                for (int k = 0; k < values.length; k++) values[k] = inputs[plan.order[k]].doubles;
+                for (int k = 0; k < values.length; k++) values[k] = eventInputs[plan.order[k]].doubles;
                 eventsOrder = (a, b) -> {
-                    int c = Long.compare(time[a], time[b]);
+                    int c = Long.compare(et[a], et[b]);
                     for (int k = 0; c == 0 && k < values.length; k++) c = ascendingNullsLast(values[k][a], values[k][b]);
                     return c;
                 };
             }
+            IndexOrder labelsOrder = (a, b) -> Long.compare(lt[a], lt[b]);
             for (int e = 0; e < entities; e++) {
                 sort(eventOrder, eventStart[e], eventStart[e + 1], eventsOrder, scratch);
-                sort(labelOrder, labelStart[e], labelStart[e + 1], byTime, scratch);
+                sort(labelOrder, labelStart[e], labelStart[e + 1], labelsOrder, scratch);
             }
         }
     }
@@ -572,15 +597,15 @@ public final class FeatureWindows {
             for (Frame frame : frames) frame.reset();
         }
 
-        /** Appends the partition's event {@code r}: the next in (time, std values) order. */
+        /** Appends the partition's (gathered) event {@code r}: the next in (time, std values) order. */
         void append(Partition part, int r) {
             if (size == time.length) {
                 time = Arrays.copyOf(time, size * 2);
                 for (Input input : inputs) input.grow(size * 2);
             }
-            long t = part.time[r];
+            long t = part.eventTime[r];
             time[size] = t;
-            for (int i = 0; i < inputs.length; i++) inputs[i].append(size, part.inputs[i], r, t);
+            for (int i = 0; i < inputs.length; i++) inputs[i].append(size, part.eventInputs[i], r, t);
             size++;
         }
 
@@ -707,6 +732,23 @@ public final class FeatureWindows {
                 default:
                     objects[i] = row.isNullAt(o) ? null : readObject(row, o, type);
             }
+        }
+
+        /** Slots {@code order[0, n)} of this input, in that order. */
+        Input gather(int[] order, int n) {
+            Input out = new Input(storage, Math.max(n, 1), false);
+            for (int k = 0; k < n; k++) {
+                int r = order[k];
+                switch (storage) {
+                    case DOUBLE: out.doubles[k] = doubles[r]; break;
+                    case LONG:
+                        out.nulls[k] = nulls[r];
+                        out.longs[k] = longs[r];
+                        break;
+                    default: out.objects[k] = objects[r];
+                }
+            }
+            return out;
         }
 
         /** Appends {@code from}'s slot {@code r}, an event at time {@code t}, as slot {@code i}. */
