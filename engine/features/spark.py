@@ -1,12 +1,13 @@
 """Spark compiler of a ``FeatureSet``: the point-in-time join as one pass per partition in the
 executors' JVMs (``ai.lakescore.FeatureWindows``, built into the scoring jar).
 
-Label (spine) rows and event rows, the events reduced to keys, time in microseconds and the
-plan's prepared inputs (``engine.features.plan``), are unioned and hash-partitioned by the entity
-keys: one shuffle, no collect, no join. The kernel then groups each partition by entity, sorts
-each entity's events by time, and walks its labels in time order with two pointers per window,
-so every event enters and leaves each window once; each feature is then a Spark expression over
-the statistics' columns, as on Dask.
+Event rows, reduced to keys, time in microseconds and the plan's prepared inputs
+(``engine.features.plan``), and label (spine) rows are each hash-partitioned by the entity keys
+into as many partitions: two shuffles of narrow rows, no collect, no join. The kernel zips them
+partition by partition, groups each partition by entity, sorts each entity's events by time,
+and walks its labels in time order with two pointers per window, so every event enters and
+leaves each window once; each feature is then a Spark expression over the statistics'
+columns, as on Dask.
 
 Why the JVM and not Spark's window functions: a sliding ``rangeBetween`` frame re-folds its
 buffer, quadratic on a skewed entity; and Spark's ``sortWithinPartitions`` alone cost more than
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 _PREFIX = PREFIX
 _TIME = AS_OF_MICROS
-_IS_EVENT = _PREFIX + "is_event"
 
 
 def spark_kind(data_type: DataType) -> str:
@@ -76,13 +76,12 @@ KERNEL_CLASS = "ai.lakescore.FeatureWindows"
 
 
 def kernel_config(plan: Plan, keys: list[str], spine_columns: list[str]) -> str:
-    """The JSON ``FeatureWindows.compute`` reads: which columns are keys, time, flag and
-    inputs, which statistics to compute, in which order events at equal times come, whether a
+    """The JSON ``FeatureWindows.compute`` reads: which columns are keys, time and inputs, which statistics to compute, in which order events at equal times come, whether a
     label's own time is in its windows, and which spine columns to output."""
     import json
 
     return json.dumps({
-        "keys": keys, "time": _TIME, "event": _IS_EVENT, "spine": spine_columns,
+        "keys": keys, "time": _TIME, "spine": spine_columns,
         "inclusive": plan.fs.inclusive, "order": plan.sort_inputs,
         "inputs": [{"name": item.name(i), "numeric": item.numeric} for i, item in enumerate(plan.inputs)],
         "stats": [{"name": s.name, "kind": s.kind, "input": s.input, "micros": s.micros} for s in plan.stats],
@@ -141,16 +140,20 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
     present = F.col(fs.timestamp).isNotNull()
     for key in keys:
         present = present & F.col(key).isNotNull()
+    # Both sides' keys in one type (as a union would widen them), so equal keys hash alike.
+    common = spine.select(*keys).unionByName(events.select(*keys)).schema
+    key_column = {key: F.col(key).cast(common[key].dataType).alias(key) for key in keys}
     event_rows = events.where(present).select(
-        *keys, _micros(fs.timestamp).alias(_TIME), F.lit(1).alias(_IS_EVENT), *prepared)
-    spine_rows = spine.withColumn(_TIME, _micros(fs.as_of))
-    rows = spine_rows.unionByName(event_rows, allowMissingColumns=True)
-    # An explicit count: adaptive execution would coalesce a small shuffle into fewer
-    # partitions than cores (3 tasks on 2 cores take two rounds).
+        *key_column.values(), _micros(fs.timestamp).alias(_TIME), *prepared)
+    label_rows = spine.select(*(key_column.get(c, F.col(c)) for c in spine.columns),
+                              _micros(fs.as_of).alias(_TIME))
+    # Two co-partitioned shuffles of narrow rows, zipped by the kernel. An explicit count:
+    # adaptive execution would coalesce a small shuffle into fewer partitions than cores (3
+    # tasks on 2 cores take two rounds), and both sides must have the same count.
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    by_entity = rows.repartition(partitions, *keys)
-    windowed = SparkFrame(kernel.compute(by_entity._jdf, kernel_config(plan, keys, [*spine.columns, _TIME])),
-                          spark)
+    windowed = SparkFrame(kernel.compute(
+        event_rows.repartition(partitions, *keys)._jdf, label_rows.repartition(partitions, *keys)._jdf,
+        kernel_config(plan, keys, [*spine.columns, _TIME])), spark)
 
     raw = plan.raw_last_kinds()
 

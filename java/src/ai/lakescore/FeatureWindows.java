@@ -2,7 +2,7 @@ package ai.lakescore;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import org.apache.spark.api.java.function.FlatMapFunction;
+import org.apache.spark.api.java.function.FlatMapFunction2;
 import org.apache.spark.rdd.RDD;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
@@ -41,8 +41,9 @@ import java.util.NoSuchElementException;
  * The point-in-time windowed statistics of {@code engine.features.spark}, as one pass per
  * partition inside the executors' JVMs.
  *
- * <p>The input is the union of label rows and event rows, hash-partitioned by the entity keys.
- * Each partition is read once into primitive columns (events) and row copies (labels), grouped
+ * <p>The inputs are event rows and label rows, each hash-partitioned by the entity keys into as
+ * many partitions (two shuffles of narrow rows, rather than one of their wider union), zipped
+ * partition by partition. Each partition is read once into primitive columns (events) and row copies (labels), grouped
  * by entity with a counting sort on dense entity ids, and each entity's events are sorted by
  * (time, the values {@code std} folds, ascending, nulls last), its labels by time. Walking the
  * labels in time order, the events up to each label's window end (its time, excluded unless
@@ -75,20 +76,28 @@ public final class FeatureWindows {
      * columns, then one nullable column per statistic named as given: double, except {@code last}
      * of a raw input, which keeps the input column's type.
      *
-     * @param partitioned label and event rows, hash-partitioned by the entity keys
-     * @param config JSON: {@code keys} (column names), {@code time} (long µs), {@code event}
-     *               (non-null on event rows), {@code spine} (columns to output), {@code inputs}
+     * @param events event rows (keys, time, inputs), hash-partitioned by the entity keys
+     * @param labels label rows (spine columns and time), partitioned as {@code events}: the
+     *               same key types, the same number of partitions
+     * @param config JSON: {@code keys} (column names), {@code time} (long µs), {@code spine}
+     *               (label columns to output), {@code inputs}
      *               ({@code [{"name", "numeric"}]}), {@code stats}
      *               ({@code [{"name", "kind", "input", "micros"}]}), {@code inclusive} (events at
      *               a label's time are in its windows), {@code order} (inputs ordering events at
      *               equal times)
      */
-    public static Dataset<Row> compute(Dataset<Row> partitioned, String config) {
-        org.apache.spark.sql.classic.Dataset<Row> classic = (org.apache.spark.sql.classic.Dataset<Row>) partitioned;
-        Plan plan = new Plan(classic.schema(), config);
-        RDD<InternalRow> rows = classic.queryExecution().toRdd();
-        RDD<InternalRow> out = rows.toJavaRDD().mapPartitions(new Pass(plan), true).rdd();
-        return classic.sparkSession().internalCreateDataFrame(out, plan.output, false);
+    public static Dataset<Row> compute(Dataset<Row> events, Dataset<Row> labels, String config) {
+        org.apache.spark.sql.classic.Dataset<Row> ev = (org.apache.spark.sql.classic.Dataset<Row>) events;
+        org.apache.spark.sql.classic.Dataset<Row> lb = (org.apache.spark.sql.classic.Dataset<Row>) labels;
+        Plan plan = new Plan(ev.schema(), lb.schema(), config);
+        RDD<InternalRow> eventRows = ev.queryExecution().toRdd();
+        RDD<InternalRow> labelRows = lb.queryExecution().toRdd();
+        if (eventRows.getNumPartitions() != labelRows.getNumPartitions()) {
+            throw new IllegalArgumentException("events in " + eventRows.getNumPartitions()
+                + " partitions but labels in " + labelRows.getNumPartitions() + "; partition both alike");
+        }
+        RDD<InternalRow> out = eventRows.toJavaRDD().zipPartitions(labelRows.toJavaRDD(), new Pass(plan)).rdd();
+        return ev.sparkSession().internalCreateDataFrame(out, plan.output, false);
     }
 
     // --- values: how a column is held ---------------------------------------------------------
@@ -158,7 +167,8 @@ public final class FeatureWindows {
         private static final long serialVersionUID = 1L;
         final int[] keyAt;
         final DataType[] keyType;
-        final int timeAt, eventAt;
+        final int[] labelKeyAt;
+        final int timeAt, labelTimeAt;
         final int[] spineAt;
         final DataType[] spineType;
         final int[] inputAt;
@@ -176,7 +186,7 @@ public final class FeatureWindows {
         final boolean[] frameSum, frameMin, frameMax, frameDistinct;
         final StructType output;
 
-        Plan(StructType schema, String config) {
+        Plan(StructType schema, StructType labels, String config) {
             JsonNode c;
             try {
                 c = new ObjectMapper().readTree(config);
@@ -186,12 +196,20 @@ public final class FeatureWindows {
             Map<String, Integer> position = new HashMap<>();
             String[] names = schema.fieldNames();
             for (int i = 0; i < names.length; i++) position.putIfAbsent(names[i], i);
+            Map<String, Integer> labelPosition = new HashMap<>();
+            String[] labelNames = labels.fieldNames();
+            for (int i = 0; i < labelNames.length; i++) labelPosition.putIfAbsent(labelNames[i], i);
             keyAt = ordinals(c.get("keys"), position);
             keyType = types(keyAt, schema);
+            labelKeyAt = ordinals(c.get("keys"), labelPosition);
+            if (!Arrays.equals(keyType, types(labelKeyAt, labels))) {
+                throw new IllegalArgumentException("entity keys typed " + Arrays.toString(keyType) + " in the events but "
+                    + Arrays.toString(types(labelKeyAt, labels)) + " in the labels; cast them alike");
+            }
             timeAt = ordinal(c.get("time").asText(), position);
-            eventAt = ordinal(c.get("event").asText(), position);
-            spineAt = ordinals(c.get("spine"), position);
-            spineType = types(spineAt, schema);
+            labelTimeAt = ordinal(c.get("time").asText(), labelPosition);
+            spineAt = ordinals(c.get("spine"), labelPosition);
+            spineType = types(spineAt, labels);
             JsonNode inputs = c.get("inputs");
             inputAt = new int[inputs.size()];
             numeric = new boolean[inputs.size()];
@@ -212,7 +230,7 @@ public final class FeatureWindows {
             statInput = new int[n];
             statFrame = new int[n];
             List<StructField> fields = new ArrayList<>();
-            for (int at : spineAt) fields.add(schema.fields()[at]);
+            for (int at : spineAt) fields.add(labels.fields()[at]);
             Map<String, Integer> frames = new LinkedHashMap<>();
             for (int s = 0; s < n; s++) {
                 JsonNode stat = stats.get(s);
@@ -273,7 +291,7 @@ public final class FeatureWindows {
      * time order, appending the events up to each label's window end to the entity's buffer.
      * The partition is held in memory once, as primitive arrays and copies of the label rows.
      */
-    static final class Pass implements FlatMapFunction<Iterator<InternalRow>, InternalRow> {
+    static final class Pass implements FlatMapFunction2<Iterator<InternalRow>, Iterator<InternalRow>, InternalRow> {
         private static final long serialVersionUID = 1L;
         private final Plan plan;
 
@@ -282,9 +300,10 @@ public final class FeatureWindows {
         }
 
         @Override
-        public Iterator<InternalRow> call(Iterator<InternalRow> rows) {
+        public Iterator<InternalRow> call(Iterator<InternalRow> events, Iterator<InternalRow> labels) {
             Partition part = new Partition(plan);
-            while (rows.hasNext()) part.add(rows.next());
+            while (events.hasNext()) part.addEvent(events.next());
+            while (labels.hasNext()) part.addLabel(labels.next());
             part.group();
             Entity entity = new Entity(plan);
             SpecificInternalRow out = new SpecificInternalRow(plan.output);
@@ -355,14 +374,25 @@ public final class FeatureWindows {
             for (int i = 0; i < inputs.length; i++) inputs[i] = new Input(plan.inputStorage[i], time.length, false);
         }
 
-        void add(InternalRow row) {
-            boolean event = !row.isNullAt(plan.eventAt);
-            int id = ids.id(row);
-            boolean noTime = row.isNullAt(plan.timeAt);
-            if (id < 0 || noTime) {
-                if (!event) noEntity.add(row.copy());
+        void addEvent(InternalRow row) {
+            int id = ids.id(row, plan.keyAt);
+            if (id < 0 || row.isNullAt(plan.timeAt)) return;
+            int r = next(id, row.getLong(plan.timeAt), true);
+            for (int i = 0; i < inputs.length; i++) {
+                inputs[i].read(r, row, plan.inputAt[i], plan.inputType[i], plan.numeric[i]);
+            }
+        }
+
+        void addLabel(InternalRow row) {
+            int id = ids.id(row, plan.labelKeyAt);
+            if (id < 0 || row.isNullAt(plan.labelTimeAt)) {
+                noEntity.add(row.copy());
                 return;
             }
+            labels[next(id, row.getLong(plan.labelTimeAt), false)] = row.copy();
+        }
+
+        private int next(int id, long t, boolean event) {
             if (size == time.length) {
                 int capacity = size * 2;
                 time = Arrays.copyOf(time, capacity);
@@ -371,17 +401,10 @@ public final class FeatureWindows {
                 labels = Arrays.copyOf(labels, capacity);
                 for (Input input : inputs) input.grow(capacity);
             }
-            time[size] = row.getLong(plan.timeAt);
+            time[size] = t;
             entity[size] = id;
             isEvent[size] = event;
-            if (event) {
-                for (int i = 0; i < inputs.length; i++) {
-                    inputs[i].read(size, row, plan.inputAt[i], plan.inputType[i], plan.numeric[i]);
-                }
-            } else {
-                labels[size] = row.copy();
-            }
-            size++;
+            return size++;
         }
 
         /** Counting sort by entity, then each entity's events and labels in their order. */
@@ -487,7 +510,6 @@ public final class FeatureWindows {
 
     /** Dense ids of the partition's entities (-1 for a null key); a single long key unboxed. */
     static final class EntityIds {
-        private final int[] at;
         private final DataType[] type;
         private final int[] storage;
         private final boolean singleLong;
@@ -497,11 +519,10 @@ public final class FeatureWindows {
         private int count;
 
         EntityIds(Plan plan) {
-            at = plan.keyAt;
             type = plan.keyType;
-            storage = new int[at.length];
-            for (int i = 0; i < at.length; i++) storage[i] = storage(type[i]);
-            singleLong = at.length == 1 && storage[0] == LONG;
+            storage = new int[type.length];
+            for (int i = 0; i < type.length; i++) storage[i] = storage(type[i]);
+            singleLong = type.length == 1 && storage[0] == LONG;
             Arrays.fill(slotId, -1);
         }
 
@@ -509,15 +530,16 @@ public final class FeatureWindows {
             return count;
         }
 
-        int id(InternalRow row) {
+        /** The id of the entity of {@code row}, whose keys are at {@code at}. */
+        int id(InternalRow row, int[] at) {
             for (int o : at) if (row.isNullAt(o)) return -1;
             if (singleLong) return longId(readLong(row, at[0], type[0]));
             Object key;
             if (at.length == 1) {
-                key = value(row, 0);
+                key = value(row, at[0], 0);
             } else {
                 Object[] values = new Object[at.length];
-                for (int i = 0; i < at.length; i++) values[i] = value(row, i);
+                for (int i = 0; i < at.length; i++) values[i] = value(row, at[i], i);
                 key = Arrays.asList(values);
             }
             Integer id = byValue.get(key);
@@ -528,11 +550,11 @@ public final class FeatureWindows {
             return id;
         }
 
-        private Object value(InternalRow row, int i) {
+        private Object value(InternalRow row, int o, int i) {
             switch (storage[i]) {
-                case LONG: return readLong(row, at[i], type[i]);
-                case DOUBLE: return readDouble(row, at[i], type[i]);
-                default: return readObject(row, at[i], type[i]);
+                case LONG: return readLong(row, o, type[i]);
+                case DOUBLE: return readDouble(row, o, type[i]);
+                default: return readObject(row, o, type[i]);
             }
         }
 
