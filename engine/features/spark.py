@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from engine.errors import SchemaMismatch
 from engine.features.definitions import FeatureSet, check_inputs, event_kinds
-from engine.features.plan import AS_OF_MICROS, PREFIX, Plan
+from engine.features.plan import AS_OF_MICROS, PREFIX, Input, Plan
 from engine.features.spark_expressions import spark_input, to_spark
 
 if TYPE_CHECKING:
@@ -75,6 +75,10 @@ def _micros(column: str) -> Column:
 KERNEL_CLASS = "ai.lakescore.FeatureWindows"
 
 
+def _every_event(item: Input) -> bool:
+    return item.column is None and item.where is None
+
+
 def kernel_config(plan: Plan, keys: list[str], spine_columns: list[str]) -> str:
     """The JSON ``FeatureWindows.compute`` reads: which columns are keys, time and inputs, which statistics to compute, in which order events at equal times come, whether a
     label's own time is in its windows, and which spine columns to output."""
@@ -83,7 +87,8 @@ def kernel_config(plan: Plan, keys: list[str], spine_columns: list[str]) -> str:
     return json.dumps({
         "keys": keys, "time": _TIME, "spine": spine_columns,
         "inclusive": plan.fs.inclusive, "order": plan.sort_inputs,
-        "inputs": [{"name": item.name(i), "numeric": item.numeric} for i, item in enumerate(plan.inputs)],
+        "inputs": [{"name": None if _every_event(item) else item.name(i), "numeric": item.numeric}
+                   for i, item in enumerate(plan.inputs)],
         "stats": [{"name": s.name, "kind": s.kind, "input": s.input, "micros": s.micros} for s in plan.stats],
     })
 
@@ -132,6 +137,8 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
 
     prepared = []
     for i, item in enumerate(plan.inputs):
+        if _every_event(item):
+            continue  # 1 for every event: the kernel knows, no column to shuffle
         value = F.lit(1) if item.column is None else event_value(item.column, item.numeric)
         if item.where is not None:
             value = F.when(to_spark(item.where.tree, event_column, kinds), value)

@@ -81,7 +81,7 @@ public final class FeatureWindows {
      *               same key types, the same number of partitions
      * @param config JSON: {@code keys} (column names), {@code time} (long µs), {@code spine}
      *               (label columns to output), {@code inputs}
-     *               ({@code [{"name", "numeric"}]}), {@code stats}
+     *               ({@code [{"name", "numeric"}]}, a null name: 1.0 for every event), {@code stats}
      *               ({@code [{"name", "kind", "input", "micros"}]}), {@code inclusive} (events at
      *               a label's time are in its windows), {@code order} (inputs ordering events at
      *               equal times)
@@ -162,6 +162,9 @@ public final class FeatureWindows {
     static final int COUNT = 0, SUM = 1, MIN = 2, MAX = 3, STD = 4, LAST = 5, LAST_TIME = 6, DISTINCT = 7;
     static final List<String> KINDS = Arrays.asList("count", "sum", "min", "max", "std", "last", "last_time", "distinct");
 
+    /** The ordinal of an input with no column: 1.0 for every event (the plain event count's). */
+    static final int EVERY_EVENT = -1;
+
     /** The configuration bound to the input schema: ordinals, types and the output schema. */
     static final class Plan implements Serializable {
         private static final long serialVersionUID = 1L;
@@ -214,10 +217,14 @@ public final class FeatureWindows {
             inputAt = new int[inputs.size()];
             numeric = new boolean[inputs.size()];
             for (int i = 0; i < inputAt.length; i++) {
-                inputAt[i] = ordinal(inputs.get(i).get("name").asText(), position);
+                JsonNode name = inputs.get(i).get("name");
+                inputAt[i] = name.isNull() ? EVERY_EVENT : ordinal(name.asText(), position);
                 numeric[i] = inputs.get(i).get("numeric").asBoolean();
             }
-            inputType = types(inputAt, schema);
+            inputType = new DataType[inputAt.length];
+            for (int i = 0; i < inputAt.length; i++) {
+                inputType[i] = inputAt[i] == EVERY_EVENT ? DataTypes.DoubleType : schema.fields()[inputAt[i]].dataType();
+            }
             inputStorage = new int[inputAt.length];
             for (int i = 0; i < inputAt.length; i++) inputStorage[i] = numeric[i] ? DOUBLE : storage(inputType[i]);
             inclusive = c.get("inclusive").asBoolean();
@@ -742,6 +749,10 @@ public final class FeatureWindows {
         /** Reads slot {@code i} from {@code row}'s column {@code o}: numeric inputs as doubles,
          * NaN for null. */
         void read(int i, InternalRow row, int o, DataType type, boolean numeric) {
+            if (o == EVERY_EVENT) {
+                doubles[i] = 1.0;
+                return;
+            }
             switch (storage) {
                 case DOUBLE:
                     doubles[i] = numeric ? readNumber(row, o, type)
