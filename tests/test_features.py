@@ -340,6 +340,22 @@ def test_event_exactly_at_window_start_is_included(compute):
     assert_matches_reference(got, fs, ev, sp)
 
 
+def test_a_skewed_entity_matches_the_reference(compute):
+    """One entity with most of the events and labels (the per-entity buffers and the
+    partition's arrays grow while its rows are read) next to a few quiet ones."""
+    rng = np.random.default_rng(17)
+    hot, quiet = 3000, 300
+    entity = np.concatenate([np.zeros(hot, dtype="int64"), rng.integers(1, 40, quiet)])
+    hours = rng.integers(0, 24 * 30, hot + quiet)
+    amounts = np.round(rng.lognormal(3, 2, hot + quiet), 2)
+    amounts[rng.random(hot + quiet) < 0.05] = np.nan
+    ev = events_frame(list(zip(entity, T0 + pd.to_timedelta(hours, unit="h"), amounts)))
+    at = T0 + pd.to_timedelta(rng.integers(0, 24 * 31, 2000), unit="h")
+    sp = spine_frame(list(zip(np.where(rng.random(2000) < 0.9, 0, rng.integers(1, 40, 2000)), at)))
+    fs = load_feature_set(SMALL)
+    assert_matches_reference(compute(fs, ev, sp), fs, ev, sp)
+
+
 def test_ties_at_the_same_timestamp_are_all_counted(compute):
     fs = load_feature_set(SMALL)
     at = T0 - pd.Timedelta(hours=5)

@@ -396,7 +396,8 @@ public final class FeatureWindows {
                 noEntity.add(row.copy());
                 return;
             }
-            labels[next(id, row.getLong(plan.labelTimeAt), false)] = row.copy();
+            int r = next(id, row.getLong(plan.labelTimeAt), false);  // may grow labels
+            labels[r] = row.copy();
         }
 
         private int next(int id, long t, boolean event) {
