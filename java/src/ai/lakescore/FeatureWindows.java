@@ -354,16 +354,18 @@ public final class FeatureWindows {
         }
     }
 
-    /** A partition's rows: entity ids and times of all, input values of events, label copies. */
+    /** A partition's rows: entity ids, times and input values of the events, entity ids, times
+     * and copies of the labels. */
     static final class Partition {
         private final Plan plan;
         private final EntityIds ids;
-        int size;
-        long[] time = new long[4096];
-        int[] entity = new int[4096];
-        boolean[] isEvent = new boolean[4096];
-        InternalRow[] labels = new InternalRow[4096];
-        final Input[] inputs;
+        private int events, labelCount;
+        private long[] time = new long[4096];
+        private int[] entity = new int[4096];
+        private Input[] inputs;
+        private long[] labelTimes = new long[1024];
+        private int[] labelEntity = new int[1024];
+        private InternalRow[] labels = new InternalRow[1024];
         /** Labels with a null key or time: their window is empty. */
         final List<InternalRow> noEntity = new ArrayList<>();
         int entities;
@@ -384,10 +386,18 @@ public final class FeatureWindows {
         void addEvent(InternalRow row) {
             int id = ids.id(row, plan.keyAt);
             if (id < 0 || row.isNullAt(plan.timeAt)) return;
-            int r = next(id, row.getLong(plan.timeAt), true);
-            for (int i = 0; i < inputs.length; i++) {
-                inputs[i].read(r, row, plan.inputAt[i], plan.inputType[i], plan.numeric[i]);
+            if (events == time.length) {
+                int capacity = events * 2;
+                time = Arrays.copyOf(time, capacity);
+                entity = Arrays.copyOf(entity, capacity);
+                for (Input input : inputs) input.grow(capacity);
             }
+            time[events] = row.getLong(plan.timeAt);
+            entity[events] = id;
+            for (int i = 0; i < inputs.length; i++) {
+                inputs[i].read(events, row, plan.inputAt[i], plan.inputType[i], plan.numeric[i]);
+            }
+            events++;
         }
 
         void addLabel(InternalRow row) {
@@ -396,71 +406,46 @@ public final class FeatureWindows {
                 noEntity.add(row.copy());
                 return;
             }
-            int r = next(id, row.getLong(plan.labelTimeAt), false);  // may grow labels
-            labels[r] = row.copy();
-        }
-
-        private int next(int id, long t, boolean event) {
-            if (size == time.length) {
-                int capacity = size * 2;
-                time = Arrays.copyOf(time, capacity);
-                entity = Arrays.copyOf(entity, capacity);
-                isEvent = Arrays.copyOf(isEvent, capacity);
+            if (labelCount == labels.length) {
+                int capacity = labelCount * 2;
+                labelTimes = Arrays.copyOf(labelTimes, capacity);
+                labelEntity = Arrays.copyOf(labelEntity, capacity);
                 labels = Arrays.copyOf(labels, capacity);
-                for (Input input : inputs) input.grow(capacity);
             }
-            time[size] = t;
-            entity[size] = id;
-            isEvent[size] = event;
-            return size++;
+            labelTimes[labelCount] = row.getLong(plan.labelTimeAt);
+            labelEntity[labelCount] = id;
+            labels[labelCount] = row.copy();
+            labelCount++;
         }
 
         /** Counting sort by entity, then each entity's events and labels in their order. */
         void group() {
             entities = ids.count();
-            eventStart = new int[entities + 1];
-            labelStart = new int[entities + 1];
-            int events = 0;
-            for (int r = 0; r < size; r++) {
-                if (isEvent[r]) {
-                    eventStart[entity[r] + 1]++;
-                    events++;
-                } else {
-                    labelStart[entity[r] + 1]++;
-                }
-            }
-            for (int e = 0; e < entities; e++) {
-                eventStart[e + 1] += eventStart[e];
-                labelStart[e + 1] += labelStart[e];
-            }
-            eventOrder = new int[events];
-            labelOrder = new int[size - events];
-            int[] nextEvent = Arrays.copyOf(eventStart, entities);
-            int[] nextLabel = Arrays.copyOf(labelStart, entities);
-            for (int r = 0; r < size; r++) {
-                if (isEvent[r]) eventOrder[nextEvent[entity[r]]++] = r;
-                else labelOrder[nextLabel[entity[r]]++] = r;
-            }
+            eventStart = starts(entity, events);
+            labelStart = starts(labelEntity, labelCount);
+            eventOrder = byEntity(entity, events, eventStart);
+            labelOrder = byEntity(labelEntity, labelCount, labelStart);
             // Each entity's rows gathered together once, so that sorting and walking an entity
             // touch nearby memory rather than the whole partition's arrays.
             eventTime = new long[events];
-            eventInputs = new Input[inputs.length];
             for (int k = 0; k < events; k++) eventTime[k] = time[eventOrder[k]];
+            eventInputs = new Input[inputs.length];
             for (int i = 0; i < inputs.length; i++) eventInputs[i] = inputs[i].gather(eventOrder, events);
-            labelTime = new long[size - events];
-            labelRows = new InternalRow[size - events];
-            for (int k = 0; k < labelTime.length; k++) {
-                labelTime[k] = time[labelOrder[k]];
+            labelTime = new long[labelCount];
+            labelRows = new InternalRow[labelCount];
+            for (int k = 0; k < labelCount; k++) {
+                labelTime[k] = labelTimes[labelOrder[k]];
                 labelRows[k] = labels[labelOrder[k]];
             }
             time = null;
-            labels = null;
             entity = null;
-            isEvent = null;
-            Arrays.fill(inputs, null);
+            inputs = null;
+            labelTimes = null;
+            labelEntity = null;
+            labels = null;
             for (int k = 0; k < events; k++) eventOrder[k] = k;
-            for (int k = 0; k < labelOrder.length; k++) labelOrder[k] = k;
-            int[] scratch = new int[Math.max(events, labelOrder.length)];
+            for (int k = 0; k < labelCount; k++) labelOrder[k] = k;
+            int[] scratch = new int[Math.max(events, labelCount)];
             long[] et = eventTime, lt = labelTime;
             IndexOrder eventsOrder = (a, b) -> Long.compare(et[a], et[b]);
             if (plan.order.length > 0) {
@@ -477,6 +462,22 @@ public final class FeatureWindows {
                 sort(eventOrder, eventStart[e], eventStart[e + 1], eventsOrder, scratch);
                 sort(labelOrder, labelStart[e], labelStart[e + 1], labelsOrder, scratch);
             }
+        }
+
+        /** Where each entity's rows start in entity order, and the end, from rows' entity ids. */
+        private int[] starts(int[] ofRow, int n) {
+            int[] start = new int[entities + 1];
+            for (int r = 0; r < n; r++) start[ofRow[r] + 1]++;
+            for (int e = 0; e < entities; e++) start[e + 1] += start[e];
+            return start;
+        }
+
+        /** Row numbers grouped by entity, in their reading order within an entity. */
+        private int[] byEntity(int[] ofRow, int n, int[] start) {
+            int[] order = new int[n];
+            int[] next = Arrays.copyOf(start, entities);
+            for (int r = 0; r < n; r++) order[next[ofRow[r]]++] = r;
+            return order;
         }
     }
 
@@ -522,8 +523,8 @@ public final class FeatureWindows {
         private final int[] storage;
         private final boolean singleLong;
         private final HashMap<Object, Integer> byValue = new HashMap<>();
-        private long[] slotKey = new long[1 << 12];
-        private int[] slotId = new int[1 << 12];
+        /** Open addressing, key and id + 1 side by side (one cache line per probe); 0: empty. */
+        private long[] slots = new long[2 << 12];
         private int count;
 
         EntityIds(Plan plan) {
@@ -531,7 +532,6 @@ public final class FeatureWindows {
             storage = new int[type.length];
             for (int i = 0; i < type.length; i++) storage[i] = storage(type[i]);
             singleLong = type.length == 1 && storage[0] == LONG;
-            Arrays.fill(slotId, -1);
         }
 
         int count() {
@@ -566,33 +566,30 @@ public final class FeatureWindows {
             }
         }
 
-        /** Open addressing on the key's mixed bits; grows at half full. */
+        /** Grows at half full. */
         private int longId(long key) {
-            int mask = slotId.length - 1;
+            int mask = (slots.length >> 1) - 1;
             int slot = mix(key) & mask;
-            while (slotId[slot] >= 0) {
-                if (slotKey[slot] == key) return slotId[slot];
+            while (slots[2 * slot + 1] != 0) {
+                if (slots[2 * slot] == key) return (int) slots[2 * slot + 1] - 1;
                 slot = (slot + 1) & mask;
             }
-            slotKey[slot] = key;
-            slotId[slot] = count;
-            if (2 * (count + 1) > slotId.length) grow();
+            slots[2 * slot] = key;
+            slots[2 * slot + 1] = count + 1;
+            if (4 * (count + 1) > slots.length) grow();
             return count++;
         }
 
         private void grow() {
-            long[] oldKey = slotKey;
-            int[] oldId = slotId;
-            slotKey = new long[oldKey.length * 2];
-            slotId = new int[oldId.length * 2];
-            Arrays.fill(slotId, -1);
-            int mask = slotId.length - 1;
-            for (int s = 0; s < oldId.length; s++) {
-                if (oldId[s] < 0) continue;
-                int slot = mix(oldKey[s]) & mask;
-                while (slotId[slot] >= 0) slot = (slot + 1) & mask;
-                slotKey[slot] = oldKey[s];
-                slotId[slot] = oldId[s];
+            long[] old = slots;
+            slots = new long[old.length * 2];
+            int mask = (slots.length >> 1) - 1;
+            for (int s = 0; s < old.length; s += 2) {
+                if (old[s + 1] == 0) continue;
+                int slot = mix(old[s]) & mask;
+                while (slots[2 * slot + 1] != 0) slot = (slot + 1) & mask;
+                slots[2 * slot] = old[s];
+                slots[2 * slot + 1] = old[s + 1];
             }
         }
 
