@@ -76,12 +76,14 @@ KERNEL_CLASS = "ai.lakescore.FeatureWindows"
 
 
 def _every_event(item: Input) -> bool:
+    """The plain event indicator: 1 for every event, so the kernel needs no column for it."""
     return item.column is None and item.where is None
 
 
 def kernel_config(plan: Plan, keys: list[str], spine_columns: list[str]) -> str:
-    """The JSON ``FeatureWindows.compute`` reads: which columns are keys, time and inputs, which statistics to compute, in which order events at equal times come, whether a
-    label's own time is in its windows, and which spine columns to output."""
+    """The JSON ``FeatureWindows.compute`` reads: which columns are keys, time and inputs,
+    which statistics to compute, in which order events at equal times come, whether a label's
+    own time is in its windows, and which spine columns to output."""
     import json
 
     return json.dumps({
@@ -99,8 +101,9 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
     A feature of a spine row is computed over the events of the same entity with
     ``as_of - window <= event_time < as_of`` (see ``engine.features.definitions`` for filters,
     nulls, defaults and ttl). The spine's columns and types are kept; features are ``long``
-    (count, distinct_count) or ``double``. Lazy: nothing runs until the result is used (the
-    shuffle and sort feeding the kernel run when this is called, as for ``DataFrame.rdd``).
+    (count, distinct_count) or ``double``. Lazy: nothing runs until the result is used, but
+    the two shuffles feeding the kernel (one of events, one of spine rows) run when this is
+    called, as for ``DataFrame.rdd``.
     Raises ``DefinitionError`` / ``SchemaMismatch`` (from the schemas only) before any job runs,
     and ``EnvironmentProblem`` when the kernel's jar is not on the session's classpath.
     """
@@ -138,7 +141,7 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
     prepared = []
     for i, item in enumerate(plan.inputs):
         if _every_event(item):
-            continue  # 1 for every event: the kernel knows, no column to shuffle
+            continue
         value = F.lit(1) if item.column is None else event_value(item.column, item.numeric)
         if item.where is not None:
             value = F.when(to_spark(item.where.tree, event_column, kinds), value)
