@@ -6,7 +6,7 @@ with two algorithms) agree bit for bit only if they add in the same order, which
 fast algorithms (prefix sums, sliding windows, partial sums merged across partitions). The exact
 real sum, rounded once to the nearest double (ties to even), is one number whatever the order,
 and it is also the most accurate answer. The JVM kernel of the Spark engine computes the same
-number with a sliding accumulator (``java/src/ai/lakescore/FeatureWindows.java``).
+number with a sliding accumulator (``java/src/ai/lakescore/ExactSum.java``).
 
 How, vectorised with NumPy: every finite value is an integer mantissa times a power of two, so
 over a common base exponent each value is a (long) integer, held as base-2**30 digits in int64.
