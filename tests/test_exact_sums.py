@@ -37,6 +37,12 @@ def same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
 
 
+def slices_of(n: int):
+    """Up to 20 slices ``(start, end)`` of a list of ``n`` values, empty ones included."""
+    bounds = st.tuples(st.integers(0, n), st.integers(0, n)).map(lambda p: (min(p), max(p)))
+    return st.lists(bounds, min_size=1, max_size=20)
+
+
 def check(values: list[float], slices: list[tuple[int, int]]) -> None:
     sums = ExactWindowSums(np.array(values, dtype="float64"))
     lo = np.array([s[0] for s in slices], dtype="int64")
@@ -58,10 +64,7 @@ doubles = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(doubles, max_size=40), st.data())
 def test_every_slice_sum_is_the_exact_sum_correctly_rounded(values, data):
-    n = len(values)
-    slices = data.draw(st.lists(st.tuples(st.integers(0, n), st.integers(0, n)).map(lambda p: (min(p), max(p))),
-                                min_size=1, max_size=20))
-    check(values, slices)
+    check(values, data.draw(slices_of(len(values))))
 
 
 def test_halfway_cases_round_to_even_and_cancellation_is_exact():
@@ -105,10 +108,7 @@ whole_or_dyadic = st.one_of(st.integers(-10**9, 10**9).map(float),
 def test_whole_and_dyadic_values_take_plain_prefix_sums_with_the_same_bits(values, data):
     # Multiples of one power of two with a small total: float64 prefix sums are exact, so the
     # cheap path must give exactly the correctly rounded sums.
-    n = len(values)
-    slices = data.draw(st.lists(st.tuples(st.integers(0, n), st.integers(0, n)).map(lambda p: (min(p), max(p))),
-                                min_size=1, max_size=20))
-    check(values, slices)
+    check(values, data.draw(slices_of(len(values))))
     if any(not math.isnan(v) and v != 0 for v in values):
         assert ExactWindowSums(np.array(values, dtype="float64"))._float_prefix is not None
 
