@@ -19,11 +19,13 @@ warm-up on a small slice are reported apart; the timed region is read Parquet + 
 Parquet, ``--reps`` times (min and median):
 
   duckdb           one SQL range join with FILTERed aggregates (the reference), 2 threads
-  lakescore-spark  ``training_set_spark``
+  lakescore-spark  ``training_set_spark``: events and labels shuffled by entity and zipped, one pass
+                   per partition in the executors' JVMs (``ai.lakescore.FeatureWindows``)
   spark-window     union of labels and events, one window ``rangeBetween`` per window (the usual idiom)
   spark-arrow      both sides bucketed by an entity hash, ``cogroup().applyInArrow``: per bucket one
                    sort, NumPy prefix sums and ``searchsorted`` for each window's bounds
-  lakescore-dask   ``training_set_dask``
+  lakescore-dask   ``training_set_dask``: entity shuffle, per partition one sort by a packed
+                   (entity, time) key, prefix counts and exact prefix sums, binary searches
   dask-rolling     entity shuffle, pandas ``groupby().rolling(..., closed="left")`` (the usual idiom)
   dask-numpy       entity shuffle, the same NumPy kernel as spark-arrow per partition
   dask-asof        entity shuffle, pandas ``merge_asof`` on per-entity cumulative counts and sums
@@ -94,10 +96,10 @@ class Contender:
 
 CONTENDERS = {
     "duckdb": Contender("duckdb", "reference", "SQL range join + FILTERed aggregates"),
-    "lakescore-spark": Contender("spark", "lakescore", "training_set_spark"),
+    "lakescore-spark": Contender("spark", "lakescore", "training_set_spark: shuffle, one JVM pass, exact sums"),
     "spark-window": Contender("spark", "hand-written", "union + window rangeBetween (usual idiom)"),
     "spark-arrow": Contender("spark", "hand-written", "cogroup by entity hash, applyInArrow, NumPy prefix sums"),
-    "lakescore-dask": Contender("dask", "lakescore", "training_set_dask"),
+    "lakescore-dask": Contender("dask", "lakescore", "training_set_dask: shuffle, NumPy kernel, exact sums"),
     "dask-rolling": Contender("dask", "hand-written", "shuffle, pandas groupby-rolling (usual idiom)"),
     "dask-numpy": Contender("dask", "hand-written", "shuffle, NumPy prefix sums + searchsorted"),
     "dask-asof": Contender("dask", "hand-written", "shuffle, pandas merge_asof on cumulative sums"),
