@@ -54,7 +54,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (RESULTS_DIR, begin, fmt, header_lines, load_average,  # noqa: E402
+from bench.harness import (RESULTS_DIR, begin, engine_peaks_mib, fmt, header_lines, load_average,  # noqa: E402
                            markdown_table, report, run_child, spread, timed, write_results)
 
 WINDOWS = {"7d": 7, "30d": 30, "90d": 90}
@@ -438,7 +438,8 @@ def child(name: str, workdir: Path, reps: int) -> dict[str, Any]:
         times.append(timed(lambda: run(engine, workdir, out))[0])
         if rep:
             shutil.rmtree(workdir / f"out-{name}-{rep - 1}", ignore_errors=True)
-    return {"start_s": start_s, "warmup_s": warmup_s, "seconds": spread(times), "output": str(out)}
+    return {"start_s": start_s, "warmup_s": warmup_s, "seconds": spread(times), "output": str(out),
+            "peak_mib": engine_peaks_mib(CONTENDERS[name].engine, engine)}
 
 
 # --- comparison and summary --------------------------------------------------------------------
@@ -509,6 +510,18 @@ def summarize(results: dict, labels: int, events: int) -> dict:
     return engines
 
 
+def peaks_text(peaks: dict | None) -> str:
+    """``py 310 + jvm 2100`` / ``py 250 + workers 900, 880``: each process's peak, MiB."""
+    if not peaks:
+        return "-"
+    parts = [f"py {fmt(peaks.get('python'), 0)}"]
+    if peaks.get("jvm") is not None:
+        parts.append(f"jvm {fmt(peaks['jvm'], 0)}")
+    if peaks.get("workers"):
+        parts.append("workers " + ", ".join(fmt(w, 0) for w in peaks["workers"]))
+    return " + ".join(parts)
+
+
 def markdown(meta: dict, results: dict, engines: dict) -> str:
     rows = []
     for name, contender in CONTENDERS.items():
@@ -520,7 +533,7 @@ def markdown(meta: dict, results: dict, engines: dict) -> str:
         seconds = f.get("seconds") or {}
         rows.append([name, contender.engine, contender.what, fmt(seconds.get("min")) if f["ok"] else "-",
                      fmt(seconds.get("median")) if f["ok"] else "-", fmt(f.get("vs_duckdb")),
-                     fmt(f.get("start_s"), 1), fmt(f.get("warmup_s"), 1), check])
+                     fmt(f.get("start_s"), 1), fmt(f.get("warmup_s"), 1), peaks_text(f.get("peak_mib")), check])
     lines = [
         f"## features bench, {meta['date']}", "",
         f"{meta['events']:,} events of {meta['entities']:,} customers"
@@ -530,7 +543,7 @@ def markdown(meta: dict, results: dict, engines: dict) -> str:
         *header_lines(meta["machine"]),
         f"Load average at the end: {meta['load_average_end']}. Order run: {', '.join(meta['order'])}.", "",
         markdown_table(["contender", "engine", "what", "s min", "s median", "x duckdb", "start s", "warm-up s",
-                        "output check"], rows), ""]
+                        "peak MiB", "output check"], rows), ""]
     for engine, e in engines.items():
         ratio = e["lakescore_vs_best_hand_written"]
         wanted = e["targets"]

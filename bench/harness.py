@@ -133,6 +133,23 @@ def peak_rss_mib(pid: int) -> float | None:
     return None
 
 
+def own_peak_mib() -> float | None:
+    """This process's peak resident memory: what ``Client.run`` asks each Dask worker."""
+    return peak_rss_mib(os.getpid())
+
+
+def engine_peaks_mib(kind: str, engine: Any) -> dict[str, Any]:
+    """Peak resident memory (MiB) of every process an engine runs in: this Python process, plus
+    Spark's JVM (the driver and, in local mode, the executors) or each Dask worker."""
+    peaks: dict[str, Any] = {"python": own_peak_mib()}
+    if kind == "spark":
+        proc = getattr(engine.sparkContext._gateway, "proc", None)
+        peaks["jvm"] = peak_rss_mib(proc.pid) if proc is not None else None
+    elif kind == "dask":
+        peaks["workers"] = sorted(engine.run(own_peak_mib).values())
+    return peaks
+
+
 def close(a: float, b: float, rel: float) -> bool:
     return abs(a - b) <= rel * max(abs(a), abs(b), 1.0)
 

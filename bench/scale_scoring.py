@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (RESULTS_DIR, begin, load_average, peak_rss_mib, report,  # noqa: E402
+from bench.harness import (RESULTS_DIR, begin, engine_peaks_mib, load_average, peak_rss_mib, report,  # noqa: E402
                            run_child, write_results)
 
 BATCH_ROWS = 5_000_000
@@ -130,14 +130,6 @@ def child_train(workdir: Path) -> dict:
             "metrics": {k: model.metrics[k] for k in ("auc", "train_rows") if k in model.metrics}}
 
 
-def _worker_peak_mib() -> float | None:
-    import os as worker_os
-
-    from bench.harness import peak_rss_mib as worker_peak
-
-    return worker_peak(worker_os.getpid())
-
-
 def child_score(workdir: Path, engine: str) -> dict:
     from engine.backend import open_backend
     from engine.conf import load_conf
@@ -161,11 +153,10 @@ def child_score(workdir: Path, engine: str) -> dict:
              "rerun_skipped": rerun.skipped, "rerun_version": rerun.version,
              "python_peak_mib": peak_rss_mib(os.getpid())}
     if engine == "spark":
-        proc = getattr(backend.spark.sparkContext._gateway, "proc", None)
-        facts["jvm_peak_mib"] = peak_rss_mib(proc.pid) if proc is not None else None
+        facts["jvm_peak_mib"] = engine_peaks_mib("spark", backend.spark)["jvm"]
         facts["limit"] = f"driver memory {conf.spark.driver_memory}"
     else:
-        facts["worker_peak_mib"] = sorted(backend.client.run(_worker_peak_mib).values())
+        facts["worker_peak_mib"] = engine_peaks_mib("dask", backend.client)["workers"]
         facts["limit"] = f"{conf.dask.n_workers} workers x {conf.dask.memory_limit}"
     print(ctx.summary.render(), flush=True)
     backend.close()
