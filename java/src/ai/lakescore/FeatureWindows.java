@@ -43,8 +43,9 @@ import java.util.NoSuchElementException;
  *
  * <p>The inputs are event rows and label rows, each hash-partitioned by the entity keys into as
  * many partitions (two shuffles of narrow rows, rather than one of their wider union), zipped
- * partition by partition. Each partition is read once into primitive columns (events) and row copies (labels), grouped
- * by entity with a counting sort on dense entity ids, and each entity's events are sorted by
+ * partition by partition. Each partition is read once into primitive columns (events) and row
+ * copies (labels), grouped by entity with a counting sort on dense entity ids, and each
+ * entity's events are sorted by
  * (time, the values {@code std} folds, ascending, nulls last), its labels by time. Walking the
  * labels in time order, the events up to each label's window end (its time, excluded unless
  * inclusive) are appended to the entity's buffer; every window of the label ends there and only
@@ -72,9 +73,9 @@ public final class FeatureWindows {
     private FeatureWindows() {}
 
     /**
-     * One row per label row of {@code partitioned} (rows whose event flag is null): its {@code spine}
-     * columns, then one nullable column per statistic named as given: double, except {@code last}
-     * of a raw input, which keeps the input column's type.
+     * One row per row of {@code labels}: its {@code spine} columns, then one nullable column per
+     * statistic named as given: double, except {@code last} of a raw input, which keeps the input
+     * column's type.
      *
      * @param events event rows (keys, time, inputs), hash-partitioned by the entity keys
      * @param labels label rows (spine columns and time), partitioned as {@code events}: the
