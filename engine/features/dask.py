@@ -25,7 +25,7 @@ import pandas as pd
 
 from engine.features.dask_expressions import MaskedColumn, evaluate, pandas_input, to_pandas
 from engine.features.definitions import FeatureSet, check_inputs, event_kinds
-from engine.features.exact_sums import ExactWindowSums
+from engine.features.exact_sums import ExactWindowSums, prefix_count
 from engine.features.expressions import KIND_TYPES, columns_of
 from engine.features.plan import AS_OF_MICROS, Plan
 
@@ -332,13 +332,13 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
     present: dict[int, np.ndarray] = {}  # per input, how many non-null values precede each event
     for stat in plan.stats:
         values, lo = inputs[stat.input], lo_of[stat.micros]
+        if stat.kind in ("count", "n", "sum") and stat.input not in present:
+            present[stat.input] = prefix_count(~np.isnan(values))
         if stat.kind in ("count", "n"):
-            if stat.input not in present:
-                present[stat.input] = np.concatenate([[0], np.cumsum(~np.isnan(values))])
             result = (present[stat.input][hi] - present[stat.input][lo]).astype("float64")
         elif stat.kind == "sum":
             if stat.input not in exact:
-                exact[stat.input] = ExactWindowSums(values)
+                exact[stat.input] = ExactWindowSums(values, present[stat.input])
             result = exact[stat.input].sums(lo, hi)
         elif stat.kind in ("min", "max"):
             result = _extremes(values, lo, hi, largest=stat.kind == "max")

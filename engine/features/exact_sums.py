@@ -31,6 +31,12 @@ def _digits_needed(span_bits: int, rows: int) -> int:
     return -(-(span_bits + 53 + max(rows, 1).bit_length() + 1) // DIGIT_BITS)
 
 
+def prefix_count(mask: np.ndarray) -> np.ndarray:
+    """How many of ``mask`` are true before each position, and in all: ``n + 1`` int64s, so a
+    slice ``[lo, hi)`` holds ``count[hi] - count[lo]``."""
+    return np.concatenate([[0], np.cumsum(mask, dtype="int64")])
+
+
 class ExactWindowSums:
     """Exact sums of ``values[lo:hi]`` for any slices of one array, each correctly rounded.
 
@@ -38,12 +44,13 @@ class ExactWindowSums:
     values; ``sums(lo, hi)`` costs a few NumPy passes over the queries per digit.
     """
 
-    def __init__(self, values: np.ndarray) -> None:
+    def __init__(self, values: np.ndarray, present: np.ndarray | None = None) -> None:
+        """``present``: ``prefix_count(~np.isnan(values))`` when the caller has it already."""
         values = np.asarray(values, dtype="float64")
         finite = np.isfinite(values)
-        self._present = self._prefix_count(~np.isnan(values))
+        self._present = prefix_count(~np.isnan(values)) if present is None else present
         infinite = ~finite & ~np.isnan(values)
-        self._infinities = ((self._prefix_count(values == np.inf), self._prefix_count(values == -np.inf))
+        self._infinities = ((prefix_count(values == np.inf), prefix_count(values == -np.inf))
                             if infinite.any() else None)
         mantissa, exponent = np.frexp(np.where(finite, values, 0.0))
         integer = np.ldexp(mantissa, 53).astype("int64")  # exact: |integer| < 2**53
@@ -97,10 +104,6 @@ class ExactWindowSums:
         if b > 970 or total >= np.ldexp(1.0, 51 + b):
             return None
         return np.concatenate([[0.0], np.cumsum(np.where(finite, values, 0.0))])
-
-    @staticmethod
-    def _prefix_count(mask: np.ndarray) -> np.ndarray:
-        return np.concatenate([[0], np.cumsum(mask, dtype="int64")])
 
     def sums(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """The correctly rounded sum of each slice ``[lo[i], hi[i])``: NaN when it holds no
