@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -73,15 +74,21 @@ def column_kind(dtype) -> ColumnKind:
 
 
 _JVM_START = threading.Lock()
+jvm_start_seconds: float | None = None
+"""How long this process took to start its scoring JVM (None until it has): a cost every worker
+pays once, which a job's time breakdown reports apart from the scoring itself."""
 
 
 def _scorer():
     """``MojoScorer`` in this process's JVM, starting the JVM with the scoring jars if needed."""
     import jpype
 
+    global jvm_start_seconds
     with _JVM_START:  # two threads of one worker must not both start the JVM
         if not jpype.isJVMStarted():
+            started = time.perf_counter()
             jpype.startJVM(classpath=[str(j) for j in scorer_jars()], convertStrings=False)
+            jvm_start_seconds = time.perf_counter() - started
     try:
         return jpype.JClass(SCORER_CLASS)
     except TypeError as exc:  # JPype raises TypeError for a class it cannot find
