@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 _PREFIX = PREFIX
 _TIME = AS_OF_MICROS
+_PARTITION = PREFIX + "partition"
 
 
 def spark_kind(data_type: DataType) -> str:
@@ -80,14 +81,15 @@ def _every_event(item: Input) -> bool:
     return item.column is None and item.where is None
 
 
-def kernel_config(plan: Plan, keys: list[str], spine_columns: list[str]) -> str:
+def kernel_config(plan: Plan, keys: list[str], spine_columns: list[str], partition: str | None = None) -> str:
     """The JSON ``FeatureWindows.compute`` reads: which columns are keys, time and inputs,
     which statistics to compute, in which order events at equal times come, whether a label's
-    own time is in its windows, and which spine columns to output."""
+    own time is in its windows, which spine columns to output, and the events' partition
+    column (None when the events come partitioned already)."""
     import json
 
     return json.dumps({
-        "keys": keys, "time": _TIME, "spine": spine_columns,
+        "keys": keys, "time": _TIME, "spine": spine_columns, "partition": partition,
         "inclusive": plan.fs.inclusive, "order": plan.sort_inputs,
         "inputs": [{"name": None if _every_event(item) else item.name(i), "numeric": item.numeric}
                    for i, item in enumerate(plan.inputs)],
@@ -161,9 +163,16 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
     # adaptive execution would coalesce a small shuffle into fewer partitions than cores (3
     # tasks on 2 cores take two rounds), and both sides must have the same count.
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    # Events of primitive columns only (the usual case) take the kernel's columnar exchange:
+    # each row's partition is computed as Spark's hash partitioning of the labels computes it.
+    with_partition = event_rows.withColumn(_PARTITION, F.pmod(F.hash(*keys), F.lit(partitions)))
+    if kernel.packable(with_partition._jdf, _PARTITION):
+        events_in, partition = with_partition, _PARTITION
+    else:
+        events_in, partition = event_rows.repartition(partitions, *keys), None
     windowed = SparkFrame(kernel.compute(
-        event_rows.repartition(partitions, *keys)._jdf, label_rows.repartition(partitions, *keys)._jdf,
-        kernel_config(plan, keys, [*spine.columns, _TIME])), spark)
+        events_in._jdf, label_rows.repartition(partitions, *keys)._jdf,
+        kernel_config(plan, keys, [*spine.columns, _TIME], partition)), spark)
 
     raw = plan.raw_last_kinds()
 
