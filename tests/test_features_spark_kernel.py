@@ -118,7 +118,8 @@ EXCHANGE_DEFINITION = {
     "name": "exchange", "entity": ["region", "member"], "timestamp": "event_time", "as_of": "as_of",
     "source": "events",
     "aggregations": [
-        {"column": "amount", "functions": ["count", "sum", "min", "stddev", "distinct_count"], "windows": ["1h", "1d"]},
+        {"column": "amount", "functions": ["count", "sum", "min", "stddev", "distinct_count", "last"],
+         "windows": ["1h", "1d"]},
         {"column": "qty", "functions": ["last", "sum"], "windows": ["1d"]},
         {"column": "flag", "functions": ["last"], "windows": ["1d"]},
         {"column": "seen", "functions": ["last"], "windows": ["1d"]},
@@ -126,10 +127,11 @@ EXCHANGE_DEFINITION = {
 }
 
 
-def exchange_frames(n_events: int, seed: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+def exchange_frames(n_events: int, seed: int = 5, whole: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Events of two integer keys (some null) with one hot entity holding most
     events (so one map task fills more than one block for one partition), and labels over
-    every entity, some with null keys or time, some of entities without events."""
+    every entity, some with null keys or time, some of entities without events. ``whole``:
+    amounts in whole numbers (the blocks' integral form of doubles), up to 2^53."""
     rng = np.random.default_rng(seed)
     hot = rng.random(n_events) < 0.8
     region = pd.array(np.where(hot, 1, rng.integers(0, 12, n_events)), dtype="Int64")
@@ -137,7 +139,9 @@ def exchange_frames(n_events: int, seed: int = 5) -> tuple[pd.DataFrame, pd.Data
     region[rng.random(n_events) < 0.01] = pd.NA
     member[rng.random(n_events) < 0.01] = pd.NA
     seconds = rng.integers(0, 3 * 86_400, n_events)
-    amount = pd.array(np.round(rng.normal(0, 100, n_events), 2), dtype="Float64")
+    amount = pd.array(np.round(rng.normal(0, 100, n_events), 0 if whole else 2), dtype="Float64")
+    if whole:
+        amount[:3] = [2.0 ** 53 - 1, -(2.0 ** 53) + 1, 0.0]
     amount[rng.random(n_events) < 0.05] = pd.NA
     qty = pd.array(rng.integers(-5, 5, n_events), dtype="Int64")
     qty[rng.random(n_events) < 0.05] = pd.NA
@@ -198,3 +202,19 @@ def test_columnar_exchange_with_few_events_leaves_partitions_empty(spark):
     events, labels = exchange_frames(3, seed=7)
     pd.testing.assert_frame_equal(exchange_features(spark, events, labels, packed=True),
                                   exchange_features(spark, events, labels, packed=False))
+
+
+@pytest.mark.parametrize("negative_zero", [False, True])
+def test_columnar_exchange_keeps_whole_amounts_and_negative_zero(spark, negative_zero):
+    """Whole-number doubles travel as integers unless a block holds -0.0: either way every
+    value arrives bit for bit (the last amount of the entity whose last event is -0.0 too)."""
+    events, labels = exchange_frames(2_000, seed=9, whole=True)
+    if negative_zero:
+        last = events["event_time"].idxmax()
+        events.loc[last, "amount"] = -0.0
+        events.loc[last, ["region", "member"]] = [1, 1]
+        labels.loc[0, "as_of"] = events.loc[last, "event_time"] + SECOND
+    packed = exchange_features(spark, events, labels, packed=True)
+    pd.testing.assert_frame_equal(packed, exchange_features(spark, events, labels, packed=False))
+    if negative_zero:
+        assert same_double(packed.loc[0, "amount_last_1h"], -0.0)
