@@ -3,7 +3,12 @@ executors' JVMs (``ai.lakescore.FeatureWindows``, built into the scoring jar).
 
 Event rows, reduced to keys, time in microseconds and the plan's prepared inputs
 (``engine.features.plan``), and label (spine) rows are each hash-partitioned by the entity keys
-into as many partitions: two shuffles of narrow rows, no collect, no join. The kernel zips them
+into as many partitions: two shuffles, no collect, no join. When every event column is
+integral, boolean, date, timestamp or floating (the usual case), the events travel by the
+kernel's columnar exchange (``ai.lakescore.EventBlocks``: a few hundred blocks of encoded
+columns rather than millions of rows; at 10M events a quarter less CPU for the whole join),
+sent to the partition Spark's hash partitioning gives the labels of the same keys; otherwise by
+``repartition``. The kernel zips them
 partition by partition, groups each partition by entity, sorts each entity's events by time,
 and walks its labels in time order with two pointers per window, so every event enters and
 leaves each window once; each feature is then a Spark expression over the statistics'
@@ -104,8 +109,9 @@ def training_set_spark(fs: FeatureSet, events: DataFrame, spine: DataFrame) -> D
     ``as_of - window <= event_time < as_of`` (see ``engine.features.definitions`` for filters,
     nulls, defaults and ttl). The spine's columns and types are kept; features are ``long``
     (count, distinct_count) or ``double``. Lazy: nothing runs until the result is used, but
-    the two shuffles feeding the kernel (one of events, one of spine rows) run when this is
-    called, as for ``DataFrame.rdd``.
+    the spine rows' shuffle feeding the kernel (and the events' when they take ``repartition``)
+    runs when this is called, as for ``DataFrame.rdd``; the events' columnar exchange runs with
+    the result.
     Raises ``DefinitionError`` / ``SchemaMismatch`` (from the schemas only) before any job runs,
     and ``EnvironmentProblem`` when the kernel's jar is not on the session's classpath.
     """

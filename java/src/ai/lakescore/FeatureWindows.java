@@ -42,8 +42,8 @@ import java.util.NoSuchElementException;
  * partition inside the executors' JVMs.
  *
  * <p>The inputs are event rows and label rows, each hash-partitioned by the entity keys into as
- * many partitions (two shuffles of narrow rows, rather than one of their wider union), zipped
- * partition by partition. Each partition is read once into primitive columns (events) and row
+ * many partitions (two shuffles of narrow rows, rather than one of their wider union; the events'
+ * by {@link EventBlocks} when their columns are all primitive), zipped partition by partition. Each partition is read once into primitive columns (events) and row
  * copies (labels), grouped by entity with a counting sort on dense entity ids, and each
  * entity's events are sorted by
  * (time, the values {@code std} folds, ascending, nulls last), its labels by time. Walking the
