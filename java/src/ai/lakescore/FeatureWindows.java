@@ -42,8 +42,8 @@ import java.util.NoSuchElementException;
  * partition inside the executors' JVMs.
  *
  * <p>The inputs are event rows and label rows, each hash-partitioned by the entity keys into as
- * many partitions (two shuffles of narrow rows, rather than one of their wider union), zipped
- * partition by partition. Each partition is read once into primitive columns (events) and row
+ * many partitions (two shuffles of narrow rows, rather than one of their wider union; the events'
+ * by {@link EventBlocks} when their columns are all primitive), zipped partition by partition. Each partition is read once into primitive columns (events) and row
  * copies (labels), grouped by entity with a counting sort on dense entity ids, and each
  * entity's events are sorted by
  * (time, the values {@code std} folds, ascending, nulls last), its labels by time. Walking the
@@ -77,7 +77,9 @@ public final class FeatureWindows {
      * statistic named as given: double, except {@code last} of a raw input, which keeps the input
      * column's type.
      *
-     * @param events event rows (keys, time, inputs), hash-partitioned by the entity keys
+     * @param events event rows (keys, time, inputs), hash-partitioned by the entity keys; or, with
+     *               a {@code partition} column ({@link #packable}), each row's partition as
+     *               {@code pmod(hash(keys), n)}, moved there by {@link EventBlocks}
      * @param labels label rows (spine columns and time), partitioned as {@code events}: the
      *               same key types, the same number of partitions
      * @param config JSON: {@code keys} (column names), {@code time} (long µs), {@code spine}
@@ -85,7 +87,7 @@ public final class FeatureWindows {
      *               ({@code [{"name", "numeric"}]}, a null name: 1.0 for every event), {@code stats}
      *               ({@code [{"name", "kind", "input", "micros"}]}), {@code inclusive} (events at
      *               a label's time are in its windows), {@code order} (inputs ordering events at
-     *               equal times)
+     *               equal times), {@code partition} (null, or the events' partition column)
      */
     public static Dataset<Row> compute(Dataset<Row> events, Dataset<Row> labels, String config) {
         org.apache.spark.sql.classic.Dataset<Row> ev = (org.apache.spark.sql.classic.Dataset<Row>) events;
@@ -93,12 +95,26 @@ public final class FeatureWindows {
         Plan plan = new Plan(ev.schema(), lb.schema(), config);
         RDD<InternalRow> eventRows = ev.queryExecution().toRdd();
         RDD<InternalRow> labelRows = lb.queryExecution().toRdd();
+        if (plan.partitionAt >= 0) {
+            if (!EventBlocks.packable(ev.schema(), plan.partition)) {
+                throw new IllegalArgumentException("event columns " + ev.schema().simpleString()
+                    + " are not all integral, boolean, date, timestamp or floating; repartition them instead");
+            }
+            eventRows = EventBlocks.exchange(eventRows, ev.schema(), plan.partitionAt, labelRows.getNumPartitions());
+        }
         if (eventRows.getNumPartitions() != labelRows.getNumPartitions()) {
             throw new IllegalArgumentException("events in " + eventRows.getNumPartitions()
                 + " partitions but labels in " + labelRows.getNumPartitions() + "; partition both alike");
         }
         RDD<InternalRow> out = eventRows.toJavaRDD().zipPartitions(labelRows.toJavaRDD(), new Pass(plan)).rdd();
         return ev.sparkSession().internalCreateDataFrame(out, plan.output, false);
+    }
+
+    /** Whether the event rows of {@code events}, all but their {@code partition} column, can be
+     * moved by the columnar exchange ({@link EventBlocks}): every column integral, boolean, date,
+     * timestamp or floating. */
+    public static boolean packable(Dataset<Row> events, String partition) {
+        return EventBlocks.packable(events.schema(), partition);
     }
 
     // --- values: how a column is held ---------------------------------------------------------
@@ -175,6 +191,9 @@ public final class FeatureWindows {
         final int timeAt, labelTimeAt;
         final int[] spineAt;
         final DataType[] spineType;
+        /** The events' partition column (-1: none, the events are partitioned already). */
+        final String partition;
+        final int partitionAt;
         final int[] inputAt;
         final DataType[] inputType;
         final boolean[] numeric;
@@ -214,6 +233,9 @@ public final class FeatureWindows {
             labelTimeAt = ordinal(c.get("time").asText(), labelPosition);
             spineAt = ordinals(c.get("spine"), labelPosition);
             spineType = types(spineAt, labels);
+            JsonNode part = c.get("partition");
+            partition = part == null || part.isNull() ? null : part.asText();
+            partitionAt = partition == null ? -1 : ordinal(partition, position);
             JsonNode inputs = c.get("inputs");
             inputAt = new int[inputs.size()];
             numeric = new boolean[inputs.size()];
