@@ -489,6 +489,18 @@ def test_spark_and_dask_give_identical_features(spark, dask_cluster_client):
     pd.testing.assert_frame_equal(canonical(on_spark, fs), canonical(on_dask, fs), check_exact=True)
 
 
+def test_dask_shuffle_methods_give_identical_features(dask_cluster_client):
+    import dask.dataframe as dd
+
+    from engine.features.dask import training_set_dask
+
+    fs = load_feature_set(DEFINITION)
+    ev, sp = random_inputs(seed=29, entities=40, events=3000, spine_rows=600)
+    by_method = [training_set_dask(fs, dd.from_pandas(ev, npartitions=3), dd.from_pandas(sp, npartitions=2),
+                                   shuffle_method=method).compute() for method in ("tasks", "p2p")]
+    pd.testing.assert_frame_equal(*(canonical(frame, fs) for frame in by_method), check_exact=True)
+
+
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_property_any_small_input_matches_the_reference(compute, data):

@@ -18,7 +18,7 @@ the statistics.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -373,7 +373,11 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
     return spine.assign(**columns)
 
 
-def training_set_dask(fs: FeatureSet, events: dd.DataFrame, spine: dd.DataFrame) -> dd.DataFrame:
+ShuffleMethod = Literal["tasks", "p2p"]
+
+
+def training_set_dask(fs: FeatureSet, events: dd.DataFrame, spine: dd.DataFrame, *,
+                      shuffle_method: ShuffleMethod = "tasks") -> dd.DataFrame:
     """Every row of ``spine`` exactly once, with one column per feature of ``fs``.
 
     A feature of a spine row is computed over the events of the same entity with
@@ -382,6 +386,12 @@ def training_set_dask(fs: FeatureSet, events: dd.DataFrame, spine: dd.DataFrame)
     distinct_count) or ``float64`` (NaN for null). Lazy; each worker holds one entity-hash
     partition of the events at a time. Raises ``DefinitionError`` / ``SchemaMismatch`` (from
     dtypes only) before any task runs.
+
+    ``shuffle_method``: how both sides reach their entity partitions. ``"tasks"`` (the default)
+    hands pandas shards from worker to worker in memory (spilled by the workers' memory
+    manager if need be); ``"p2p"`` writes every shard to the workers' disks through Arrow,
+    which costs a quarter more CPU at 10M events and pays only when the shuffled events do not
+    fit in the cluster's memory. Both hash the keys alike, so the results are the same.
     """
     import dask.dataframe as dd
 
@@ -394,8 +404,8 @@ def training_set_dask(fs: FeatureSet, events: dd.DataFrame, spine: dd.DataFrame)
         # Dask hashes numbers as float64 whatever their width, but strings by dtype.
         events = events.astype(strings)
     n = max(events.npartitions, spine.npartitions)
-    events = events.shuffle(on=keys, npartitions=n)
-    spine_parts = spine.shuffle(on=keys, npartitions=n)
+    events = events.shuffle(on=keys, npartitions=n, shuffle_method=shuffle_method)
+    spine_parts = spine.shuffle(on=keys, npartitions=n, shuffle_method=shuffle_method)
     meta = features_of_partition(spine._meta, events._meta, fs, kinds)
     return dd.map_partitions(features_of_partition, spine_parts, events, fs, kinds, meta=meta,
                              align_dataframes=False, enforce_metadata=False)
