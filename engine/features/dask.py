@@ -75,9 +75,8 @@ def _micros(times: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     native = isinstance(times.dtype, (pd.DatetimeTZDtype, np.dtype)) and times.dtype.kind == "M"
     utc = times if native else pd.to_datetime(times, utc=True)
     valid = utc.notna().to_numpy()
-    micros = utc.dt.as_unit("us").array.asi8.copy()
-    micros[~valid] = 0
-    return micros, valid
+    micros = utc.dt.as_unit("us").array.asi8  # may be the column's own buffer: not written to
+    return (micros if valid.all() else np.where(valid, micros, 0)), valid
 
 
 def _slices(lo: np.ndarray, hi: np.ndarray):
@@ -199,14 +198,22 @@ def _packed_keys(event_codes: np.ndarray, event_times: np.ndarray, query_codes: 
     high = max((int(t.max()) for t in every if len(t)), default=0)
     codes = max(int(event_codes.max(initial=0)), int(query_codes.max(initial=0))) + 1
     if codes * (high - low + 1) < 2**62:
-        width, offsets = high - low + 1, [t - low for t in every]
-    else:
-        ranks = np.unique(np.concatenate(every), return_inverse=True)[1].astype("int64")
-        width = int(ranks.max(initial=0)) + 1
-        ends = np.cumsum([len(t) for t in every])
-        offsets = [ranks[end - len(t):end] for t, end in zip(every, ends)]
-    event_keys = event_codes.astype("int64") * width + offsets[0]
-    query_base = query_codes.astype("int64") * width
+        # code * width + (time - low), in place; int64 wraps modulo 2**64, so the order of the
+        # additions does not matter: every true result is below 2**62.
+        width = high - low + 1
+        event_keys = np.multiply(event_codes, width, dtype="int64")
+        event_keys += event_times
+        event_keys -= low
+        query_base = np.multiply(query_codes, width, dtype="int64")
+        query_base -= low
+        return event_keys, [query_base + bound for bound in bounds]
+    ranks = np.unique(np.concatenate(every), return_inverse=True)[1].astype("int64")
+    width = int(ranks.max(initial=0)) + 1
+    ends = np.cumsum([len(t) for t in every])
+    offsets = [ranks[end - len(t):end] for t, end in zip(every, ends)]
+    event_keys = np.multiply(event_codes, width, dtype="int64")
+    event_keys += offsets[0]
+    query_base = np.multiply(query_codes, width, dtype="int64")
     return event_keys, [query_base + offset for offset in offsets[1:]]
 
 
@@ -218,8 +225,11 @@ def _entity_codes(events: pd.DataFrame, spine: pd.DataFrame, keys: tuple[str, ..
     for i, key in enumerate(keys):
         codes, uniques = pd.factorize(pd.concat([events[key], spine[key]], ignore_index=True),
                                       use_na_sentinel=True)
-        missing |= codes < 0
-        codes = np.where(codes < 0, len(uniques), codes).astype("int64")
+        codes = codes.astype("int64", copy=False)
+        absent = codes < 0
+        if absent.any():
+            missing |= absent
+            codes = np.where(absent, len(uniques), codes)
         if i == 0:
             combined = codes
         else:
@@ -251,18 +261,17 @@ def _prepared_inputs(plan: Plan, events: pd.DataFrame, kinds: dict[str, str]
     out: list[np.ndarray] = []
     raw: dict[int, np.ndarray] = {}
     for item in plan.inputs:
-        keep = np.ones(n, dtype=bool)
+        keep = None  # every event, unless a filter says otherwise
         if item.where is not None:
             condition = evaluate(item.where.tree, {c: column(c) for c in columns_of(item.where.tree)}, n)
             keep = condition.data.astype(bool) & condition.valid
         if item.column is None:
-            out.append(np.where(keep, 1.0, np.nan))
+            out.append(np.ones(n) if keep is None else np.where(keep, 1.0, np.nan))
             continue
         value = column(item.column)
-        present = keep & value.valid
+        present = value.valid if keep is None else keep & value.valid
         if item.numeric:
-            data = value.data.astype("float64")
-            out.append(np.where(present, data, np.nan))
+            out.append(np.where(present, value.data.astype("float64", copy=False), np.nan))
         else:
             codes, uniques = pd.factorize(pd.Series(np.where(present, value.data, None), dtype=object),
                                           use_na_sentinel=True, sort=True)
@@ -294,9 +303,10 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
     ev_times, ev_valid = _micros(events[fs.timestamp])
     ev_codes, q_codes = _entity_codes(events, spine, fs.entity_keys)
     ev_valid &= ev_codes >= 0
-    ev_times, ev_codes = ev_times[ev_valid], ev_codes[ev_valid]
-    prepared, raw_values = _prepared_inputs(plan, events, kinds)
-    inputs = [values[ev_valid] for values in prepared]
+    inputs, raw_values = _prepared_inputs(plan, events, kinds)
+    if not ev_valid.all():  # events without a time or an entity match nothing
+        ev_times, ev_codes = ev_times[ev_valid], ev_codes[ev_valid]
+        inputs = [values[ev_valid] for values in inputs]
     raw_last = {name: KIND_TYPES[kind] for name, kind in plan.raw_last_kinds().items()}
 
     q_times, q_valid = _micros(spine[fs.as_of])
