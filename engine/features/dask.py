@@ -292,6 +292,17 @@ def _decoded(kind: str, uniques: np.ndarray, codes: np.ndarray, found: np.ndarra
     return MaskedColumn("time", np.where(found, picked, 0).astype("int64"), found)
 
 
+def _feature_column(value: MaskedColumn, dtype: str, index: pd.Index) -> np.ndarray | pd.Series:
+    """A feature's output column in ``dtype``: a number straight from its NumPy data, without a
+    Series and its copies; anything else (and a null in an integer feature, which pandas
+    rejects with its own message) through ``to_pandas``."""
+    if value.type == "num" and dtype == "float64":
+        return np.where(value.valid, value.data, np.nan).astype("float64", copy=False)
+    if value.type == "num" and dtype == "int64" and value.valid.all():
+        return value.data.astype("int64")
+    return to_pandas(value, index=index).astype(dtype)
+
+
 def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: FeatureSet,
                           kinds: dict[str, str] | None = None) -> pd.DataFrame:
     """``spine`` with one column per feature, computed from ``events`` (which must hold every
@@ -373,13 +384,12 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
         stats[stat.name] = MaskedColumn("num", result, ~np.isnan(result))
     stats[AS_OF_MICROS] = MaskedColumn("num", q_times.astype("float64"), q_valid.copy())
 
-    columns: dict[str, pd.Series] = {}
+    columns: dict[str, np.ndarray | pd.Series] = {}
     dtypes = fs.dtypes(all_kinds)
     for name in fs.feature_names():
         value = evaluate(plan.features[name], stats, len(spine))
         stats[name] = value
-        series = to_pandas(value, index=spine.index)
-        columns[name] = series.astype(dtypes[name])
+        columns[name] = _feature_column(value, dtypes[name], spine.index)
     return spine.assign(**columns)
 
 
