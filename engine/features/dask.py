@@ -189,14 +189,21 @@ def _packed_keys(event_codes: np.ndarray, event_times: np.ndarray, query_codes: 
     """One int64 key per event and per (query, bound) that orders as (entity code, time).
 
     Times are offsets from the earliest one when ``codes x span`` fits in 62 bits (a year in
-    microseconds leaves room for 2**17 entities per partition), else their dense rank, which
-    always fits but costs a sort of every time. Sorting the events by key is then one argsort
-    of int64, and each bound is one binary search.
+    microseconds leaves room for 2**17 entities per partition), else, once the codes are
+    made dense, their dense rank, which always fits but costs a sort of every time. Sorting the
+    events by key is then one argsort of int64, and each bound is one binary search.
     """
     every = [event_times, *bounds]
     low = min((int(t.min()) for t in every if len(t)), default=0)
     high = max((int(t.max()) for t in every if len(t)), default=0)
-    codes = max(int(event_codes.max(initial=0)), int(query_codes.max(initial=0))) + 1
+
+    def count(event_codes: np.ndarray, query_codes: np.ndarray) -> int:
+        return max(int(event_codes.max(initial=0)), int(query_codes.max(initial=0))) + 1
+
+    codes = count(event_codes, query_codes)
+    if codes * (high - low + 1) >= 2**62:
+        event_codes, query_codes = _dense_codes(event_codes, query_codes)
+        codes = count(event_codes, query_codes)
     if codes * (high - low + 1) < 2**62:
         # code * width + (time - low), in place; int64 wraps modulo 2**64, so the order of the
         # additions does not matter: every true result is below 2**62.
@@ -217,9 +224,33 @@ def _packed_keys(event_codes: np.ndarray, event_times: np.ndarray, query_codes: 
     return event_keys, [query_base + offset for offset in offsets[1:]]
 
 
+def _dense_codes(event_codes: np.ndarray, query_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same entities numbered 0, 1, ... (-1, no entity, stays -1)."""
+    both = np.concatenate([event_codes, query_codes])
+    dense = np.full(len(both), -1, dtype="int64")
+    valid = both >= 0
+    dense[valid] = pd.factorize(both[valid])[0]
+    return dense[:len(event_codes)], dense[len(event_codes):]
+
+
+def _integer_offsets(event_keys: pd.Series, spine_keys: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """For one NumPy integer key (never null): each value minus the smallest, when they span no
+    more codes than there are rows (as ``factorize`` could give): equal values get equal codes
+    without a hash table. None otherwise."""
+    if not all(isinstance(k.dtype, np.dtype) and k.dtype.kind == "i" and len(k) for k in (event_keys, spine_keys)):
+        return None
+    ev, sp = event_keys.to_numpy(), spine_keys.to_numpy()
+    low = min(int(ev.min()), int(sp.min()))
+    if max(int(ev.max()), int(sp.max())) - low >= len(ev) + len(sp):
+        return None
+    return np.subtract(ev, low, dtype="int64"), np.subtract(sp, low, dtype="int64")
+
+
 def _entity_codes(events: pd.DataFrame, spine: pd.DataFrame, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """One dense int64 code per distinct combination of key values, for the events and the spine
-    rows alike; -1 where any key is null (such rows match nothing)."""
+    """One int64 code (below the row count) per distinct combination of key values, for the
+    events and the spine rows alike; -1 where any key is null (such rows match nothing)."""
+    if len(keys) == 1 and (offsets := _integer_offsets(events[keys[0]], spine[keys[0]])) is not None:
+        return offsets
     combined = np.zeros(len(events) + len(spine), dtype="int64")
     missing = np.zeros(len(combined), dtype=bool)
     for i, key in enumerate(keys):
