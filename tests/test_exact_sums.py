@@ -118,3 +118,16 @@ def test_decimals_and_huge_totals_take_the_digits():
     huge = [2.0 ** 53, 1.0, 1.0, -(2.0 ** 53)]  # a prefix of 2**53 + 1 is not a double
     assert ExactWindowSums(np.array(huge))._float_prefix is None
     check(huge, [(1, 2), (0, 4), (1, 4), (2, 4), (0, 3)])
+
+
+def test_large_multiples_of_a_power_of_two_keep_exact_float_prefix_sums():
+    # Whole numbers whose total passes 2**51 are not cheap as whole numbers, but as multiples
+    # of 2**40 they still sum exactly in float64.
+    values = [3 * 2.0 ** 50, 2.0 ** 50, math.nan, -(2.0 ** 51), 2.0 ** 52, 5 * 2.0 ** 40]
+    assert ExactWindowSums(np.array(values))._float_prefix is not None
+    check(values, [(0, 6), (1, 4), (0, 2), (3, 6), (2, 3), (4, 4)])
+
+
+def test_whole_numbers_next_to_infinities_give_the_infinities():
+    values = [1.0, math.inf, 2.0, -3.0, -math.inf, 4.0]
+    check(values, [(0, 1), (0, 2), (0, 3), (2, 4), (3, 5), (1, 5), (5, 6), (0, 6)])

@@ -356,6 +356,25 @@ def test_a_skewed_entity_matches_the_reference(compute):
     assert_matches_reference(compute(fs, ev, sp), fs, ev, sp)
 
 
+@pytest.mark.parametrize("first_year, entities, id_step", [(1950, 30, 1), (1700, 3000, 1), (1700, 40, 20)])
+def test_times_before_1970_or_centuries_apart_match_the_reference(compute, first_year, entities, id_step):
+    """Times before the epoch (negative microseconds), and events five centuries apart, for
+    thousands of entities or for a few with ids spread apart: their (entity, time) keys no
+    longer fit one int64 as offsets (the Dask kernel then numbers the entities densely, and
+    packs time ranks if that is not enough)."""
+    rng = np.random.default_rng(19)
+    start = pd.Timestamp(f"{first_year}-01-01", tz="UTC")
+    spans = [start + pd.to_timedelta(rng.integers(0, 24 * 60, 1500), unit="h"),
+             pd.Timestamp("2200-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 24 * 60, 1500), unit="h")]
+    times = pd.DatetimeIndex(np.concatenate([span.to_numpy() for span in spans]))
+    amounts = np.round(rng.lognormal(3, 2, len(times)), 2)
+    ev = events_frame(list(zip(rng.integers(0, entities, len(times)) * id_step, times, amounts)))
+    at = times[rng.integers(0, len(times), 300)] + pd.to_timedelta(rng.integers(0, 24 * 3, 300), unit="h")
+    sp = spine_frame(list(zip(rng.integers(0, entities, 300) * id_step, at)))
+    fs = load_feature_set(SMALL)
+    assert_matches_reference(compute(fs, ev, sp), fs, ev, sp)
+
+
 def test_ties_at_the_same_timestamp_are_all_counted(compute):
     fs = load_feature_set(SMALL)
     at = T0 - pd.Timedelta(hours=5)
@@ -487,6 +506,18 @@ def test_spark_and_dask_give_identical_features(spark, dask_cluster_client):
     on_dask = training_set_dask(fs, dd.from_pandas(ev, npartitions=3),
                                 dd.from_pandas(sp, npartitions=2)).compute()
     pd.testing.assert_frame_equal(canonical(on_spark, fs), canonical(on_dask, fs), check_exact=True)
+
+
+def test_dask_shuffle_methods_give_identical_features(dask_cluster_client):
+    import dask.dataframe as dd
+
+    from engine.features.dask import training_set_dask
+
+    fs = load_feature_set(DEFINITION)
+    ev, sp = random_inputs(seed=29, entities=40, events=3000, spine_rows=600)
+    by_method = [training_set_dask(fs, dd.from_pandas(ev, npartitions=3), dd.from_pandas(sp, npartitions=2),
+                                   shuffle_method=method).compute() for method in ("tasks", "p2p")]
+    pd.testing.assert_frame_equal(*(canonical(frame, fs) for frame in by_method), check_exact=True)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

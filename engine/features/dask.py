@@ -18,7 +18,7 @@ the statistics.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -75,9 +75,8 @@ def _micros(times: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     native = isinstance(times.dtype, (pd.DatetimeTZDtype, np.dtype)) and times.dtype.kind == "M"
     utc = times if native else pd.to_datetime(times, utc=True)
     valid = utc.notna().to_numpy()
-    micros = utc.dt.as_unit("us").array.asi8.copy()
-    micros[~valid] = 0
-    return micros, valid
+    micros = utc.dt.as_unit("us").array.asi8  # may be the column's own buffer: not written to
+    return (micros if valid.all() else np.where(valid, micros, 0)), valid
 
 
 def _slices(lo: np.ndarray, hi: np.ndarray):
@@ -190,36 +189,78 @@ def _packed_keys(event_codes: np.ndarray, event_times: np.ndarray, query_codes: 
     """One int64 key per event and per (query, bound) that orders as (entity code, time).
 
     Times are offsets from the earliest one when ``codes x span`` fits in 62 bits (a year in
-    microseconds leaves room for 2**17 entities per partition), else their dense rank, which
-    always fits but costs a sort of every time. Sorting the events by key is then one argsort
-    of int64, and each bound is one binary search.
+    microseconds leaves room for 2**17 entities per partition), else, once the codes are
+    made dense, their dense rank, which always fits but costs a sort of every time. Sorting the
+    events by key is then one argsort of int64, and each bound is one binary search.
     """
     every = [event_times, *bounds]
     low = min((int(t.min()) for t in every if len(t)), default=0)
     high = max((int(t.max()) for t in every if len(t)), default=0)
-    codes = max(int(event_codes.max(initial=0)), int(query_codes.max(initial=0))) + 1
+
+    def count(event_codes: np.ndarray, query_codes: np.ndarray) -> int:
+        return max(int(event_codes.max(initial=0)), int(query_codes.max(initial=0))) + 1
+
+    codes = count(event_codes, query_codes)
+    if codes * (high - low + 1) >= 2**62:
+        event_codes, query_codes = _dense_codes(event_codes, query_codes)
+        codes = count(event_codes, query_codes)
     if codes * (high - low + 1) < 2**62:
-        width, offsets = high - low + 1, [t - low for t in every]
-    else:
-        ranks = np.unique(np.concatenate(every), return_inverse=True)[1].astype("int64")
-        width = int(ranks.max(initial=0)) + 1
-        ends = np.cumsum([len(t) for t in every])
-        offsets = [ranks[end - len(t):end] for t, end in zip(every, ends)]
-    event_keys = event_codes.astype("int64") * width + offsets[0]
-    query_base = query_codes.astype("int64") * width
+        # code * width + (time - low), in place; int64 wraps modulo 2**64, so the order of the
+        # additions does not matter: every true result is below 2**62.
+        width = high - low + 1
+        event_keys = np.multiply(event_codes, width, dtype="int64")
+        event_keys += event_times
+        event_keys -= low
+        query_base = np.multiply(query_codes, width, dtype="int64")
+        query_base -= low
+        return event_keys, [query_base + bound for bound in bounds]
+    ranks = np.unique(np.concatenate(every), return_inverse=True)[1].astype("int64")
+    width = int(ranks.max(initial=0)) + 1
+    ends = np.cumsum([len(t) for t in every])
+    offsets = [ranks[end - len(t):end] for t, end in zip(every, ends)]
+    event_keys = np.multiply(event_codes, width, dtype="int64")
+    event_keys += offsets[0]
+    query_base = np.multiply(query_codes, width, dtype="int64")
     return event_keys, [query_base + offset for offset in offsets[1:]]
 
 
+def _dense_codes(event_codes: np.ndarray, query_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same entities numbered 0, 1, ... (-1, no entity, stays -1)."""
+    both = np.concatenate([event_codes, query_codes])
+    dense = np.full(len(both), -1, dtype="int64")
+    valid = both >= 0
+    dense[valid] = pd.factorize(both[valid])[0]
+    return dense[:len(event_codes)], dense[len(event_codes):]
+
+
+def _integer_offsets(event_keys: pd.Series, spine_keys: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """For one NumPy integer key (never null): each value minus the smallest, when they span no
+    more codes than there are rows (as ``factorize`` could give): equal values get equal codes
+    without a hash table. None otherwise."""
+    if not all(isinstance(k.dtype, np.dtype) and k.dtype.kind == "i" and len(k) for k in (event_keys, spine_keys)):
+        return None
+    ev, sp = event_keys.to_numpy(), spine_keys.to_numpy()
+    low = min(int(ev.min()), int(sp.min()))
+    if max(int(ev.max()), int(sp.max())) - low >= len(ev) + len(sp):
+        return None
+    return np.subtract(ev, low, dtype="int64"), np.subtract(sp, low, dtype="int64")
+
+
 def _entity_codes(events: pd.DataFrame, spine: pd.DataFrame, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """One dense int64 code per distinct combination of key values, for the events and the spine
-    rows alike; -1 where any key is null (such rows match nothing)."""
+    """One int64 code (below the row count) per distinct combination of key values, for the
+    events and the spine rows alike; -1 where any key is null (such rows match nothing)."""
+    if len(keys) == 1 and (offsets := _integer_offsets(events[keys[0]], spine[keys[0]])) is not None:
+        return offsets
     combined = np.zeros(len(events) + len(spine), dtype="int64")
     missing = np.zeros(len(combined), dtype=bool)
     for i, key in enumerate(keys):
         codes, uniques = pd.factorize(pd.concat([events[key], spine[key]], ignore_index=True),
                                       use_na_sentinel=True)
-        missing |= codes < 0
-        codes = np.where(codes < 0, len(uniques), codes).astype("int64")
+        codes = codes.astype("int64", copy=False)
+        absent = codes < 0
+        if absent.any():
+            missing |= absent
+            codes = np.where(absent, len(uniques), codes)
         if i == 0:
             combined = codes
         else:
@@ -251,18 +292,17 @@ def _prepared_inputs(plan: Plan, events: pd.DataFrame, kinds: dict[str, str]
     out: list[np.ndarray] = []
     raw: dict[int, np.ndarray] = {}
     for item in plan.inputs:
-        keep = np.ones(n, dtype=bool)
+        keep = None  # every event, unless a filter says otherwise
         if item.where is not None:
             condition = evaluate(item.where.tree, {c: column(c) for c in columns_of(item.where.tree)}, n)
             keep = condition.data.astype(bool) & condition.valid
         if item.column is None:
-            out.append(np.where(keep, 1.0, np.nan))
+            out.append(np.ones(n) if keep is None else np.where(keep, 1.0, np.nan))
             continue
         value = column(item.column)
-        present = keep & value.valid
+        present = value.valid if keep is None else keep & value.valid
         if item.numeric:
-            data = value.data.astype("float64")
-            out.append(np.where(present, data, np.nan))
+            out.append(np.where(present, value.data.astype("float64", copy=False), np.nan))
         else:
             codes, uniques = pd.factorize(pd.Series(np.where(present, value.data, None), dtype=object),
                                           use_na_sentinel=True, sort=True)
@@ -283,6 +323,17 @@ def _decoded(kind: str, uniques: np.ndarray, codes: np.ndarray, found: np.ndarra
     return MaskedColumn("time", np.where(found, picked, 0).astype("int64"), found)
 
 
+def _feature_column(value: MaskedColumn, dtype: str, index: pd.Index) -> np.ndarray | pd.Series:
+    """A feature's output column in ``dtype``: a number straight from its NumPy data, without a
+    Series and its copies; anything else (and a null in an integer feature, which pandas
+    rejects with its own message) through ``to_pandas``."""
+    if value.type == "num" and dtype == "float64":
+        return np.where(value.valid, value.data, np.nan).astype("float64", copy=False)
+    if value.type == "num" and dtype == "int64" and value.valid.all():
+        return value.data.astype("int64")
+    return to_pandas(value, index=index).astype(dtype)
+
+
 def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: FeatureSet,
                           kinds: dict[str, str] | None = None) -> pd.DataFrame:
     """``spine`` with one column per feature, computed from ``events`` (which must hold every
@@ -294,9 +345,10 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
     ev_times, ev_valid = _micros(events[fs.timestamp])
     ev_codes, q_codes = _entity_codes(events, spine, fs.entity_keys)
     ev_valid &= ev_codes >= 0
-    ev_times, ev_codes = ev_times[ev_valid], ev_codes[ev_valid]
-    prepared, raw_values = _prepared_inputs(plan, events, kinds)
-    inputs = [values[ev_valid] for values in prepared]
+    inputs, raw_values = _prepared_inputs(plan, events, kinds)
+    if not ev_valid.all():  # events without a time or an entity match nothing
+        ev_times, ev_codes = ev_times[ev_valid], ev_codes[ev_valid]
+        inputs = [values[ev_valid] for values in inputs]
     raw_last = {name: KIND_TYPES[kind] for name, kind in plan.raw_last_kinds().items()}
 
     q_times, q_valid = _micros(spine[fs.as_of])
@@ -363,17 +415,20 @@ def features_of_partition(spine: pd.DataFrame, events: pd.DataFrame, fs: Feature
         stats[stat.name] = MaskedColumn("num", result, ~np.isnan(result))
     stats[AS_OF_MICROS] = MaskedColumn("num", q_times.astype("float64"), q_valid.copy())
 
-    columns: dict[str, pd.Series] = {}
+    columns: dict[str, np.ndarray | pd.Series] = {}
     dtypes = fs.dtypes(all_kinds)
     for name in fs.feature_names():
         value = evaluate(plan.features[name], stats, len(spine))
         stats[name] = value
-        series = to_pandas(value, index=spine.index)
-        columns[name] = series.astype(dtypes[name])
+        columns[name] = _feature_column(value, dtypes[name], spine.index)
     return spine.assign(**columns)
 
 
-def training_set_dask(fs: FeatureSet, events: dd.DataFrame, spine: dd.DataFrame) -> dd.DataFrame:
+ShuffleMethod = Literal["tasks", "p2p"]
+
+
+def training_set_dask(fs: FeatureSet, events: dd.DataFrame, spine: dd.DataFrame, *,
+                      shuffle_method: ShuffleMethod = "tasks") -> dd.DataFrame:
     """Every row of ``spine`` exactly once, with one column per feature of ``fs``.
 
     A feature of a spine row is computed over the events of the same entity with
@@ -382,6 +437,12 @@ def training_set_dask(fs: FeatureSet, events: dd.DataFrame, spine: dd.DataFrame)
     distinct_count) or ``float64`` (NaN for null). Lazy; each worker holds one entity-hash
     partition of the events at a time. Raises ``DefinitionError`` / ``SchemaMismatch`` (from
     dtypes only) before any task runs.
+
+    ``shuffle_method``: how both sides reach their entity partitions. ``"tasks"`` (the default)
+    hands pandas shards from worker to worker in memory (spilled by the workers' memory
+    manager if need be); ``"p2p"`` writes every shard to the workers' disks through Arrow,
+    which costs a quarter more CPU at 10M events and pays only when the shuffled events do not
+    fit in the cluster's memory. Both hash the keys alike, so the results are the same.
     """
     import dask.dataframe as dd
 
@@ -394,8 +455,8 @@ def training_set_dask(fs: FeatureSet, events: dd.DataFrame, spine: dd.DataFrame)
         # Dask hashes numbers as float64 whatever their width, but strings by dtype.
         events = events.astype(strings)
     n = max(events.npartitions, spine.npartitions)
-    events = events.shuffle(on=keys, npartitions=n)
-    spine_parts = spine.shuffle(on=keys, npartitions=n)
+    events = events.shuffle(on=keys, npartitions=n, shuffle_method=shuffle_method)
+    spine_parts = spine.shuffle(on=keys, npartitions=n, shuffle_method=shuffle_method)
     meta = features_of_partition(spine._meta, events._meta, fs, kinds)
     return dd.map_partitions(features_of_partition, spine_parts, events, fs, kinds, meta=meta,
                              align_dataframes=False, enforce_metadata=False)

@@ -34,7 +34,16 @@ def _digits_needed(span_bits: int, rows: int) -> int:
 def prefix_count(mask: np.ndarray) -> np.ndarray:
     """How many of ``mask`` are true before each position, and in all: ``n + 1`` int64s, so a
     slice ``[lo, hi)`` holds ``count[hi] - count[lo]``."""
-    return np.concatenate([[0], np.cumsum(mask, dtype="int64")])
+    return _prefix(mask, "int64")
+
+
+def _prefix(values: np.ndarray, dtype: str) -> np.ndarray:
+    """``[0, values[0], values[0] + values[1], ...]`` (``n + 1`` of them), accumulated in
+    ``dtype`` straight into the result: no temporary of the array's size."""
+    out = np.empty(len(values) + 1, dtype=dtype)
+    out[0] = 0
+    np.cumsum(values, dtype=dtype, out=out[1:])
+    return out
 
 
 class ExactWindowSums:
@@ -52,7 +61,11 @@ class ExactWindowSums:
         infinite = ~finite & ~np.isnan(values)
         self._infinities = ((prefix_count(values == np.inf), prefix_count(values == -np.inf))
                             if infinite.any() else None)
-        mantissa, exponent = np.frexp(np.where(finite, values, 0.0))
+        finite_values = np.where(finite, values, 0.0)
+        self._float_prefix = self._whole_number_prefix(finite_values)
+        if self._float_prefix is not None:
+            return
+        mantissa, exponent = np.frexp(finite_values)
         integer = np.ldexp(mantissa, 53).astype("int64")  # exact: |integer| < 2**53
         exponent = exponent.astype("int64") - 53
         nonzero = integer != 0
@@ -90,6 +103,21 @@ class ExactWindowSums:
             np.cumsum(contribution, out=self._prefixes[k, 1:])
 
     @staticmethod
+    def _whole_number_prefix(finite_values: np.ndarray) -> np.ndarray | None:
+        """Plain float64 prefix sums when every value is a whole number and the sum of
+        magnitudes is below 2**51 (so every prefix and every difference of two is an integer
+        a double holds exactly), else None. The common case of ``_exact_float_prefix`` (b >= 0)
+        in two passes, without decomposing the values."""
+        scratch = np.trunc(finite_values)
+        if not np.array_equal(scratch, finite_values):
+            return None
+        with np.errstate(over="ignore"):  # an infinite total simply fails the test
+            total = float(np.abs(finite_values, out=scratch).sum())
+        if total >= np.ldexp(1.0, 51):
+            return None
+        return _prefix(finite_values, "float64")
+
+    @staticmethod
     def _exact_float_prefix(values: np.ndarray, finite: np.ndarray, integer: np.ndarray, exponent: np.ndarray,
                             nonzero: np.ndarray) -> np.ndarray | None:
         """Plain float64 prefix sums when they are exact, else None: every value a multiple of
@@ -103,7 +131,7 @@ class ExactWindowSums:
         # The float sum of magnitudes is at most (1 + n eps) times the true one: 2**51 leaves room.
         if b > 970 or total >= np.ldexp(1.0, 51 + b):
             return None
-        return np.concatenate([[0.0], np.cumsum(np.where(finite, values, 0.0))])
+        return _prefix(np.where(finite, values, 0.0), "float64")
 
     def sums(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """The correctly rounded sum of each slice ``[lo[i], hi[i])``: NaN when it holds no
