@@ -218,3 +218,17 @@ def test_columnar_exchange_keeps_whole_amounts_and_negative_zero(spark, negative
     pd.testing.assert_frame_equal(packed, exchange_features(spark, events, labels, packed=False))
     if negative_zero:
         assert same_double(packed.loc[0, "amount_last_1h"], -0.0)
+
+
+def test_columnar_exchange_with_many_partitions_sends_smaller_blocks(spark):
+    """With many shuffle partitions a map task's open blocks share one row budget
+    (``EventBlocks.blockRows``: 3,495 rows per block for 300 partitions, not 64K each): the hot
+    entity's partition arrives in many blocks, and the features equal the row exchange's."""
+    before = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", "300")
+    try:
+        events, labels = exchange_frames(40_000, seed=11)
+        pd.testing.assert_frame_equal(exchange_features(spark, events, labels, packed=True),
+                                      exchange_features(spark, events, labels, packed=False))
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", before)

@@ -38,8 +38,21 @@ import java.util.NoSuchElementException;
 final class EventBlocks {
     private EventBlocks() {}
 
-    /** Rows per block: a few hundred records at 10M events, a few MiB held per map task. */
+    /** Rows per block at most: a few hundred records at 10M events. */
     static final int ROWS = 1 << 16;
+
+    /** Rows a map task holds unsent across all its partitions' open blocks (9 bytes per value:
+     * ~45 MiB for 5 columns): with many shuffle partitions (Spark's default is 200) blocks get
+     * smaller instead of a task holding 64K rows for each of them. */
+    static final int BUDGET_ROWS = 1 << 20;
+
+    /** Rows per block at least, so that a block's framing stays small beside its data. */
+    static final int MIN_ROWS = 1 << 10;
+
+    /** Rows per block for {@code partitions} target partitions (see {@link #BUDGET_ROWS}). */
+    static int blockRows(int partitions) {
+        return Math.max(MIN_ROWS, Math.min(ROWS, BUDGET_ROWS / Math.max(1, partitions)));
+    }
 
     /** Whether every column of {@code schema} but the partition's is held as a long or a double. */
     static boolean packable(StructType schema, String partition) {
@@ -113,6 +126,7 @@ final class EventBlocks {
             long[][][] values = new long[partitions][][];
             byte[][][] nulls = new byte[partitions][][];
             int[] count = new int[partitions];
+            int blockRows = blockRows(partitions);
             ArrayDeque<Tuple2<Integer, byte[]>> ready = new ArrayDeque<>();
             return new Iterator<Tuple2<Integer, byte[]>>() {
                 private boolean flushed;
@@ -136,8 +150,8 @@ final class EventBlocks {
                 private void add(InternalRow row) {
                     int p = row.getInt(partitionAt);
                     if (values[p] == null) {
-                        values[p] = new long[columns][ROWS];
-                        nulls[p] = new byte[columns][ROWS];
+                        values[p] = new long[columns][blockRows];
+                        nulls[p] = new byte[columns][blockRows];
                     }
                     int i = count[p];
                     for (int c = 0; c < columns; c++) {
@@ -150,7 +164,7 @@ final class EventBlocks {
                         values[p][c][i] = isLong[c] ? FeatureWindows.readLong(row, c, types[c])
                             : Double.doubleToRawLongBits(FeatureWindows.readDouble(row, c, types[c]));
                     }
-                    if (++count[p] == ROWS) emit(p);
+                    if (++count[p] == blockRows) emit(p);
                 }
 
                 private void emit(int p) {
