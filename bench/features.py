@@ -58,7 +58,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import (RESULTS_DIR, begin, engine_peaks_mib, fmt, header_lines, load_average,  # noqa: E402
-                           markdown_table, report, run_child, spread, timed, write_results)
+                           markdown_table, report, run_child, spread, timed, tree_cpu_seconds, write_results)
 
 WINDOWS = {"7d": 7, "30d": 30, "90d": 90}
 US_PER_DAY = 86_400_000_000
@@ -438,14 +438,16 @@ def child(name: str, workdir: Path, reps: int) -> dict[str, Any]:
     run = RUNS[name]
     warm = workdir / f"out-warmup-{name}"
     warmup_s, _ = timed(lambda: run(engine, sample(workdir), warm))
-    times = []
+    times, cpu = [], []
     for rep in range(reps):
         out = workdir / f"out-{name}-{rep}"
+        before = tree_cpu_seconds()
         times.append(timed(lambda: run(engine, workdir, out))[0])
+        cpu.append(tree_cpu_seconds() - before)
         if rep:
             shutil.rmtree(workdir / f"out-{name}-{rep - 1}", ignore_errors=True)
-    return {"start_s": start_s, "warmup_s": warmup_s, "seconds": spread(times), "output": str(out),
-            "peak_mib": engine_peaks_mib(CONTENDERS[name].engine, engine)}
+    return {"start_s": start_s, "warmup_s": warmup_s, "seconds": spread(times), "cpu_s": spread(cpu),
+            "output": str(out), "peak_mib": engine_peaks_mib(CONTENDERS[name].engine, engine)}
 
 
 # --- comparison and summary --------------------------------------------------------------------
@@ -488,6 +490,7 @@ def summarize(results: dict, labels: int, events: int) -> dict:
         facts["ok"] = check.get("rows") == labels and not check.get("unmatched", 1) and not check.get("mismatched")
     median = {name: f["seconds"]["median"] for name, f in results.items() if f["ok"]}
     least = {name: f["seconds"]["min"] for name, f in results.items() if f["ok"]}
+    cpu = {name: f["cpu_s"]["median"] for name, f in results.items() if f["ok"] and f.get("cpu_s")}
 
     def fastest(names):
         names = [n for n in names if n in median]
@@ -504,6 +507,7 @@ def summarize(results: dict, labels: int, events: int) -> dict:
             "winner": fastest(mine), "lakescore": ours, "best_hand_written": best,
             "lakescore_vs_best_hand_written": median[ours] / median[best] if ours in median and best else None,
             "lakescore_vs_best_hand_written_min": least[ours] / least[best] if ours in least and best else None,
+            "lakescore_vs_best_hand_written_cpu": cpu[ours] / cpu[best] if ours in cpu and best in cpu else None,
             "lakescore_vs_duckdb": median[ours] / median["duckdb"] if ours in median and "duckdb" in median else None,
             "targets": targets(events)[engine]}
         wanted = engines[engine]["targets"]
@@ -538,7 +542,8 @@ def markdown(meta: dict, results: dict, engines: dict) -> str:
                  f"FAILED {f.get('error', '')[:80]}" if "check" not in f else f"MISMATCH {f['check']}")
         seconds = f.get("seconds") or {}
         rows.append([name, contender.engine, contender.what, fmt(seconds.get("min")) if f["ok"] else "-",
-                     fmt(seconds.get("median")) if f["ok"] else "-", fmt(f.get("vs_duckdb")),
+                     fmt(seconds.get("median")) if f["ok"] else "-",
+                     fmt((f.get("cpu_s") or {}).get("median")) if f["ok"] else "-", fmt(f.get("vs_duckdb")),
                      fmt(f.get("start_s"), 1), fmt(f.get("warmup_s"), 1), peaks_text(f.get("peak_mib")), check])
     lines = [
         f"## features bench, {meta['date']}", "",
@@ -548,7 +553,7 @@ def markdown(meta: dict, results: dict, engines: dict) -> str:
         f"{meta['reps']} timed run(s) each (read + compute + write).",
         *header_lines(meta["machine"]),
         f"Load average at the end: {meta['load_average_end']}. Order run: {', '.join(meta['order'])}.", "",
-        markdown_table(["contender", "engine", "what", "s min", "s median", "x duckdb", "start s", "warm-up s",
+        markdown_table(["contender", "engine", "what", "s min", "s median", "CPU s median", "x duckdb", "start s", "warm-up s",
                         "peak MiB", "output check"], rows), ""]
     for engine, e in engines.items():
         ratio = e["lakescore_vs_best_hand_written"]
@@ -556,7 +561,8 @@ def markdown(meta: dict, results: dict, engines: dict) -> str:
         duckdb_target = f" (target <= {wanted['vs_duckdb']})" if "vs_duckdb" in wanted else ""
         lines.append(f"- {engine.capitalize()}: winner **{e['winner'] or '-'}**; lakescore / best hand-written "
                      f"({e['best_hand_written'] or '-'}): **{fmt(ratio)}** on medians, "
-                     f"{fmt(e['lakescore_vs_best_hand_written_min'])} on minimums (target <= "
+                     f"{fmt(e['lakescore_vs_best_hand_written_min'])} on minimums, "
+                     f"{fmt(e['lakescore_vs_best_hand_written_cpu'])} in CPU seconds (target <= "
                      f"{wanted['vs_hand_written']}); lakescore / DuckDB: {fmt(e['lakescore_vs_duckdb'])}"
                      f"{duckdb_target}; targets {'met' if e['targets_met'] else 'NOT met'}")
     return "\n".join(lines) + "\n"

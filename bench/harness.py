@@ -150,6 +150,24 @@ def engine_peaks_mib(kind: str, engine: Any) -> dict[str, Any]:
     return peaks
 
 
+def tree_cpu_seconds() -> float:
+    """CPU seconds (user + system) this process and every live descendant have used so far:
+    Spark's JVM, Dask's nannies and workers (and the in-process scheduler), DuckDB's threads.
+    The difference around a run is what the run cost the machine, which a busy machine's
+    queueing does not inflate as it does the wall time."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            used = proc.cpu_times()
+        except psutil.Error:  # gone between the listing and the read
+            continue
+        total += used.user + used.system
+    return total
+
+
 def close(a: float, b: float, rel: float) -> bool:
     return abs(a - b) <= rel * max(abs(a), abs(b), 1.0)
 
