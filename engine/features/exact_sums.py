@@ -58,9 +58,8 @@ class ExactWindowSums:
         values = np.asarray(values, dtype="float64")
         finite = np.isfinite(values)
         self._present = prefix_count(~np.isnan(values)) if present is None else present
-        infinite = ~finite & ~np.isnan(values)
         self._infinities = ((prefix_count(values == np.inf), prefix_count(values == -np.inf))
-                            if infinite.any() else None)
+                            if np.isinf(values).any() else None)
         finite_values = np.where(finite, values, 0.0)
         self._float_prefix = self._whole_number_prefix(finite_values)
         if self._float_prefix is not None:
