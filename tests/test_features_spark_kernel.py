@@ -232,3 +232,46 @@ def test_columnar_exchange_with_many_partitions_sends_smaller_blocks(spark):
                                       exchange_features(spark, events, labels, packed=False))
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", before)
+
+
+# --- the kernel's sort by time: packed primitive keys, a comparator when they do not fit -------
+
+SORT_DEFINITION = {
+    "name": "sort_by_time", "entity": "customer_id", "timestamp": "event_time", "as_of": "as_of",
+    "source": "events",
+    "aggregations": [{"column": "amount", "functions": ["count", "sum", "last"], "windows": ["30d", "73000d"]}],
+}
+
+
+def test_groups_sorted_by_packed_keys_or_by_the_comparator_find_the_same_windows(spark):
+    """Times spanning five centuries take 54 bits, so a group of 1,500 events (11 bits for its
+    places) cannot be sorted as packed longs and falls back to the comparator, while the small
+    groups beside it in its partition are packed: every window over both, with many equal times
+    (arrival order must not matter), holds exactly the events a brute force finds."""
+    rng = np.random.default_rng(17)
+    day = 86_400_000_000
+    start = int(pd.Timestamp("1700-01-01", tz="UTC").value // 1000)
+    groups = {0: start + rng.choice(rng.integers(0, 500 * 365, 300), 1_500) * day}
+    for entity in range(1, 31):
+        groups[entity] = int(T0.value // 1000) + rng.choice(rng.integers(0, 400, 20), 50) * day
+    events = pd.DataFrame([(e, t) for e, times in groups.items() for t in times], columns=["customer_id", "event_us"])
+    events = events.sample(frac=1.0, random_state=3).reset_index(drop=True)  # arrival order: shuffled
+    events["amount"] = rng.integers(-1000, 1000, len(events)).astype("float64")
+    labels = pd.DataFrame([(e, t) for e, times in groups.items() for t in rng.choice(times, 40)],
+                          columns=["customer_id", "as_of_us"])
+    labels["row_id"] = np.arange(len(labels), dtype="int64")
+    as_time = {"event_time": events["event_us"], "as_of": labels["as_of_us"]}
+    ev = events.assign(event_time=pd.to_datetime(as_time["event_time"], unit="us", utc=True)).drop(columns="event_us")
+    lb = labels.assign(as_of=pd.to_datetime(as_time["as_of"], unit="us", utc=True)).drop(columns="as_of_us")
+    fs = load_feature_set(SORT_DEFINITION)
+    out = training_set_spark(fs, spark_frame(spark, ev).coalesce(1), spark_frame(spark, lb)).toPandas()
+    out = out.sort_values("row_id").reset_index(drop=True)
+    for _, label in labels.iterrows():
+        mine = events[events["customer_id"] == label["customer_id"]]
+        got = out.loc[label["row_id"]]
+        for name, days in (("30d", 30), ("73000d", 73_000)):
+            inside = mine[(mine["event_us"] >= label["as_of_us"] - days * day) & (mine["event_us"] < label["as_of_us"])]
+            assert got[f"amount_count_{name}"] == len(inside), (label["row_id"], name)
+            assert got[f"amount_sum_{name}"] == math.fsum(inside["amount"]), (label["row_id"], name)
+            latest = inside[inside["event_us"] == inside["event_us"].max()]["amount"].max() if len(inside) else math.nan
+            assert same_double(got[f"amount_last_{name}"], latest), (label["row_id"], name)

@@ -481,9 +481,15 @@ public final class FeatureWindows {
                 };
             }
             IndexOrder labelsOrder = (a, b) -> Long.compare(lt[a], lt[b]);
+            TimeKeys eventKeys = plan.order.length > 0 ? null : new TimeKeys(et, eventStart, entities);
+            TimeKeys labelKeys = new TimeKeys(lt, labelStart, entities);
             for (int e = 0; e < entities; e++) {
-                sort(eventOrder, eventStart[e], eventStart[e + 1], eventsOrder, scratch);
-                sort(labelOrder, labelStart[e], labelStart[e + 1], labelsOrder, scratch);
+                if (eventKeys == null || !eventKeys.sort(eventOrder, eventStart[e], eventStart[e + 1])) {
+                    sort(eventOrder, eventStart[e], eventStart[e + 1], eventsOrder, scratch);
+                }
+                if (!labelKeys.sort(labelOrder, labelStart[e], labelStart[e + 1])) {
+                    sort(labelOrder, labelStart[e], labelStart[e + 1], labelsOrder, scratch);
+                }
             }
         }
 
@@ -513,6 +519,51 @@ public final class FeatureWindows {
 
     interface IndexOrder {
         int compare(int a, int b);
+    }
+
+    /**
+     * Sorts a group's positions by time alone, stably, as primitive longs: each position's time
+     * minus the least, shifted left past the bits of its place in the group, which breaks ties
+     * by that place. {@code Arrays.sort} of longs is several times faster than a merge sort of
+     * indices through a comparator (a sixth of the kernel's time at 10M events). Groups whose
+     * times and length do not fit 63 bits together (a hot entity over a wide span of times) are
+     * left to the comparator.
+     */
+    static final class TimeKeys {
+        private final long[] time;
+        private final long least;
+        private final int spanBits;
+        private final long[] keys;
+
+        /** For the groups {@code [start[g], start[g + 1])} of {@code time}, {@code g < groups}. */
+        TimeKeys(long[] time, int[] start, int groups) {
+            this.time = time;
+            long low = Long.MAX_VALUE, high = Long.MIN_VALUE;
+            int longest = 0;
+            for (long t : time) {
+                low = Math.min(low, t);
+                high = Math.max(high, t);
+            }
+            for (int g = 0; g < groups; g++) longest = Math.max(longest, start[g + 1] - start[g]);
+            long span = high - low;  // negative when it overflows: no group fits
+            least = low;
+            spanBits = time.length == 0 ? 0 : span < 0 ? 64 : 64 - Long.numberOfLeadingZeros(span);
+            keys = new long[longest];
+        }
+
+        /** Sorts {@code order[from, to)}, which holds {@code from, ..., to - 1}, by time; false
+         * (nothing changed) when this group does not fit. */
+        boolean sort(int[] order, int from, int to) {
+            int n = to - from;
+            if (n < 2) return true;
+            int placeBits = 32 - Integer.numberOfLeadingZeros(n - 1);
+            if (spanBits + placeBits > 63) return false;
+            for (int k = 0; k < n; k++) keys[k] = ((time[from + k] - least) << placeBits) | k;
+            Arrays.sort(keys, 0, n);
+            long place = (1L << placeBits) - 1;
+            for (int k = 0; k < n; k++) order[from + k] = from + (int) (keys[k] & place);
+            return true;
+        }
     }
 
     /** A stable sort of {@code index[from, to)}: insertion sort when short, else merge sort. */
