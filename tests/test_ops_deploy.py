@@ -380,3 +380,13 @@ def test_operate_doc_lists_every_metric_and_alert():
     alerts = [rule["alert"] for group in rules["groups"] for rule in group["rules"]]
     missing = [m.name for m in METRICS if f"`{m.name}`" not in doc] + [a for a in alerts if f"`{a}`" not in doc]
     assert not missing, f"docs/operate.md does not describe {missing}"
+
+
+def test_dask_workers_in_the_manifest_get_lakescores_allocator_settings():
+    """The DaskJob's workers set what lakescore's local clusters set (``WORKER_MALLOC_ENV``), so
+    the manifest cannot drift from it (the operator's schema above accepts the env entries)."""
+    from engine.session import WORKER_MALLOC_ENV
+
+    worker = custom_resource("DaskJob")["spec"]["cluster"]["spec"]["worker"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in worker.get("env", [])}
+    assert {name: env.get(name) for name in WORKER_MALLOC_ENV} == {k: str(v) for k, v in WORKER_MALLOC_ENV.items()}
