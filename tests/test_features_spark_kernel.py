@@ -260,9 +260,8 @@ def test_groups_sorted_by_packed_keys_or_by_the_comparator_find_the_same_windows
     labels = pd.DataFrame([(e, t) for e, times in groups.items() for t in rng.choice(times, 40)],
                           columns=["customer_id", "as_of_us"])
     labels["row_id"] = np.arange(len(labels), dtype="int64")
-    as_time = {"event_time": events["event_us"], "as_of": labels["as_of_us"]}
-    ev = events.assign(event_time=pd.to_datetime(as_time["event_time"], unit="us", utc=True)).drop(columns="event_us")
-    lb = labels.assign(as_of=pd.to_datetime(as_time["as_of"], unit="us", utc=True)).drop(columns="as_of_us")
+    ev = events.assign(event_time=pd.to_datetime(events["event_us"], unit="us", utc=True)).drop(columns="event_us")
+    lb = labels.assign(as_of=pd.to_datetime(labels["as_of_us"], unit="us", utc=True)).drop(columns="as_of_us")
     fs = load_feature_set(SORT_DEFINITION)
     out = training_set_spark(fs, spark_frame(spark, ev).coalesce(1), spark_frame(spark, lb)).toPandas()
     out = out.sort_values("row_id").reset_index(drop=True)
